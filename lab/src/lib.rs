@@ -1,0 +1,1 @@
+//! Lab: network-namespace fixtures and ASE topologies.

@@ -1,0 +1,105 @@
+//! Flow accounting: add a parsed packet to the active flow map, or, when the
+//! map is full, hand it whole to userspace through `FLOW_EVENTS`. Every way a
+//! packet can miss the map lands in a counter.
+
+use core::intrinsics::{AtomicOrdering::Relaxed, atomic_or, atomic_xadd};
+
+use aya_ebpf::bindings::BPF_NOEXIST;
+use observer_common::{FlowEvent, FlowStats, counter, tcp_flag};
+
+use crate::{
+    maps::{COUNTERS, FLOW_EVENTS, FLOWS},
+    parse::Packet,
+};
+
+/// Adds to one per-CPU counter. Programs do not nest on a CPU, so plain adds
+/// are exact.
+#[inline(always)]
+pub fn count(index: u32, packets: u64, bytes: u64) {
+    if let Some(counter) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: a valid per-CPU slot, written only by this CPU.
+        unsafe {
+            (*counter).packets += packets;
+            (*counter).bytes += bytes;
+        }
+    }
+}
+
+#[inline(always)]
+pub fn account_flow(packet: &Packet, now: u64) {
+    let segments = u64::from(packet.segments);
+    if packet.non_first_fragment {
+        count(counter::FRAGMENTS, segments, packet.bytes);
+    }
+    let fresh = FlowStats {
+        packets: segments,
+        bytes: packet.bytes,
+        first_seen_ns: now,
+        last_seen_ns: now,
+        tcp_flags: u64::from(packet.tcp_flags),
+        syn_count: u64::from(packet.tcp_flags & tcp_flag::SYN != 0),
+        fin_count: u64::from(packet.tcp_flags & tcp_flag::FIN != 0),
+        rst_count: u64::from(packet.tcp_flags & tcp_flag::RST != 0),
+    };
+    if let Some(flows) = FLOWS.get(0) {
+        if let Some(stats) = flows.get_ptr_mut(&packet.key) {
+            add(stats, &fresh, now);
+            count(counter::FLOW_PACKETS, segments, packet.bytes);
+            return;
+        }
+        match flows.insert(&packet.key, &fresh, u64::from(BPF_NOEXIST)) {
+            Ok(()) => {
+                count(counter::FLOW_PACKETS, segments, packet.bytes);
+                return;
+            }
+            // EEXIST: another CPU created the entry between our lookup and insert.
+            Err(_) => {
+                if let Some(stats) = flows.get_ptr_mut(&packet.key) {
+                    add(stats, &fresh, now);
+                    count(counter::FLOW_PACKETS, segments, packet.bytes);
+                    return;
+                }
+            }
+        }
+    }
+    // The map is full (E2BIG) or no map is installed: send the packet itself.
+    match FLOW_EVENTS.reserve(0) {
+        Some(mut entry) => {
+            entry.write(FlowEvent {
+                key: packet.key,
+                stats: fresh,
+            });
+            entry.submit(0);
+            count(counter::FLOW_MAP_FULL, segments, packet.bytes);
+        }
+        None => count(counter::FLOW_EVENTS_LOST, segments, packet.bytes),
+    }
+}
+
+/// Adds one packet's counters to a shared entry with atomic adds (several
+/// CPUs may update one flow at once).
+#[inline(always)]
+fn add(stats: *mut FlowStats, packet: &FlowStats, now: u64) {
+    // SAFETY: `stats` points at a live, 8-byte aligned map value; every
+    // concurrent writer uses atomics or plain stores of monotonic values.
+    unsafe {
+        atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).packets, packet.packets);
+        atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).bytes, packet.bytes);
+        core::ptr::write_volatile(&raw mut (*stats).last_seen_ns, now);
+        if packet.tcp_flags != 0 {
+            let seen = core::ptr::read_volatile(&raw const (*stats).tcp_flags);
+            if seen & packet.tcp_flags != packet.tcp_flags {
+                atomic_or::<u64, u64, { Relaxed }>(&raw mut (*stats).tcp_flags, packet.tcp_flags);
+            }
+            if packet.syn_count != 0 {
+                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).syn_count, 1);
+            }
+            if packet.fin_count != 0 {
+                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).fin_count, 1);
+            }
+            if packet.rst_count != 0 {
+                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).rst_count, 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The two flow maps and the swap that drains them exactly.
+//!
+//! The kernel program writes to whichever map sits in `FLOWS[0]`. A drain
+//! installs the other one; the kernel returns from that map-in-map update
+//! only after an RCU grace period, when no program run can still hold the
+//! old map. The retired map is then quiescent and is emptied with batch
+//! lookup-and-delete: no increment can race the read, so nothing is lost or
+//! counted twice.
+
+use std::os::fd::AsFd;
+
+use aya::maps::{Map, MapData, MapError, of_maps::ArrayOfMaps};
+use aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_HASH;
+use observer_common::{FlowKey, FlowStats};
+
+use super::{
+    CaptureError,
+    batch::{self, BatchBuffers},
+};
+
+#[derive(Debug)]
+pub struct FlowMaps {
+    outer: ArrayOfMaps<MapData, MapData>,
+    inner: [MapData; 2],
+    active: usize,
+    buffers: BatchBuffers<FlowKey, FlowStats>,
+}
+
+impl FlowMaps {
+    /// Creates two inner maps of `slots` entries and installs the first.
+    pub fn new(outer: Map, slots: u32) -> Result<Self, CaptureError> {
+        let map_err = |source: MapError| CaptureError::Map {
+            map: "FLOWS",
+            source,
+        };
+        let mut outer: ArrayOfMaps<MapData, MapData> = outer.try_into().map_err(map_err)?;
+        let create = |name: &str| {
+            let def = aya_obj::Map::new_from_params(
+                BPF_MAP_TYPE_HASH as u32,
+                size_of::<FlowKey>() as u32,
+                size_of::<FlowStats>() as u32,
+                slots,
+                0,
+            );
+            MapData::create(def, name, None).map_err(map_err)
+        };
+        let inner = [create("observer_flows0")?, create("observer_flows1")?];
+        outer.set(0, &inner[0], 0).map_err(map_err)?;
+        Ok(Self {
+            outer,
+            inner,
+            active: 0,
+            buffers: BatchBuffers::new(4096),
+        })
+    }
+
+    /// Swaps the maps and hands every entry of the retired one to `sink`.
+    pub fn drain(&mut self, sink: impl FnMut(&FlowKey, &FlowStats)) -> Result<usize, CaptureError> {
+        let retired = self.active;
+        self.active ^= 1;
+        self.outer
+            .set(0, &self.inner[self.active], 0)
+            .map_err(|source| CaptureError::Map {
+                map: "FLOWS",
+                source,
+            })?;
+        batch::drain(self.inner[retired].fd().as_fd(), &mut self.buffers, sink).map_err(|source| {
+            CaptureError::Syscall {
+                call: "BPF_MAP_LOOKUP_AND_DELETE_BATCH",
+                source,
+            }
+        })
+    }
+}

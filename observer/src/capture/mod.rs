@@ -1,0 +1,199 @@
+//! Kernel side of a capture: load the eBPF object, attach it to the watched
+//! interfaces, and read back what it accounted (flow deltas, overflow
+//! events, DNS messages, loss counters).
+//!
+//! [`Capture`] owns every kernel object it creates; dropping it detaches the
+//! programs and frees the maps, on success, error and panic alike.
+
+pub mod attach;
+mod batch;
+mod flow_maps;
+pub mod iface;
+pub mod netns;
+pub mod privileges;
+
+use aya::{
+    EbpfError, EbpfLoader,
+    maps::{MapData, MapError, PerCpuArray, RingBuf},
+    programs::ProgramError,
+};
+use observer_common::{Counter, FlowKey, FlowStats, counter};
+use thiserror::Error;
+
+use self::flow_maps::FlowMaps;
+pub use self::{
+    attach::{AttachMode, Attachments},
+    iface::{Interface, InterfaceSpec, LinkKind},
+};
+
+/// The kernel program, built by `build.rs` (empty when the eBPF toolchain was
+/// missing at build time).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
+
+#[derive(Debug, Error)]
+pub enum CaptureError {
+    #[error(
+        "this observer binary was built without its eBPF program (bpf-linker or nightly's rust-src \
+         was missing at build time); run `cargo xtask build` and use target/release/observer"
+    )]
+    MissingObject,
+    #[error("cannot load the eBPF object")]
+    Object { source: EbpfError },
+    #[error("the eBPF object has no program `{name}`")]
+    MissingProgram { name: &'static str },
+    #[error("the eBPF object has no map `{name}`")]
+    MissingMap { name: &'static str },
+    #[error("the kernel refused program `{program}`")]
+    Load {
+        program: &'static str,
+        source: ProgramError,
+    },
+    #[error("cannot add a clsact qdisc to `{iface}`")]
+    Qdisc {
+        iface: String,
+        source: aya::programs::tc::TcError,
+    },
+    #[error("cannot attach to {hook} of `{iface}`")]
+    Attach {
+        iface: String,
+        hook: &'static str,
+        source: ProgramError,
+    },
+    #[error("map `{map}` failed")]
+    Map { map: &'static str, source: MapError },
+    #[error("{call} failed")]
+    Syscall {
+        call: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Sizes and switches of a capture.
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    pub attach: AttachMode,
+    /// Entries of each of the two flow maps.
+    pub flow_map_size: u32,
+    /// Bytes of the ring buffer for packets that miss a full flow map.
+    pub flow_ring_bytes: u32,
+    /// Bytes of the DNS message ring buffer.
+    pub dns_ring_bytes: u32,
+    pub capture_dns: bool,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self {
+            attach: AttachMode::Auto,
+            flow_map_size: 65_536,
+            flow_ring_bytes: 8 << 20,
+            dns_ring_bytes: 4 << 20,
+            capture_dns: true,
+        }
+    }
+}
+
+/// Per-reason counters summed over CPUs, indexed like `observer_common::counter`.
+pub type Counters = [Counter; counter::LEN as usize];
+
+/// A running capture.
+pub struct Capture {
+    // Declared first so it drops first: detach before the maps go away.
+    attachments: Option<Attachments>,
+    tcx: bool,
+    flow_maps: FlowMaps,
+    counters: PerCpuArray<MapData, Counter>,
+    flow_events: Option<RingBuf<MapData>>,
+    dns_events: Option<RingBuf<MapData>>,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("attachments", &self.attachments)
+            .field("flow_maps", &self.flow_maps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Capture {
+    /// Loads the program, creates the maps and attaches to `interfaces`
+    /// (resolved in the current network namespace).
+    pub fn start(config: &CaptureConfig, interfaces: &[Interface]) -> Result<Self, CaptureError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(CaptureError::MissingObject);
+        }
+        privileges::raise_memlock_limit();
+        let capture_dns = u8::from(config.capture_dns);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CAPTURE_DNS", &capture_dns, true)
+            .map_max_entries("FLOW_EVENTS", config.flow_ring_bytes)
+            .map_max_entries("DNS_EVENTS", config.dns_ring_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(|source| CaptureError::Object { source })?;
+        let mut take =
+            |name: &'static str| ebpf.take_map(name).ok_or(CaptureError::MissingMap { name });
+        let map_err = |map: &'static str| move |source| CaptureError::Map { map, source };
+        // The flow map is installed before anything is attached.
+        let flow_maps = FlowMaps::new(take("FLOWS")?, config.flow_map_size)?;
+        let counters = PerCpuArray::try_from(take("COUNTERS")?).map_err(map_err("COUNTERS"))?;
+        let flow_events =
+            RingBuf::try_from(take("FLOW_EVENTS")?).map_err(map_err("FLOW_EVENTS"))?;
+        let dns_events = RingBuf::try_from(take("DNS_EVENTS")?).map_err(map_err("DNS_EVENTS"))?;
+        let attachments = attach::attach(&mut ebpf, interfaces, config.attach)?;
+        Ok(Self {
+            tcx: attachments.tcx,
+            attachments: Some(attachments),
+            flow_maps,
+            counters,
+            flow_events: Some(flow_events),
+            dns_events: config.capture_dns.then_some(dns_events),
+        })
+    }
+
+    /// Whether the programs sit on TCX links (else clsact filters).
+    pub fn uses_tcx(&self) -> bool {
+        self.tcx
+    }
+
+    /// Detaches from every interface; the maps stay readable for a final drain.
+    pub fn detach(&mut self) {
+        self.attachments = None;
+    }
+
+    /// Hands every flow delta accounted since the previous drain to `sink`.
+    pub fn drain_flows(
+        &mut self,
+        sink: impl FnMut(&FlowKey, &FlowStats),
+    ) -> Result<usize, CaptureError> {
+        self.flow_maps.drain(sink)
+    }
+
+    /// Sums the per-CPU counters (cumulative since the program was loaded).
+    pub fn counters(&self) -> Result<Counters, CaptureError> {
+        let mut totals = [Counter::default(); counter::LEN as usize];
+        for (index, total) in (0..counter::LEN).zip(&mut totals) {
+            let per_cpu = self
+                .counters
+                .get(&index, 0)
+                .map_err(|source| CaptureError::Map {
+                    map: "COUNTERS",
+                    source,
+                })?;
+            for value in per_cpu.iter() {
+                *total += *value;
+            }
+        }
+        Ok(totals)
+    }
+
+    /// The ring buffer of packets that missed a full flow map (taken once).
+    pub fn take_flow_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.flow_events.take()
+    }
+
+    /// The DNS message ring buffer (taken once; `None` with DNS capture off).
+    pub fn take_dns_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.dns_events.take()
+    }
+}

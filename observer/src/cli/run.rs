@@ -1,0 +1,130 @@
+//! `observer run`: capture flows on interfaces until a duration ends or
+//! SIGINT/SIGTERM, and write them as Parquet.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::GlobalArgs;
+use crate::{
+    capture::{AttachMode, CaptureConfig, InterfaceSpec},
+    flow::TableConfig,
+    pipeline::{self, RunOptions},
+};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to watch, optionally with the role its path plays in the
+    /// topology (e.g. `eth1=internet`). Repeat for several.
+    #[arg(long = "iface", value_name = "NAME[=ROLE]", required = true)]
+    interfaces: Vec<InterfaceSpec>,
+    /// Capture inside this network namespace (a name under /run/netns or a path).
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
+    /// Directory for the Parquet files and the run summary (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// End a flow record after this long without packets.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    idle_timeout: f64,
+    /// Emit an interim record for flows older than this, then carry on.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    active_timeout: f64,
+    /// How often the kernel flow map is drained.
+    #[arg(long, value_name = "SECS", default_value_t = 0.5)]
+    drain_interval: f64,
+    /// How often ended records are written; each write is a complete file,
+    /// so a crash loses at most this much.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    flush_interval: f64,
+    /// Flows the kernel map holds between two drains (each of two maps);
+    /// packets beyond it reach userspace one by one through a ring buffer.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    flow_map_size: u32,
+    /// Live flows kept in userspace before the idlest are ended
+    /// (end reason lack-of-resources).
+    #[arg(long, value_name = "N", default_value_t = 4_000_000)]
+    max_flows: usize,
+    /// Size of the overflow ring buffer, in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    event_ring_mib: u32,
+    /// How to hook into traffic control: auto (TCX on Linux >= 6.6, else a
+    /// clsact qdisc), tcx, or tc.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    attach: AttachMode,
+    /// Seconds between status lines.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    status_interval: f64,
+    /// Write the run id to this file once capturing (for scripts).
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+}
+
+fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{name} must be a positive number of seconds, not {value}"))
+}
+
+impl RunArgs {
+    fn options(&self, global: &GlobalArgs) -> anyhow::Result<RunOptions> {
+        anyhow::ensure!(
+            self.event_ring_mib.is_power_of_two(),
+            "--event-ring-mib must be a power of two (1, 2, 4, 8, ...), not {}",
+            self.event_ring_mib
+        );
+        anyhow::ensure!(self.flow_map_size > 0, "--flow-map-size must be at least 1");
+        Ok(RunOptions {
+            interfaces: self.interfaces.clone(),
+            netns: self.netns.clone(),
+            out: self.out.clone(),
+            duration: self.duration.map(|d| seconds("duration", d)).transpose()?,
+            table: TableConfig {
+                idle_timeout: seconds("idle-timeout", self.idle_timeout)?,
+                active_timeout: seconds("active-timeout", self.active_timeout)?,
+                max_flows: self.max_flows.max(1),
+                ..TableConfig::default()
+            },
+            capture: CaptureConfig {
+                attach: self.attach,
+                flow_map_size: self.flow_map_size,
+                flow_ring_bytes: self.event_ring_mib << 20,
+                ..CaptureConfig::default()
+            },
+            drain_interval: seconds("drain-interval", self.drain_interval)?,
+            flush_interval: seconds("flush-interval", self.flush_interval)?,
+            status_interval: (!global.quiet)
+                .then(|| seconds("status-interval", self.status_interval))
+                .transpose()?,
+            ready_file: self.ready_file.clone(),
+        })
+    }
+
+    pub fn execute(&self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let options = self.options(global)?;
+        // Before any thread exists: entering --netns only moves this thread.
+        let prepared = pipeline::prepare(&options)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let summary = runtime.block_on(pipeline::run(prepared, &options))?;
+        tracing::info!(
+            "{} records ({} packets, {} bytes) in {} files; {} lost; summary in {}",
+            summary.records,
+            summary.packets,
+            summary.bytes,
+            summary.files.len(),
+            summary.lost_packets,
+            options
+                .out
+                .join(format!("run-{}.json", summary.run_id))
+                .display()
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,12 @@
+//! The Parquet files observer writes and reads back: the flow schema (a
+//! contract), a writer whose files are complete or absent, and a reader
+//! that names whatever is missing or mistyped.
+
+pub mod reader;
+pub mod schema;
+pub mod writer;
+
+pub use self::{
+    reader::{ReadError, read_flows},
+    writer::{ParquetFiles, Rows, WriteError, check_writable},
+};

@@ -1,0 +1,462 @@
+//! The flow-record Parquet schema: column names and types are a contract
+//! (snake_case, one row per flow per observation point per interval), and
+//! the conversions between [`FlowRecord`]s and Arrow record batches.
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use arrow::{
+    array::{
+        Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringArray, StringBuilder,
+        TimestampNanosecondArray, UInt8Array, UInt16Array, UInt64Array,
+    },
+    datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt8Type, UInt16Type, UInt64Type},
+};
+use thiserror::Error;
+
+use crate::flow::{FlowRecord, ObservationPoint};
+
+/// Version of the flow file layout, written to the file metadata.
+pub const SCHEMA_VERSION: &str = "1";
+
+#[derive(Debug, Error)]
+pub enum SchemaError {
+    #[error("missing column `{column}` (expected {expected}); is this an observer flow file?")]
+    Missing {
+        column: &'static str,
+        expected: String,
+    },
+    #[error("column `{column}` has type {found}, expected {expected}")]
+    WrongType {
+        column: &'static str,
+        found: DataType,
+        expected: DataType,
+    },
+    #[error("column `{column}`, row {row}: {message}")]
+    BadValue {
+        column: &'static str,
+        row: usize,
+        message: String,
+    },
+}
+
+fn utc() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// The required (measured) columns, in file order.
+pub fn capture_fields() -> Vec<Field> {
+    vec![
+        Field::new("start_time", utc(), false),
+        Field::new("end_time", utc(), false),
+        Field::new("host", DataType::Utf8, false),
+        Field::new("netns", DataType::Utf8, true),
+        Field::new("iface", DataType::Utf8, false),
+        Field::new("iface_role", DataType::Utf8, true),
+        Field::new("direction", DataType::Utf8, false),
+        Field::new("ip_version", DataType::UInt8, false),
+        Field::new("protocol", DataType::UInt8, false),
+        Field::new("src_addr", DataType::Utf8, false),
+        Field::new("dst_addr", DataType::Utf8, false),
+        Field::new("src_port", DataType::UInt16, true),
+        Field::new("dst_port", DataType::UInt16, true),
+        Field::new("icmp_type", DataType::UInt8, true),
+        Field::new("icmp_code", DataType::UInt8, true),
+        Field::new("vlan_id", DataType::UInt16, true),
+        Field::new("packets", DataType::UInt64, false),
+        Field::new("bytes", DataType::UInt64, false),
+        Field::new("tcp_flags", DataType::UInt8, false),
+        Field::new("syn_count", DataType::UInt64, false),
+        Field::new("fin_count", DataType::UInt64, false),
+        Field::new("rst_count", DataType::UInt64, false),
+        Field::new("end_reason", DataType::Utf8, false),
+    ]
+}
+
+/// Enrichment columns (DNS names, classification); null until filled.
+pub fn enrichment_fields() -> Vec<Field> {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    vec![
+        text("dst_name"),
+        Field::new(
+            "dns_chain",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+        text("category"),
+        text("dependency"),
+        text("expected_next_hop"),
+        text("observed_path"),
+        text("flow_type"),
+        text("verdict"),
+        text("reason"),
+    ]
+}
+
+pub fn flow_schema() -> SchemaRef {
+    let mut fields = capture_fields();
+    fields.extend(enrichment_fields());
+    Arc::new(Schema::new(fields))
+}
+
+/// Builds one record batch of `records` in [`flow_schema`] order.
+pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
+    fn text<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+        Arc::new(values.collect::<StringArray>())
+    }
+    let time = |f: fn(&FlowRecord) -> i64| -> ArrayRef {
+        Arc::new(
+            TimestampNanosecondArray::from_iter_values(records.iter().map(f)).with_timezone("UTC"),
+        )
+    };
+    let u8s = |f: fn(&FlowRecord) -> Option<u8>| -> ArrayRef {
+        Arc::new(records.iter().map(f).collect::<UInt8Array>())
+    };
+    let u16s = |f: fn(&FlowRecord) -> Option<u16>| -> ArrayRef {
+        Arc::new(records.iter().map(f).collect::<UInt16Array>())
+    };
+    let u64s = |f: fn(&FlowRecord) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(records.iter().map(f)))
+    };
+    let mut chain = ListBuilder::new(StringBuilder::new());
+    for record in records {
+        match &record.dns_chain {
+            Some(names) => chain.append_value(names.iter().map(Some)),
+            None => chain.append_null(),
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        time(|r| r.start_ns),
+        time(|r| r.end_ns),
+        text(records.iter().map(|r| Some(&*r.point.host))),
+        text(records.iter().map(|r| r.point.netns.as_deref())),
+        text(records.iter().map(|r| Some(&*r.point.iface))),
+        text(records.iter().map(|r| r.point.iface_role.as_deref())),
+        text(records.iter().map(|r| Some(r.direction.as_str()))),
+        u8s(|r| Some(r.ip_version)),
+        u8s(|r| Some(r.protocol)),
+        Arc::new(
+            records
+                .iter()
+                .map(|r| Some(r.src_addr.to_string()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            records
+                .iter()
+                .map(|r| Some(r.dst_addr.to_string()))
+                .collect::<StringArray>(),
+        ),
+        u16s(|r| r.src_port),
+        u16s(|r| r.dst_port),
+        u8s(|r| r.icmp_type),
+        u8s(|r| r.icmp_code),
+        u16s(|r| r.vlan_id),
+        u64s(|r| r.packets),
+        u64s(|r| r.bytes),
+        u8s(|r| Some(r.tcp_flags)),
+        u64s(|r| r.syn_count),
+        u64s(|r| r.fin_count),
+        u64s(|r| r.rst_count),
+        text(records.iter().map(|r| Some(r.end_reason.as_str()))),
+        text(records.iter().map(|r| r.dst_name.as_deref())),
+        Arc::new(chain.finish()),
+        text(records.iter().map(|r| r.category.as_deref())),
+        text(records.iter().map(|r| r.dependency.as_deref())),
+        text(records.iter().map(|r| r.expected_next_hop.as_deref())),
+        text(records.iter().map(|r| r.observed_path.as_deref())),
+        text(records.iter().map(|r| r.flow_type.as_deref())),
+        text(records.iter().map(|r| r.verdict.as_deref())),
+        text(records.iter().map(|r| r.reason.as_deref())),
+    ];
+    RecordBatch::try_new(flow_schema(), columns).expect("columns built in schema order")
+}
+
+/// Looks up a column by name and checks its type.
+fn column<'a>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+    expected: &DataType,
+) -> Result<&'a ArrayRef, SchemaError> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| SchemaError::Missing {
+            column: name,
+            expected: expected.to_string(),
+        })?;
+    // Timestamps from other writers may carry another zone spelling; the unit is what matters.
+    let same = match (column.data_type(), expected) {
+        (DataType::Timestamp(unit, Some(_)), DataType::Timestamp(want, Some(_))) => unit == want,
+        (found, want) => found == want,
+    };
+    if !same {
+        return Err(SchemaError::WrongType {
+            column: name,
+            found: column.data_type().clone(),
+            expected: expected.clone(),
+        });
+    }
+    Ok(column)
+}
+
+fn optional<'a>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+    expected: &DataType,
+) -> Result<Option<&'a ArrayRef>, SchemaError> {
+    match batch.column_by_name(name) {
+        None => Ok(None),
+        Some(_) => column(batch, name, expected).map(Some),
+    }
+}
+
+/// Interns repeated strings (host, interface, ...) so rows share them.
+#[derive(Default)]
+struct Interner(HashMap<String, Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, value: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(value) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = value.into();
+        self.0.insert(value.to_owned(), shared.clone());
+        shared
+    }
+}
+
+/// Reads the records of one batch. The capture columns are required; the
+/// enrichment columns are read when present.
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
+    let utf8 = DataType::Utf8;
+    let times = |name| {
+        column(batch, name, &utc())
+            .map(|c| c.as_primitive::<arrow::datatypes::TimestampNanosecondType>())
+    };
+    let texts = |name| column(batch, name, &utf8).map(|c| c.as_string::<i32>());
+    let u8s = |name| column(batch, name, &DataType::UInt8).map(|c| c.as_primitive::<UInt8Type>());
+    let u16s =
+        |name| column(batch, name, &DataType::UInt16).map(|c| c.as_primitive::<UInt16Type>());
+    let u64s =
+        |name| column(batch, name, &DataType::UInt64).map(|c| c.as_primitive::<UInt64Type>());
+    let opt_texts = |name| optional(batch, name, &utf8).map(|c| c.map(|c| c.as_string::<i32>()));
+
+    let (start, end) = (times("start_time")?, times("end_time")?);
+    let (host, netns, iface, role) = (
+        texts("host")?,
+        texts("netns")?,
+        texts("iface")?,
+        texts("iface_role")?,
+    );
+    let direction = texts("direction")?;
+    let (ip_version, protocol) = (u8s("ip_version")?, u8s("protocol")?);
+    let (src_addr, dst_addr) = (texts("src_addr")?, texts("dst_addr")?);
+    let (src_port, dst_port) = (u16s("src_port")?, u16s("dst_port")?);
+    let (icmp_type, icmp_code, vlan_id) = (u8s("icmp_type")?, u8s("icmp_code")?, u16s("vlan_id")?);
+    let (packets, bytes, tcp_flags) = (u64s("packets")?, u64s("bytes")?, u8s("tcp_flags")?);
+    let (syn, fin, rst) = (u64s("syn_count")?, u64s("fin_count")?, u64s("rst_count")?);
+    let end_reason = texts("end_reason")?;
+    let chain_type = enrichment_fields()
+        .into_iter()
+        .find(|f| f.name() == "dns_chain")
+        .expect("listed")
+        .data_type()
+        .clone();
+    let dns_chain = optional(batch, "dns_chain", &chain_type)?.map(|c| c.as_list::<i32>());
+    let enrich = [
+        "dst_name",
+        "category",
+        "dependency",
+        "expected_next_hop",
+        "observed_path",
+        "flow_type",
+        "verdict",
+        "reason",
+    ]
+    .map(|name| opt_texts(name));
+    let [
+        dst_name,
+        category,
+        dependency,
+        expected,
+        observed,
+        flow_type,
+        verdict,
+        reason,
+    ] = enrich;
+    let (dst_name, category, dependency) = (dst_name?, category?, dependency?);
+    let (expected, observed, flow_type, verdict, reason) =
+        (expected?, observed?, flow_type?, verdict?, reason?);
+
+    let opt =
+        |a: &arrow::array::PrimitiveArray<UInt8Type>, i: usize| a.is_valid(i).then(|| a.value(i));
+    let opt16 =
+        |a: &arrow::array::PrimitiveArray<UInt16Type>, i: usize| a.is_valid(i).then(|| a.value(i));
+    let opt_text = |a: Option<&StringArray>, i: usize| {
+        a.filter(|a| a.is_valid(i)).map(|a| a.value(i).to_owned())
+    };
+    let bad = |column: &'static str, row: usize, message: String| SchemaError::BadValue {
+        column,
+        row,
+        message,
+    };
+    let addr = |a: &StringArray, column: &'static str, i: usize| -> Result<IpAddr, SchemaError> {
+        a.value(i).parse().map_err(|e| {
+            bad(
+                column,
+                i,
+                format!("`{}` is not an IP address ({e})", a.value(i)),
+            )
+        })
+    };
+
+    let mut interner = Interner::default();
+    let mut records = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let point = ObservationPoint {
+            host: interner.get(host.value(i)),
+            netns: netns.is_valid(i).then(|| interner.get(netns.value(i))),
+            iface: interner.get(iface.value(i)),
+            iface_role: role.is_valid(i).then(|| interner.get(role.value(i))),
+        };
+        records.push(FlowRecord {
+            start_ns: start.value(i),
+            end_ns: end.value(i),
+            point,
+            direction: direction
+                .value(i)
+                .parse()
+                .map_err(|e| bad("direction", i, e))?,
+            ip_version: ip_version.value(i),
+            protocol: protocol.value(i),
+            src_addr: addr(src_addr, "src_addr", i)?,
+            dst_addr: addr(dst_addr, "dst_addr", i)?,
+            src_port: opt16(src_port, i),
+            dst_port: opt16(dst_port, i),
+            icmp_type: opt(icmp_type, i),
+            icmp_code: opt(icmp_code, i),
+            vlan_id: opt16(vlan_id, i),
+            packets: packets.value(i),
+            bytes: bytes.value(i),
+            tcp_flags: tcp_flags.value(i),
+            syn_count: syn.value(i),
+            fin_count: fin.value(i),
+            rst_count: rst.value(i),
+            end_reason: end_reason
+                .value(i)
+                .parse()
+                .map_err(|e| bad("end_reason", i, e))?,
+            dst_name: opt_text(dst_name, i),
+            dns_chain: dns_chain.filter(|c| c.is_valid(i)).map(|c| {
+                let names = c.value(i);
+                names
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            category: opt_text(category, i),
+            dependency: opt_text(dependency, i),
+            expected_next_hop: opt_text(expected, i),
+            observed_path: opt_text(observed, i),
+            flow_type: opt_text(flow_type, i),
+            verdict: opt_text(verdict, i),
+            reason: opt_text(reason, i),
+        });
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::flow::{Direction, EndReason};
+
+    pub(crate) fn sample(port: u16) -> FlowRecord {
+        FlowRecord {
+            start_ns: 1_700_000_000_000_000_000,
+            end_ns: 1_700_000_001_000_000_000,
+            point: ObservationPoint {
+                host: "lab".into(),
+                netns: Some("ase".into()),
+                iface: "eth0".into(),
+                iface_role: None,
+            },
+            direction: Direction::Egress,
+            ip_version: 4,
+            protocol: 6,
+            src_addr: "10.0.0.4".parse().unwrap(),
+            dst_addr: "10.0.1.6".parse().unwrap(),
+            src_port: Some(port),
+            dst_port: Some(1433),
+            icmp_type: None,
+            icmp_code: None,
+            vlan_id: Some(100),
+            packets: 10,
+            bytes: 1500,
+            tcp_flags: 0x1b,
+            syn_count: 1,
+            fin_count: 1,
+            rst_count: 0,
+            end_reason: EndReason::EndOfFlow,
+            dst_name: Some("sql.contoso.internal".into()),
+            dns_chain: Some(vec!["a.example".into(), "b.privatelink.example".into()]),
+            category: Some("vnet".into()),
+            dependency: None,
+            expected_next_hop: Some("VnetLocal".into()),
+            observed_path: None,
+            flow_type: Some("IntraVNet".into()),
+            verdict: Some("ok".into()),
+            reason: Some("stays in the VNet".into()),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_a_batch() {
+        let mut plain = sample(40001);
+        plain.dns_chain = None;
+        plain.dst_name = None;
+        plain.src_addr = "fd00::4".parse().unwrap();
+        let records = vec![sample(40000), plain];
+        let batch = to_batch(&records);
+        assert_eq!(batch.schema(), flow_schema());
+        assert_eq!(from_batch(&batch).unwrap(), records);
+    }
+
+    #[test]
+    fn a_missing_or_mistyped_column_is_named() {
+        let batch = to_batch(&[sample(1)]);
+        let without = batch
+            .project(&(1..batch.num_columns()).collect::<Vec<_>>())
+            .unwrap();
+        let err = from_batch(&without).unwrap_err().to_string();
+        assert!(err.contains("missing column `start_time`"), "{err}");
+
+        let index = batch.schema().index_of("bytes").unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[index] = Arc::new(arrow::array::Int64Array::from(vec![1500]));
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[index] = Field::new("bytes", DataType::Int64, false);
+        let mistyped = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let err = from_batch(&mistyped).unwrap_err().to_string();
+        assert_eq!(err, "column `bytes` has type Int64, expected UInt64");
+    }
+
+    #[test]
+    fn enrichment_columns_are_optional_on_input() {
+        let batch = to_batch(&[sample(1)]);
+        let capture_only = batch
+            .project(&(0..capture_fields().len()).collect::<Vec<_>>())
+            .unwrap();
+        let records = from_batch(&capture_only).unwrap();
+        assert_eq!(
+            (records[0].verdict.as_deref(), records[0].bytes),
+            (None, 1500)
+        );
+    }
+}

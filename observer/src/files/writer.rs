@@ -1,0 +1,227 @@
+//! Writing Parquet files that are complete or absent: each flush writes
+//! every pending row to `.NAME.tmp` (zstd, buffered, row groups of at most
+//! 128 Ki rows), syncs it and renames it to `NAME`. A crash loses at most the
+//! rows of one flush interval and never leaves a half-written file under a
+//! final name.
+
+use std::{
+    fs::{self, File},
+    io::{self, BufWriter},
+    marker::PhantomData,
+    path::{Path, PathBuf},
+};
+
+use arrow::{array::RecordBatch, datatypes::SchemaRef};
+use parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression, ZstdLevel},
+    errors::ParquetError,
+    file::{metadata::KeyValue, properties::WriterProperties},
+};
+use thiserror::Error;
+
+use crate::flow::FlowRecord;
+
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+#[derive(Debug, Error)]
+pub enum WriteError {
+    #[error("output directory `{}` is not writable: {source}", dir.display())]
+    Directory { dir: PathBuf, source: io::Error },
+    #[error("disk full while writing `{}`; free some space or point --out at another filesystem", path.display())]
+    DiskFull { path: PathBuf },
+    #[error("cannot write `{}`", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("cannot write `{}`", path.display())]
+    Parquet { path: PathBuf, source: ParquetError },
+}
+
+impl WriteError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::StorageFull {
+            Self::DiskFull {
+                path: path.to_owned(),
+            }
+        } else {
+            Self::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    fn parquet(path: &Path, source: ParquetError) -> Self {
+        match &source {
+            ParquetError::External(inner)
+                if inner
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::StorageFull) =>
+            {
+                Self::DiskFull {
+                    path: path.to_owned(),
+                }
+            }
+            _ => Self::Parquet {
+                path: path.to_owned(),
+                source,
+            },
+        }
+    }
+}
+
+/// Creates `dir` if needed and proves it writable, before any capture starts.
+pub fn check_writable(dir: &Path) -> Result<(), WriteError> {
+    let error = |source| WriteError::Directory {
+        dir: dir.to_owned(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(error)?;
+    let probe = dir.join(format!(".observer-probe-{}", std::process::id()));
+    File::create(&probe).map_err(error)?;
+    fs::remove_file(&probe).map_err(error)
+}
+
+/// A row type with a Parquet table of its own.
+pub trait Rows: Sized {
+    /// File name prefix, e.g. `flows` for `flows-RUN-000001.parquet`.
+    const KIND: &'static str;
+    fn schema() -> SchemaRef;
+    fn to_batch(rows: &[Self]) -> RecordBatch;
+}
+
+impl Rows for FlowRecord {
+    const KIND: &'static str = "flows";
+
+    fn schema() -> SchemaRef {
+        super::schema::flow_schema()
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        super::schema::to_batch(rows)
+    }
+}
+
+/// The files of one table of one run: `DIR/KIND-RUN-SEQ.parquet`.
+#[derive(Debug)]
+pub struct ParquetFiles<T> {
+    dir: PathBuf,
+    run_id: String,
+    pending: Vec<T>,
+    written_rows: u64,
+    files: Vec<PathBuf>,
+    _rows: PhantomData<T>,
+}
+
+impl<T: Rows> ParquetFiles<T> {
+    pub fn new(dir: &Path, run_id: &str) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            run_id: run_id.to_owned(),
+            pending: Vec::new(),
+            written_rows: 0,
+            files: Vec::new(),
+            _rows: PhantomData,
+        }
+    }
+
+    pub fn push(&mut self, row: T) {
+        self.pending.push(row);
+    }
+
+    /// Rows waiting for the next flush.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn written_rows(&self) -> u64 {
+        self.written_rows
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Writes the pending rows to a new complete file, with `metadata` as
+    /// file-level key/values. Nothing is written when no row is pending.
+    pub fn flush(&mut self, metadata: &[(String, String)]) -> Result<Option<PathBuf>, WriteError> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let name = format!(
+            "{}-{}-{:06}.parquet",
+            T::KIND,
+            self.run_id,
+            self.files.len() + 1
+        );
+        let path = self.dir.join(&name);
+        write_atomically(
+            &path,
+            &T::schema(),
+            self.pending.chunks(ROW_GROUP_ROWS).map(T::to_batch),
+            metadata,
+        )?;
+        self.written_rows += self.pending.len() as u64;
+        self.pending.clear();
+        self.files.push(path.clone());
+        Ok(Some(path))
+    }
+}
+
+/// Writes `batches` to `path` via a synced temporary file and a rename.
+pub fn write_atomically(
+    path: &Path,
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = RecordBatch>,
+    metadata: &[(String, String)],
+) -> Result<(), WriteError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("out.parquet");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let result = write_file(&tmp, schema, batches, metadata)
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| WriteError::io(path, e)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_file(
+    tmp: &Path,
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = RecordBatch>,
+    metadata: &[(String, String)],
+) -> Result<(), WriteError> {
+    let file = File::create(tmp).map_err(|e| WriteError::io(tmp, e))?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(Some(
+            metadata
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                .collect(),
+        ))
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        BufWriter::with_capacity(1 << 20, file),
+        schema.clone(),
+        Some(properties),
+    )
+    .map_err(|e| WriteError::parquet(tmp, e))?;
+    for batch in batches {
+        writer
+            .write(&batch)
+            .map_err(|e| WriteError::parquet(tmp, e))?;
+    }
+    let buffered = writer
+        .into_inner()
+        .map_err(|e| WriteError::parquet(tmp, e))?;
+    let file = buffered
+        .into_inner()
+        .map_err(|e| WriteError::io(tmp, e.into_error()))?;
+    file.sync_all().map_err(|e| WriteError::io(tmp, e))
+}

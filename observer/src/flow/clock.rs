@@ -1,0 +1,61 @@
+//! Kernel timestamps are CLOCK_MONOTONIC (`bpf_ktime_get_ns`); records carry
+//! UTC. The offset between the two clocks is read once per capture.
+
+/// Converts kernel monotonic nanoseconds to UTC nanoseconds since the epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    offset_ns: i64,
+}
+
+fn read(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec; these clocks always exist on Linux.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// CLOCK_MONOTONIC now, in the kernel program's time base.
+pub fn monotonic_now_ns() -> u64 {
+    read(libc::CLOCK_MONOTONIC) as u64
+}
+
+impl WallClock {
+    pub fn new() -> Self {
+        // Bracket the realtime read to halve the error of the two reads.
+        let before = read(libc::CLOCK_MONOTONIC);
+        let real = read(libc::CLOCK_REALTIME);
+        let after = read(libc::CLOCK_MONOTONIC);
+        Self {
+            offset_ns: real - (before + (after - before) / 2),
+        }
+    }
+
+    pub fn utc_ns(&self, monotonic_ns: u64) -> i64 {
+        monotonic_ns as i64 + self.offset_ns
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_now_to_about_now() {
+        let clock = WallClock::new();
+        let utc = clock.utc_ns(monotonic_now_ns());
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
+        assert!((utc - system).abs() < 50_000_000, "{utc} vs {system}");
+    }
+}

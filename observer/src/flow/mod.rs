@@ -1,0 +1,286 @@
+//! Flow records: one row per flow, per observation point, per interval,
+//! with the vocabulary of IPFIX (`packets`/`bytes`, `flowEndReason`) and room
+//! for the classification and DNS columns filled in by later stages.
+
+pub mod clock;
+pub mod table;
+
+use std::{fmt, net::IpAddr, str::FromStr, sync::Arc};
+
+use observer_common::{FlowKey, FlowStats, proto};
+
+pub use self::{
+    clock::WallClock,
+    table::{Ended, FlowTable, TableConfig},
+};
+
+/// Where a packet was seen relative to the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Egress => "egress",
+        }
+    }
+}
+
+impl FromStr for Direction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ingress" => Ok(Self::Ingress),
+            "egress" => Ok(Self::Egress),
+            other => Err(format!("unknown direction `{other}` (ingress or egress)")),
+        }
+    }
+}
+
+/// Why a record was closed: the IPFIX `flowEndReason` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// 1: no packet for the idle timeout.
+    IdleTimeout,
+    /// 2: interim record of a flow older than the active timeout.
+    ActiveTimeout,
+    /// 3: FIN or RST seen, then the flow went quiet.
+    EndOfFlow,
+    /// 4: the capture stopped.
+    ForcedEnd,
+    /// 5: the flow table was full and the flow was ended early.
+    LackOfResources,
+}
+
+impl EndReason {
+    pub const ALL: [Self; 5] = [
+        Self::IdleTimeout,
+        Self::ActiveTimeout,
+        Self::EndOfFlow,
+        Self::ForcedEnd,
+        Self::LackOfResources,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IdleTimeout => "idle-timeout",
+            Self::ActiveTimeout => "active-timeout",
+            Self::EndOfFlow => "end-of-flow",
+            Self::ForcedEnd => "forced-end",
+            Self::LackOfResources => "lack-of-resources",
+        }
+    }
+
+    /// The IPFIX `flowEndReason` code (RFC 7011 / IANA IPFIX registry).
+    pub fn ipfix_code(self) -> u8 {
+        self as u8 + 1
+    }
+}
+
+impl FromStr for EndReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown end reason `{s}`"))
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The observation point a record comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservationPoint {
+    pub host: Arc<str>,
+    pub netns: Option<Arc<str>>,
+    pub iface: Arc<str>,
+    pub iface_role: Option<Arc<str>>,
+}
+
+/// One flow record. The first block is what capture measures; the second is
+/// filled by DNS enrichment and classification (null when not done).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowRecord {
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub point: ObservationPoint,
+    pub direction: Direction,
+    pub ip_version: u8,
+    pub protocol: u8,
+    pub src_addr: IpAddr,
+    pub dst_addr: IpAddr,
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    pub vlan_id: Option<u16>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub tcp_flags: u8,
+    pub syn_count: u64,
+    pub fin_count: u64,
+    pub rst_count: u64,
+    pub end_reason: EndReason,
+
+    pub dst_name: Option<String>,
+    pub dns_chain: Option<Vec<String>>,
+    pub category: Option<String>,
+    pub dependency: Option<String>,
+    pub expected_next_hop: Option<String>,
+    pub observed_path: Option<String>,
+    pub flow_type: Option<String>,
+    pub verdict: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl FlowRecord {
+    /// Builds the record of a kernel flow key and its accumulated counters.
+    pub fn from_kernel(
+        key: &FlowKey,
+        stats: &FlowStats,
+        end_reason: EndReason,
+        point: ObservationPoint,
+        clock: &WallClock,
+    ) -> Self {
+        let (src_port, dst_port, icmp_type, icmp_code) = match key.protocol {
+            proto::ICMP | proto::ICMPV6 => (
+                None,
+                None,
+                Some(key.src_port as u8),
+                Some(key.dst_port as u8),
+            ),
+            // Ports 0/0 mark packets without a transport header (non-first fragments).
+            proto::TCP | proto::UDP if key.src_port != 0 || key.dst_port != 0 => {
+                (Some(key.src_port), Some(key.dst_port), None, None)
+            }
+            _ => (None, None, None, None),
+        };
+        Self {
+            start_ns: clock.utc_ns(stats.first_seen_ns),
+            end_ns: clock.utc_ns(stats.last_seen_ns),
+            point,
+            direction: if key.is_egress() {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            ip_version: key.ip_version,
+            protocol: key.protocol,
+            src_addr: key.src_ip(),
+            dst_addr: key.dst_ip(),
+            src_port,
+            dst_port,
+            icmp_type,
+            icmp_code,
+            vlan_id: (key.vlan_id != 0).then_some(key.vlan_id),
+            packets: stats.packets,
+            bytes: stats.bytes,
+            tcp_flags: stats.tcp_flags as u8,
+            syn_count: stats.syn_count,
+            fin_count: stats.fin_count,
+            rst_count: stats.rst_count,
+            end_reason,
+            dst_name: None,
+            dns_chain: None,
+            category: None,
+            dependency: None,
+            expected_next_hop: None,
+            observed_path: None,
+            flow_type: None,
+            verdict: None,
+            reason: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use observer_common::{DIRECTION_EGRESS, user::addr_to_bytes};
+
+    use super::*;
+
+    fn point() -> ObservationPoint {
+        ObservationPoint {
+            host: "h".into(),
+            netns: None,
+            iface: "eth0".into(),
+            iface_role: Some("internet".into()),
+        }
+    }
+
+    fn key(protocol: u8, src_port: u16, dst_port: u16) -> FlowKey {
+        FlowKey {
+            src_addr: addr_to_bytes("10.0.0.4".parse().unwrap()),
+            dst_addr: addr_to_bytes("10.0.1.6".parse().unwrap()),
+            ifindex: 2,
+            src_port,
+            dst_port,
+            direction: DIRECTION_EGRESS,
+            ip_version: 4,
+            protocol,
+            ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn end_reasons_use_ipfix_codes_and_round_trip() {
+        assert_eq!(EndReason::IdleTimeout.ipfix_code(), 1);
+        assert_eq!(EndReason::LackOfResources.ipfix_code(), 5);
+        for reason in EndReason::ALL {
+            assert_eq!(reason.as_str().parse::<EndReason>().unwrap(), reason);
+        }
+    }
+
+    #[test]
+    fn ports_icmp_and_fragments_map_to_the_right_columns() {
+        let clock = WallClock::new();
+        let stats = FlowStats {
+            packets: 1,
+            bytes: 60,
+            ..FlowStats::default()
+        };
+        let tcp = FlowRecord::from_kernel(
+            &key(6, 40000, 1433),
+            &stats,
+            EndReason::EndOfFlow,
+            point(),
+            &clock,
+        );
+        assert_eq!(
+            (tcp.src_port, tcp.dst_port, tcp.icmp_type),
+            (Some(40000), Some(1433), None)
+        );
+        assert_eq!(tcp.src_addr.to_string(), "10.0.0.4");
+        assert_eq!(tcp.direction, Direction::Egress);
+        let icmp = FlowRecord::from_kernel(
+            &key(1, 8, 0),
+            &stats,
+            EndReason::IdleTimeout,
+            point(),
+            &clock,
+        );
+        assert_eq!(
+            (icmp.src_port, icmp.icmp_type, icmp.icmp_code),
+            (None, Some(8), Some(0))
+        );
+        let fragment = FlowRecord::from_kernel(
+            &key(17, 0, 0),
+            &stats,
+            EndReason::IdleTimeout,
+            point(),
+            &clock,
+        );
+        assert_eq!((fragment.src_port, fragment.dst_port), (None, None));
+    }
+}

@@ -1,0 +1,488 @@
+//! The live pipeline of `observer run`:
+//!
+//! ```text
+//! kernel flow maps ──drain (swap)──► flow table ──ended──► records ──► Parquet files
+//! overflow ring buffer ────────────► flow table
+//! loss counters ─────────────────────────────────────────► file metadata, summary
+//! ```
+//!
+//! [`prepare`] does everything that must happen before threads exist
+//! (privilege checks, entering `--netns`, resolving interfaces, attaching);
+//! [`run`] is the async loop; both leave nothing attached when they fail.
+
+use std::{
+    collections::HashMap,
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use observer_common::{FlowEvent, FlowKey, counter};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    time,
+};
+
+use crate::{
+    capture::{
+        Capture, CaptureConfig, CaptureError, Counters, Interface, InterfaceSpec,
+        iface::{self, InterfaceError, LinkKind},
+        netns::{self, NetnsError},
+        privileges::{self, PrivilegeError},
+    },
+    files::{ParquetFiles, WriteError, check_writable},
+    flow::{
+        Ended, FlowRecord, FlowTable, ObservationPoint, TableConfig, WallClock,
+        clock::monotonic_now_ns,
+    },
+};
+
+/// Everything `observer run` was asked to do.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub interfaces: Vec<InterfaceSpec>,
+    pub netns: Option<String>,
+    pub out: PathBuf,
+    pub duration: Option<Duration>,
+    pub table: TableConfig,
+    pub capture: CaptureConfig,
+    pub drain_interval: Duration,
+    pub flush_interval: Duration,
+    /// `None` with `--quiet`.
+    pub status_interval: Option<Duration>,
+    /// Written once every interface is attached (for scripts and tests).
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Interface(#[from] InterfaceError),
+    #[error(transparent)]
+    Output(#[from] WriteError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("cannot {what}")]
+    Io {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+/// A capture attached and ready to run.
+#[derive(Debug)]
+pub struct Prepared {
+    capture: Capture,
+    interfaces: Vec<Interface>,
+    namespace: Option<String>,
+}
+
+/// Checks privileges, enters the namespace, checks the output directory,
+/// resolves the interfaces and attaches. Call before starting any thread.
+pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
+    privileges::check(options.netns.is_some())?;
+    check_writable(&options.out)?;
+    if let Some(name) = &options.netns {
+        netns::enter(name)?;
+    }
+    let namespace = options.netns.as_ref().map_or_else(
+        || "the current network namespace".to_owned(),
+        |n| format!("network namespace `{n}`"),
+    );
+    let interfaces = iface::resolve(&options.interfaces, &namespace)?;
+    let capture = Capture::start(&options.capture, &interfaces)?;
+    Ok(Prepared {
+        capture,
+        interfaces,
+        namespace: options.netns.clone(),
+    })
+}
+
+/// What a run did, written to `run-ID.json` and printed at the end.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub host: String,
+    pub netns: Option<String>,
+    pub interfaces: Vec<InterfaceInfo>,
+    pub attach: &'static str,
+    pub started: String,
+    pub stopped: String,
+    pub stop_reason: String,
+    pub records: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub files: Vec<PathBuf>,
+    /// Per-reason kernel counters (see `observer_common::counter`).
+    pub counters: std::collections::BTreeMap<&'static str, CounterValue>,
+    /// Packets that reached no record (ring buffer full): must be 0.
+    pub lost_packets: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CounterValue {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InterfaceInfo {
+    pub name: String,
+    pub role: Option<String>,
+    pub ifindex: u32,
+    pub link: &'static str,
+}
+
+/// The state of a running capture between events.
+struct Pipeline {
+    capture: Capture,
+    table: FlowTable,
+    ended: Vec<Ended>,
+    files: ParquetFiles<FlowRecord>,
+    points: HashMap<u32, ObservationPoint>,
+    clock: WallClock,
+    summary: RunSummary,
+    counters: Counters,
+}
+
+impl Pipeline {
+    fn drain(&mut self) -> Result<(), RunError> {
+        let Self {
+            capture,
+            table,
+            ended,
+            ..
+        } = self;
+        capture.drain_flows(|key, delta| table.add(key, delta, ended))?;
+        self.counters = self.capture.counters()?;
+        self.table.expire(monotonic_now_ns(), &mut self.ended);
+        self.emit();
+        Ok(())
+    }
+
+    fn read_flow_events(&mut self, ring: &mut RingBuf<MapData>) {
+        while let Some(item) = ring.next() {
+            if item.len() < size_of::<FlowEvent>() {
+                tracing::warn!("short flow event of {} bytes", item.len());
+                continue;
+            }
+            // SAFETY: the kernel writes whole `FlowEvent`s; read unaligned.
+            let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            self.table.add(&event.key, &event.stats, &mut self.ended);
+        }
+    }
+
+    /// Turns ended flows into records waiting for the next flush.
+    fn emit(&mut self) {
+        for Ended { key, stats, reason } in self.ended.drain(..) {
+            let point = self
+                .points
+                .get(&key.ifindex)
+                .cloned()
+                .unwrap_or_else(|| unknown_point(&self.summary, &key));
+            self.summary.records += 1;
+            self.summary.packets += stats.packets;
+            self.summary.bytes += stats.bytes;
+            self.files.push(FlowRecord::from_kernel(
+                &key,
+                &stats,
+                reason,
+                point,
+                &self.clock,
+            ));
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        let metadata = self.metadata();
+        if let Some(path) = self.files.flush(&metadata)? {
+            tracing::debug!("wrote {}", path.display());
+        }
+        Ok(())
+    }
+
+    fn metadata(&self) -> Vec<(String, String)> {
+        let counters: std::collections::BTreeMap<_, _> = counter_values(&self.counters);
+        let interfaces = serde_json::to_string(&self.summary.interfaces).unwrap_or_default();
+        vec![
+            (
+                "observer.schema_version".into(),
+                crate::files::schema::SCHEMA_VERSION.into(),
+            ),
+            ("observer.version".into(), env!("CARGO_PKG_VERSION").into()),
+            ("observer.run_id".into(), self.summary.run_id.clone()),
+            ("observer.host".into(), self.summary.host.clone()),
+            (
+                "observer.netns".into(),
+                self.summary.netns.clone().unwrap_or_default(),
+            ),
+            ("observer.interfaces".into(), interfaces),
+            ("observer.attach".into(), self.summary.attach.into()),
+            (
+                "observer.capture_started".into(),
+                self.summary.started.clone(),
+            ),
+            (
+                "observer.counters".into(),
+                serde_json::to_string(&counters).unwrap_or_default(),
+            ),
+            (
+                "observer.lost_packets".into(),
+                lost_packets(&self.counters).to_string(),
+            ),
+        ]
+    }
+
+    fn status(&self) {
+        let lost = lost_packets(&self.counters);
+        tracing::info!(
+            "{} live flows, {} packets seen, {} records written ({} pending), {} lost",
+            self.table.len(),
+            self.counters[counter::FLOW_PACKETS as usize].packets
+                + self.counters[counter::FLOW_MAP_FULL as usize].packets,
+            self.files.written_rows(),
+            self.files.pending_len(),
+            lost,
+        );
+    }
+}
+
+fn unknown_point(summary: &RunSummary, key: &FlowKey) -> ObservationPoint {
+    ObservationPoint {
+        host: summary.host.as_str().into(),
+        netns: summary.netns.as_deref().map(Into::into),
+        iface: format!("if{}", key.ifindex).into(),
+        iface_role: None,
+    }
+}
+
+fn counter_values(counters: &Counters) -> std::collections::BTreeMap<&'static str, CounterValue> {
+    counter::NAMES
+        .iter()
+        .zip(counters)
+        .map(|(name, c)| {
+            (
+                *name,
+                CounterValue {
+                    packets: c.packets,
+                    bytes: c.bytes,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Packets that reached no record: their flow event found the ring buffer full.
+pub fn lost_packets(counters: &Counters) -> u64 {
+    counters[counter::FLOW_EVENTS_LOST as usize].packets
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: a valid buffer of the given length.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Runs the capture until the duration ends or SIGINT/SIGTERM, then drains
+/// everything, writes the last file and the summary, and detaches.
+pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary, RunError> {
+    let Prepared {
+        mut capture,
+        interfaces,
+        namespace,
+    } = prepared;
+    let io_err = |what| move |source| RunError::Io { what, source };
+    let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("install a SIGINT handler"))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(io_err("install a SIGTERM handler"))?;
+    let flow_events = capture.take_flow_events().expect("taken once");
+    // SAFETY: the ring buffer owns its fd and keeps it open while registered.
+    let mut flow_events =
+        unsafe { AsyncFd::register_with_interest(flow_events, tokio::io::Interest::READABLE) }
+            .map_err(|e| RunError::Io {
+                what: "poll the flow-event ring buffer",
+                source: e.into(),
+            })?;
+
+    let host = hostname();
+    let started = chrono::Utc::now();
+    let run_id = format!(
+        "{}-{}",
+        started.format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    );
+    let host_arc: Arc<str> = host.as_str().into();
+    let netns_arc: Option<Arc<str>> = namespace.as_deref().map(Into::into);
+    let points = interfaces
+        .iter()
+        .map(|i| {
+            let point = ObservationPoint {
+                host: host_arc.clone(),
+                netns: netns_arc.clone(),
+                iface: i.name.as_str().into(),
+                iface_role: i.role.as_deref().map(Into::into),
+            };
+            (i.ifindex, point)
+        })
+        .collect();
+    let summary = RunSummary {
+        run_id: run_id.clone(),
+        host,
+        netns: namespace,
+        interfaces: interfaces
+            .iter()
+            .map(|i| InterfaceInfo {
+                name: i.name.clone(),
+                role: i.role.clone(),
+                ifindex: i.ifindex,
+                link: match i.link {
+                    LinkKind::Ethernet => "ethernet",
+                    LinkKind::RawIp => "raw-ip",
+                },
+            })
+            .collect(),
+        attach: if capture.uses_tcx() { "tcx" } else { "tc" },
+        started: started.to_rfc3339(),
+        ..RunSummary::default()
+    };
+    let mut pipeline = Pipeline {
+        capture,
+        table: FlowTable::new(options.table),
+        ended: Vec::new(),
+        files: ParquetFiles::new(&options.out, &run_id),
+        points,
+        clock: WallClock::new(),
+        summary,
+        counters: [Default::default(); counter::LEN as usize],
+    };
+
+    let names: Vec<String> = interfaces.iter().map(|i| i.to_string()).collect();
+    tracing::info!(
+        "capturing on {} ({}); writing to {}",
+        names.join(", "),
+        pipeline.summary.attach,
+        options.out.display()
+    );
+    if let Some(path) = &options.ready_file {
+        std::fs::write(path, format!("{run_id}\n")).map_err(io_err("write the ready file"))?;
+    }
+
+    let mut drain = time::interval(options.drain_interval);
+    let mut flush = time::interval(options.flush_interval);
+    let mut status = time::interval(options.status_interval.unwrap_or(Duration::from_secs(3600)));
+    for timer in [&mut drain, &mut flush, &mut status] {
+        timer.set_missed_tick_behavior(time::MissedTickBehavior::Delay);
+        timer.reset();
+    }
+    let deadline = options.duration.map(|d| time::Instant::now() + d);
+    let stop_reason = loop {
+        tokio::select! {
+            _ = drain.tick() => pipeline.drain()?,
+            _ = flush.tick() => pipeline.flush()?,
+            _ = status.tick(), if options.status_interval.is_some() => pipeline.status(),
+            guard = flow_events.readable_mut() => {
+                let mut guard = guard.map_err(io_err("poll the flow-event ring buffer"))?;
+                pipeline.read_flow_events(guard.get_inner_mut());
+                guard.clear_ready();
+            }
+            _ = sigint.recv() => break "SIGINT",
+            _ = sigterm.recv() => break "SIGTERM",
+            () = sleep_until(deadline) => break "duration",
+        }
+    };
+    tracing::info!("stopping ({stop_reason}): final drain");
+    finish(
+        pipeline,
+        flow_events.into_inner(),
+        &options.out,
+        stop_reason,
+    )
+}
+
+async fn sleep_until(deadline: Option<time::Instant>) {
+    match deadline {
+        Some(deadline) => time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Detaches, drains both flow maps and the ring buffer, ends every flow and
+/// writes the last file and the summary.
+fn finish(
+    mut pipeline: Pipeline,
+    mut ring: RingBuf<MapData>,
+    out: &Path,
+    stop_reason: &str,
+) -> Result<RunSummary, RunError> {
+    pipeline.capture.detach();
+    // Two swaps: the first drains the map in use until now, the second the
+    // one installed by the first (written to until the detach).
+    pipeline.drain()?;
+    pipeline.drain()?;
+    pipeline.read_flow_events(&mut ring);
+    pipeline.counters = pipeline.capture.counters()?;
+    pipeline.table.finish(&mut pipeline.ended);
+    pipeline.emit();
+    pipeline.flush()?;
+
+    let mut summary = pipeline.summary.clone();
+    summary.stopped = chrono::Utc::now().to_rfc3339();
+    summary.stop_reason = stop_reason.to_owned();
+    summary.files = pipeline.files.files().to_vec();
+    summary.counters = counter_values(&pipeline.counters);
+    summary.lost_packets = lost_packets(&pipeline.counters);
+    let path = out.join(format!("run-{}.json", summary.run_id));
+    let json = serde_json::to_string_pretty(&summary).expect("summary serializes");
+    let tmp = out.join(format!(".run-{}.json.tmp", summary.run_id));
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| {
+            RunError::Output(WriteError::Io {
+                path: path.clone(),
+                source,
+            })
+        })?;
+    Ok(summary)
+}
+
+impl std::fmt::Display for Interface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.role {
+            Some(role) => write!(f, "{}={role}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_packets_count_only_the_ring_buffer_overflow() {
+        let mut counters: Counters = [Default::default(); counter::LEN as usize];
+        counters[counter::FLOW_MAP_FULL as usize].packets = 10;
+        counters[counter::NON_IP as usize].packets = 3;
+        assert_eq!(lost_packets(&counters), 0);
+        counters[counter::FLOW_EVENTS_LOST as usize].packets = 2;
+        assert_eq!(lost_packets(&counters), 2);
+    }
+
+    #[test]
+    fn hostname_is_not_empty() {
+        assert!(!hostname().is_empty());
+    }
+}
