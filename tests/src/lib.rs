@@ -1,1 +1,346 @@
-//! Shared helpers of the privileged integration tests.
+//! Shared helpers of the privileged integration tests: the real `observer`
+//! binary under a guard, an independent reader of its Parquet output, link
+//! counters, namespace pairs and traffic generators.
+//!
+//! Tests need root (namespaces, BPF); run them with `cargo xtask test`,
+//! which builds the binary and points `OBSERVER_BIN` at it.
+
+pub mod traffic;
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use arrow::{
+    array::{Array, AsArray, RecordBatch},
+    datatypes::{UInt8Type, UInt16Type, UInt64Type},
+};
+use lab::netns::{Netns, Process, veth};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// Prefix of every namespace the tests create (swept after a killed run).
+pub const NS_PREFIX: &str = "obt";
+
+/// The observer binary under test.
+pub fn observer_bin() -> PathBuf {
+    let path = std::env::var_os("OBSERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/observer"));
+    assert!(path.exists(), "{} does not exist; run the tests with `cargo xtask test`, which builds it", path.display());
+    path
+}
+
+/// A scratch directory removed on drop.
+#[derive(Debug)]
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(label: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("observer-test-{label}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `observer run`, stopped with SIGTERM.
+#[derive(Debug)]
+pub struct Observer {
+    process: Process,
+    pub out: PathBuf,
+    log: PathBuf,
+}
+
+impl Observer {
+    /// Starts `observer run --netns NS --out OUT ARGS...` and waits until it
+    /// has attached (its ready file appears).
+    pub fn start(ns: &Netns, out: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        fs::create_dir_all(out)?;
+        let ready = out.with_extension("ready");
+        let log = out.with_extension("log");
+        let _ = fs::remove_file(&ready);
+        let mut command = Command::new(observer_bin());
+        command
+            .args(["run", "--netns", ns.name(), "--out"])
+            .arg(out)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log)?);
+        let mut process = Process::spawn(command, "observer run")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            if !process.is_running() {
+                bail!("observer exited before attaching:\n{}", fs::read_to_string(&log).unwrap_or_default());
+            }
+            ensure!(Instant::now() < deadline, "observer did not attach within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self { process, out: out.to_owned(), log })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        self.process.signal(signal);
+    }
+
+    /// SIGTERM, wait, and require a clean exit.
+    pub fn stop(self) -> anyhow::Result<String> {
+        let log = self.log.clone();
+        let status = self.process.terminate(Duration::from_secs(30)).context("observer vanished")?;
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        ensure!(status.success(), "observer exited with {status}:\n{text}");
+        Ok(text)
+    }
+
+    /// SIGKILL: no cleanup at all.
+    pub fn kill(self) {
+        let mut child = self.process.into_child();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Runs the observer to completion (for runs that must fail), returning
+/// its exit status and stderr.
+pub fn observer_output(args: &[&str]) -> (ExitStatus, String) {
+    let output = Command::new(observer_bin()).args(args).output().expect("run observer");
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// One row of a flow file, read independently of the observer's own reader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub iface: String,
+    pub iface_role: Option<String>,
+    pub direction: String,
+    pub ip_version: u8,
+    pub protocol: u8,
+    pub src_addr: String,
+    pub dst_addr: String,
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    pub vlan_id: Option<u16>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub tcp_flags: u8,
+    pub end_reason: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// Every other text column by name (classification and DNS columns).
+    pub text: BTreeMap<String, Option<String>>,
+}
+
+impl Flow {
+    pub fn text(&self, column: &str) -> Option<&str> {
+        self.text.get(column).and_then(|v| v.as_deref())
+    }
+}
+
+/// Reads every `flows-*.parquet` in `dir`; fails on any `.tmp` leftover.
+pub fn read_flows(dir: &Path) -> anyhow::Result<Vec<Flow>> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    paths.sort();
+    ensure!(!paths.iter().any(|p| p.to_string_lossy().ends_with(".tmp")), "temporary files left in {}", dir.display());
+    let mut flows = Vec::new();
+    for path in paths.iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("flows-")) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path)?)?.build()?;
+        for batch in reader {
+            flows.extend(rows(&batch?).with_context(|| path.display().to_string())?);
+        }
+    }
+    Ok(flows)
+}
+
+fn rows(batch: &RecordBatch) -> anyhow::Result<Vec<Flow>> {
+    let col = |name: &str| batch.column_by_name(name).with_context(|| format!("no column {name}"));
+    let text = |name: &str| -> anyhow::Result<Vec<Option<String>>> {
+        Ok(col(name)?.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect())
+    };
+    let u8s = |name: &str| -> anyhow::Result<Vec<Option<u8>>> { Ok(col(name)?.as_primitive::<UInt8Type>().iter().collect()) };
+    let u16s = |name: &str| -> anyhow::Result<Vec<Option<u16>>> { Ok(col(name)?.as_primitive::<UInt16Type>().iter().collect()) };
+    let u64s = |name: &str| -> anyhow::Result<Vec<u64>> { Ok(col(name)?.as_primitive::<UInt64Type>().values().to_vec()) };
+    let times = |name: &str| -> anyhow::Result<Vec<i64>> {
+        Ok(col(name)?.as_primitive::<arrow::datatypes::TimestampNanosecondType>().values().to_vec())
+    };
+    let (iface, role, direction) = (text("iface")?, text("iface_role")?, text("direction")?);
+    let (ip_version, protocol) = (u8s("ip_version")?, u8s("protocol")?);
+    let (src, dst) = (text("src_addr")?, text("dst_addr")?);
+    let (sport, dport, itype, icode, vlan) = (u16s("src_port")?, u16s("dst_port")?, u8s("icmp_type")?, u8s("icmp_code")?, u16s("vlan_id")?);
+    let (packets, bytes, flags, reason) = (u64s("packets")?, u64s("bytes")?, u8s("tcp_flags")?, text("end_reason")?);
+    let (start, end) = (times("start_time")?, times("end_time")?);
+    let extra: Vec<(String, Vec<Option<String>>)> = batch
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.data_type() == &arrow::datatypes::DataType::Utf8)
+        .map(|f| Ok((f.name().clone(), text(f.name())?)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((0..batch.num_rows())
+        .map(|i| Flow {
+            iface: iface[i].clone().unwrap_or_default(),
+            iface_role: role[i].clone(),
+            direction: direction[i].clone().unwrap_or_default(),
+            ip_version: ip_version[i].unwrap_or_default(),
+            protocol: protocol[i].unwrap_or_default(),
+            src_addr: src[i].clone().unwrap_or_default(),
+            dst_addr: dst[i].clone().unwrap_or_default(),
+            src_port: sport[i],
+            dst_port: dport[i],
+            icmp_type: itype[i],
+            icmp_code: icode[i],
+            vlan_id: vlan[i],
+            packets: packets[i],
+            bytes: bytes[i],
+            tcp_flags: flags[i].unwrap_or_default(),
+            end_reason: reason[i].clone().unwrap_or_default(),
+            start_ns: start[i],
+            end_ns: end[i],
+            text: extra.iter().map(|(name, values)| (name.clone(), values[i].clone())).collect(),
+        })
+        .collect())
+}
+
+/// Sums packets and bytes of the flows matching `filter`.
+pub fn total(flows: &[Flow], filter: impl Fn(&Flow) -> bool) -> (u64, u64) {
+    flows.iter().filter(|f| filter(f)).fold((0, 0), |(p, b), f| (p + f.packets, b + f.bytes))
+}
+
+/// The `run-*.json` summary of a finished run.
+pub fn summary(dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let path = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("run-"))
+        .context("no run summary")?;
+    Ok(serde_json::from_str(&fs::read_to_string(path)?)?)
+}
+
+/// A counter from the run summary: (packets, bytes).
+pub fn counter(summary: &serde_json::Value, name: &str) -> (u64, u64) {
+    let c = &summary["counters"][name];
+    (c["packets"].as_u64().unwrap_or(0), c["bytes"].as_u64().unwrap_or(0))
+}
+
+/// Sum of the "not accounted" reason counters: (packets, frame bytes).
+pub fn not_accounted(summary: &serde_json::Value) -> (u64, u64) {
+    [
+        "non_ip",
+        "eth_truncated",
+        "vlan_too_deep",
+        "ipv4_truncated",
+        "ipv4_bad_header",
+        "ipv6_truncated",
+        "ipv6_bad_header",
+        "ipv6_ext_chain",
+        "l4_truncated",
+    ]
+    .iter()
+    .fold((0, 0), |(p, b), name| {
+        let (cp, cb) = counter(summary, name);
+        (p + cp, b + cb)
+    })
+}
+
+/// An interface's own counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+pub fn link_stats(ns: &Netns, iface: &str) -> anyhow::Result<LinkStats> {
+    let json: serde_json::Value = serde_json::from_str(&ns.ip(["-s", "-j", "link", "show", "dev", iface])?)?;
+    let stats = &json[0]["stats64"];
+    let get = |dir: &str, key: &str| stats[dir][key].as_u64().context("link stats");
+    Ok(LinkStats {
+        rx_packets: get("rx", "packets")?,
+        rx_bytes: get("rx", "bytes")?,
+        tx_packets: get("tx", "packets")?,
+        tx_bytes: get("tx", "bytes")?,
+    })
+}
+
+pub fn mac(ns: &Netns, iface: &str) -> anyhow::Result<String> {
+    let json: serde_json::Value = serde_json::from_str(&ns.ip(["-j", "link", "show", "dev", iface])?)?;
+    Ok(json[0]["address"].as_str().context("mac")?.to_owned())
+}
+
+/// Whether any BPF program is attached (TCX or tc) in the namespace.
+pub fn bpf_attachments(ns: &Netns) -> anyhow::Result<String> {
+    let out = ns.exec("bpftool", ["net", "show"])?;
+    Ok(out.lines().filter(|l| l.contains("observe_")).collect::<Vec<_>>().join("\n"))
+}
+
+/// Two namespaces joined by `veth0` <-> `veth0`.
+#[derive(Debug)]
+pub struct Pair {
+    pub a: Netns,
+    pub b: Netns,
+}
+
+/// Addresses of [`Pair::addressed`].
+pub const A4: &str = "10.77.0.1";
+pub const B4: &str = "10.77.0.2";
+pub const A6: &str = "fd77::1";
+pub const B6: &str = "fd77::2";
+
+impl Pair {
+    /// Bare pair: links up, no addresses, no IPv6 link-local (so no ND or
+    /// MLD chatter), offloads as given.
+    pub fn new(offloads: bool) -> anyhow::Result<Self> {
+        let (a, b) = (Netns::new(NS_PREFIX)?, Netns::new(NS_PREFIX)?);
+        veth(&a, "veth0", &b, "veth0")?;
+        for ns in [&a, &b] {
+            ns.ip(["link", "set", "veth0", "addrgenmode", "none"])?;
+            if !offloads {
+                ns.exec("ethtool", ["-K", "veth0", "tso", "off", "gso", "off", "gro", "off"])?;
+            }
+            ns.ip(["link", "set", "veth0", "up"])?;
+        }
+        Ok(Self { a, b })
+    }
+
+    /// A pair with IPv4 and IPv6 addresses and permanent neighbour entries
+    /// (no ARP or ND on the wire), settled so the link is quiet.
+    pub fn addressed(offloads: bool) -> anyhow::Result<Self> {
+        let pair = Self::new(offloads)?;
+        let (mac_a, mac_b) = (mac(&pair.a, "veth0")?, mac(&pair.b, "veth0")?);
+        for (ns, v4, v6, peer4, peer6, peer_mac) in
+            [(&pair.a, A4, A6, B4, B6, &mac_b), (&pair.b, B4, B6, A4, A6, &mac_a)]
+        {
+            ns.ip(["addr", "add", &format!("{v4}/24"), "dev", "veth0"])?;
+            ns.ip(["addr", "add", &format!("{v6}/64"), "dev", "veth0", "nodad"])?;
+            for peer in [peer4, peer6] {
+                ns.ip(["neigh", "replace", peer, "lladdr", peer_mac, "dev", "veth0", "nud", "permanent"])?;
+            }
+        }
+        // Multicast listener reports for the new addresses go out within a second.
+        std::thread::sleep(Duration::from_millis(2500));
+        Ok(pair)
+    }
+}

@@ -1,0 +1,69 @@
+//! The one checked way to run setup commands (`ip`, `nft`, `sysctl`, ...):
+//! a failure carries the command line and its stderr.
+
+use std::{
+    ffi::OsStr,
+    process::{Command, Output},
+};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CmdError {
+    #[error("cannot run `{command}`: {source} (is it installed? `cargo xtask` installs what the lab needs)")]
+    Spawn { command: String, source: std::io::Error },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed { command: String, status: String, stderr: String },
+}
+
+fn render(program: &str, args: &[&OsStr]) -> String {
+    let mut line = program.to_owned();
+    for arg in args {
+        line.push(' ');
+        line.push_str(&arg.to_string_lossy());
+    }
+    line
+}
+
+/// Runs `program args...`, returning stdout, or an error naming the command.
+pub fn run<S: AsRef<OsStr>>(program: &str, args: impl IntoIterator<Item = S>) -> Result<String, CmdError> {
+    let args: Vec<S> = args.into_iter().collect();
+    let refs: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
+    let output = Command::new(program)
+        .args(&refs)
+        .output()
+        .map_err(|source| CmdError::Spawn { command: render(program, &refs), source })?;
+    check(program, &refs, output)
+}
+
+fn check(program: &str, args: &[&OsStr], output: Output) -> Result<String, CmdError> {
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(CmdError::Failed {
+            command: render(program, args),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// `ip ARGS...`.
+pub fn ip<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Result<String, CmdError> {
+    run("ip", args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_the_command_and_its_stderr() {
+        let err = run("sh", ["-c", "echo oops >&2; exit 3"]).unwrap_err().to_string();
+        assert!(err.starts_with("`sh -c echo oops >&2; exit 3` failed"), "{err}");
+        assert!(err.ends_with("oops"), "{err}");
+        let err = run("observer-no-such-tool", ["x"]).unwrap_err().to_string();
+        assert!(err.contains("cannot run `observer-no-such-tool x`"), "{err}");
+        assert_eq!(run("echo", ["hi"]).unwrap(), "hi\n");
+    }
+}
