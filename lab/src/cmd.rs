@@ -10,10 +10,19 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum CmdError {
-    #[error("cannot run `{command}`: {source} (is it installed? `cargo xtask` installs what the lab needs)")]
-    Spawn { command: String, source: std::io::Error },
+    #[error(
+        "cannot run `{command}`: {source} (is it installed? `cargo xtask` installs what the lab needs)"
+    )]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("`{command}` failed ({status}): {stderr}")]
-    Failed { command: String, status: String, stderr: String },
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 fn render(program: &str, args: &[&OsStr]) -> String {
@@ -26,13 +35,19 @@ fn render(program: &str, args: &[&OsStr]) -> String {
 }
 
 /// Runs `program args...`, returning stdout, or an error naming the command.
-pub fn run<S: AsRef<OsStr>>(program: &str, args: impl IntoIterator<Item = S>) -> Result<String, CmdError> {
+pub fn run<S: AsRef<OsStr>>(
+    program: &str,
+    args: impl IntoIterator<Item = S>,
+) -> Result<String, CmdError> {
     let args: Vec<S> = args.into_iter().collect();
     let refs: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
     let output = Command::new(program)
         .args(&refs)
         .output()
-        .map_err(|source| CmdError::Spawn { command: render(program, &refs), source })?;
+        .map_err(|source| CmdError::Spawn {
+            command: render(program, &refs),
+            source,
+        })?;
     check(program, &refs, output)
 }
 
@@ -59,11 +74,19 @@ mod tests {
 
     #[test]
     fn failures_name_the_command_and_its_stderr() {
-        let err = run("sh", ["-c", "echo oops >&2; exit 3"]).unwrap_err().to_string();
-        assert!(err.starts_with("`sh -c echo oops >&2; exit 3` failed"), "{err}");
+        let err = run("sh", ["-c", "echo oops >&2; exit 3"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("`sh -c echo oops >&2; exit 3` failed"),
+            "{err}"
+        );
         assert!(err.ends_with("oops"), "{err}");
         let err = run("observer-no-such-tool", ["x"]).unwrap_err().to_string();
-        assert!(err.contains("cannot run `observer-no-such-tool x`"), "{err}");
+        assert!(
+            err.contains("cannot run `observer-no-such-tool x`"),
+            "{err}"
+        );
         assert_eq!(run("echo", ["hi"]).unwrap(), "hi\n");
     }
 }

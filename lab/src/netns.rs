@@ -40,7 +40,11 @@ pub struct Netns {
 impl Netns {
     /// Creates a fresh namespace with loopback up.
     pub fn new(prefix: &str) -> Result<Self, NetnsError> {
-        let name = format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         Self::create(name)
     }
 
@@ -62,15 +66,27 @@ impl Netns {
     }
 
     /// `ip -n NAME ARGS...`
-    pub fn ip<S: AsRef<std::ffi::OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Result<String, NetnsError> {
+    pub fn ip<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: impl IntoIterator<Item = S>,
+    ) -> Result<String, NetnsError> {
         let mut full: Vec<std::ffi::OsString> = vec!["-n".into(), self.name.clone().into()];
         full.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         Ok(cmd::ip(full)?)
     }
 
     /// Runs a program inside the namespace (`ip netns exec`) and returns its stdout.
-    pub fn exec<S: AsRef<std::ffi::OsStr>>(&self, program: &str, args: impl IntoIterator<Item = S>) -> Result<String, NetnsError> {
-        let mut full: Vec<std::ffi::OsString> = vec!["netns".into(), "exec".into(), self.name.clone().into(), program.into()];
+    pub fn exec<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        program: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> Result<String, NetnsError> {
+        let mut full: Vec<std::ffi::OsString> = vec![
+            "netns".into(),
+            "exec".into(),
+            self.name.clone().into(),
+            program.into(),
+        ];
         full.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         Ok(cmd::ip(full)?)
     }
@@ -91,14 +107,21 @@ impl Netns {
     /// Runs `f` on a thread that has entered the namespace. Sockets it
     /// creates belong to the namespace, also after `f` returns.
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
-        let file = File::open(Path::new("/run/netns").join(&self.name))
-            .map_err(|source| NetnsError::Enter { name: self.name.clone(), source })?;
+        let file = File::open(Path::new("/run/netns").join(&self.name)).map_err(|source| {
+            NetnsError::Enter {
+                name: self.name.clone(),
+                source,
+            }
+        })?;
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
                     // SAFETY: a namespace fd; only this thread moves.
                     if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        return Err(NetnsError::Enter { name: self.name.clone(), source: io::Error::last_os_error() });
+                        return Err(NetnsError::Enter {
+                            name: self.name.clone(),
+                            source: io::Error::last_os_error(),
+                        });
                     }
                     Ok(f())
                 })
@@ -111,7 +134,10 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         if let Err(error) = cmd::ip(["netns", "del", &self.name]) {
-            eprintln!("lab: could not delete network namespace {}: {error}", self.name);
+            eprintln!(
+                "lab: could not delete network namespace {}: {error}",
+                self.name
+            );
         }
     }
 }
@@ -119,7 +145,18 @@ impl Drop for Netns {
 /// Creates a veth pair with one end in each namespace. It lives as long as
 /// the namespaces (deleting either deletes it).
 pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> Result<(), NetnsError> {
-    a.ip(["link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b.name()])?;
+    a.ip([
+        "link",
+        "add",
+        a_name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_name,
+        "netns",
+        b.name(),
+    ])?;
     Ok(())
 }
 
@@ -137,7 +174,8 @@ pub fn sweep_stale(prefix: &str) -> Vec<String> {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() && cmd::ip(["netns", "del", &name]).is_ok() {
+        if !Path::new(&format!("/proc/{pid}")).exists() && cmd::ip(["netns", "del", &name]).is_ok()
+        {
             removed.push(name);
         }
     }
@@ -152,12 +190,18 @@ pub struct Process {
 }
 
 impl Process {
-    pub fn spawn(mut command: Command, label: &str) -> Result<Self, NetnsError> {
+    pub fn spawn(command: &mut Command, label: &str) -> Result<Self, NetnsError> {
         let child = command
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|source| NetnsError::Spawn { command: label.to_owned(), source })?;
-        Ok(Self { child: Some(child), label: label.to_owned() })
+            .map_err(|source| NetnsError::Spawn {
+                command: label.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            child: Some(child),
+            label: label.to_owned(),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -170,7 +214,9 @@ impl Process {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn signal(&self, signal: libc::c_int) {

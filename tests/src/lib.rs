@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use arrow::{
-    array::{Array, AsArray, RecordBatch},
+    array::{AsArray, RecordBatch},
     datatypes::{UInt8Type, UInt16Type, UInt64Type},
 };
 use lab::netns::{Netns, Process, veth};
@@ -30,8 +30,14 @@ pub const NS_PREFIX: &str = "obt";
 pub fn observer_bin() -> PathBuf {
     let path = std::env::var_os("OBSERVER_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/observer"));
-    assert!(path.exists(), "{} does not exist; run the tests with `cargo xtask test`, which builds it", path.display());
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/observer")
+        });
+    assert!(
+        path.exists(),
+        "{} does not exist; run the tests with `cargo xtask test`, which builds it",
+        path.display()
+    );
     path
 }
 
@@ -43,7 +49,8 @@ impl Scratch {
     pub fn new(label: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("observer-test-{label}-{}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("observer-test-{label}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create scratch dir");
         Self(dir)
@@ -85,16 +92,26 @@ impl Observer {
             .args(args)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log)?);
-        let mut process = Process::spawn(command, "observer run")?;
+        let mut process = Process::spawn(&mut command, "observer run")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ready.exists() {
             if !process.is_running() {
-                bail!("observer exited before attaching:\n{}", fs::read_to_string(&log).unwrap_or_default());
+                bail!(
+                    "observer exited before attaching:\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
             }
-            ensure!(Instant::now() < deadline, "observer did not attach within 30 s");
+            ensure!(
+                Instant::now() < deadline,
+                "observer did not attach within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Self { process, out: out.to_owned(), log })
+        Ok(Self {
+            process,
+            out: out.to_owned(),
+            log,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -108,7 +125,10 @@ impl Observer {
     /// SIGTERM, wait, and require a clean exit.
     pub fn stop(self) -> anyhow::Result<String> {
         let log = self.log.clone();
-        let status = self.process.terminate(Duration::from_secs(30)).context("observer vanished")?;
+        let status = self
+            .process
+            .terminate(Duration::from_secs(30))
+            .context("observer vanished")?;
         let text = fs::read_to_string(&log).unwrap_or_default();
         ensure!(status.success(), "observer exited with {status}:\n{text}");
         Ok(text)
@@ -125,8 +145,14 @@ impl Observer {
 /// Runs the observer to completion (for runs that must fail), returning
 /// its exit status and stderr.
 pub fn observer_output(args: &[&str]) -> (ExitStatus, String) {
-    let output = Command::new(observer_bin()).args(args).output().expect("run observer");
-    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+    let output = Command::new(observer_bin())
+        .args(args)
+        .output()
+        .expect("run observer");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// One row of a flow file, read independently of the observer's own reader.
@@ -162,11 +188,22 @@ impl Flow {
 
 /// Reads every `flows-*.parquet` in `dir`; fails on any `.tmp` leftover.
 pub fn read_flows(dir: &Path) -> anyhow::Result<Vec<Flow>> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     paths.sort();
-    ensure!(!paths.iter().any(|p| p.to_string_lossy().ends_with(".tmp")), "temporary files left in {}", dir.display());
+    ensure!(
+        !paths.iter().any(|p| p.to_string_lossy().ends_with(".tmp")),
+        "temporary files left in {}",
+        dir.display()
+    );
     let mut flows = Vec::new();
-    for path in paths.iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("flows-")) {
+    for path in paths.iter().filter(|p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("flows-")
+    }) {
         let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path)?)?.build()?;
         for batch in reader {
             flows.extend(rows(&batch?).with_context(|| path.display().to_string())?);
@@ -176,21 +213,49 @@ pub fn read_flows(dir: &Path) -> anyhow::Result<Vec<Flow>> {
 }
 
 fn rows(batch: &RecordBatch) -> anyhow::Result<Vec<Flow>> {
-    let col = |name: &str| batch.column_by_name(name).with_context(|| format!("no column {name}"));
-    let text = |name: &str| -> anyhow::Result<Vec<Option<String>>> {
-        Ok(col(name)?.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect())
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .with_context(|| format!("no column {name}"))
     };
-    let u8s = |name: &str| -> anyhow::Result<Vec<Option<u8>>> { Ok(col(name)?.as_primitive::<UInt8Type>().iter().collect()) };
-    let u16s = |name: &str| -> anyhow::Result<Vec<Option<u16>>> { Ok(col(name)?.as_primitive::<UInt16Type>().iter().collect()) };
-    let u64s = |name: &str| -> anyhow::Result<Vec<u64>> { Ok(col(name)?.as_primitive::<UInt64Type>().values().to_vec()) };
+    let text = |name: &str| -> anyhow::Result<Vec<Option<String>>> {
+        Ok(col(name)?
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect())
+    };
+    let u8s = |name: &str| -> anyhow::Result<Vec<Option<u8>>> {
+        Ok(col(name)?.as_primitive::<UInt8Type>().iter().collect())
+    };
+    let u16s = |name: &str| -> anyhow::Result<Vec<Option<u16>>> {
+        Ok(col(name)?.as_primitive::<UInt16Type>().iter().collect())
+    };
+    let u64s = |name: &str| -> anyhow::Result<Vec<u64>> {
+        Ok(col(name)?.as_primitive::<UInt64Type>().values().to_vec())
+    };
     let times = |name: &str| -> anyhow::Result<Vec<i64>> {
-        Ok(col(name)?.as_primitive::<arrow::datatypes::TimestampNanosecondType>().values().to_vec())
+        Ok(col(name)?
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+            .values()
+            .to_vec())
     };
     let (iface, role, direction) = (text("iface")?, text("iface_role")?, text("direction")?);
     let (ip_version, protocol) = (u8s("ip_version")?, u8s("protocol")?);
     let (src, dst) = (text("src_addr")?, text("dst_addr")?);
-    let (sport, dport, itype, icode, vlan) = (u16s("src_port")?, u16s("dst_port")?, u8s("icmp_type")?, u8s("icmp_code")?, u16s("vlan_id")?);
-    let (packets, bytes, flags, reason) = (u64s("packets")?, u64s("bytes")?, u8s("tcp_flags")?, text("end_reason")?);
+    let (sport, dport, itype, icode, vlan) = (
+        u16s("src_port")?,
+        u16s("dst_port")?,
+        u8s("icmp_type")?,
+        u8s("icmp_code")?,
+        u16s("vlan_id")?,
+    );
+    let (packets, bytes, flags, reason) = (
+        u64s("packets")?,
+        u64s("bytes")?,
+        u8s("tcp_flags")?,
+        text("end_reason")?,
+    );
     let (start, end) = (times("start_time")?, times("end_time")?);
     let extra: Vec<(String, Vec<Option<String>>)> = batch
         .schema()
@@ -219,14 +284,20 @@ fn rows(batch: &RecordBatch) -> anyhow::Result<Vec<Flow>> {
             end_reason: reason[i].clone().unwrap_or_default(),
             start_ns: start[i],
             end_ns: end[i],
-            text: extra.iter().map(|(name, values)| (name.clone(), values[i].clone())).collect(),
+            text: extra
+                .iter()
+                .map(|(name, values)| (name.clone(), values[i].clone()))
+                .collect(),
         })
         .collect())
 }
 
 /// Sums packets and bytes of the flows matching `filter`.
 pub fn total(flows: &[Flow], filter: impl Fn(&Flow) -> bool) -> (u64, u64) {
-    flows.iter().filter(|f| filter(f)).fold((0, 0), |(p, b), f| (p + f.packets, b + f.bytes))
+    flows
+        .iter()
+        .filter(|f| filter(f))
+        .fold((0, 0), |(p, b), f| (p + f.packets, b + f.bytes))
 }
 
 /// The `run-*.json` summary of a finished run.
@@ -241,7 +312,10 @@ pub fn summary(dir: &Path) -> anyhow::Result<serde_json::Value> {
 /// A counter from the run summary: (packets, bytes).
 pub fn counter(summary: &serde_json::Value, name: &str) -> (u64, u64) {
     let c = &summary["counters"][name];
-    (c["packets"].as_u64().unwrap_or(0), c["bytes"].as_u64().unwrap_or(0))
+    (
+        c["packets"].as_u64().unwrap_or(0),
+        c["bytes"].as_u64().unwrap_or(0),
+    )
 }
 
 /// Sum of the "not accounted" reason counters: (packets, frame bytes).
@@ -274,7 +348,8 @@ pub struct LinkStats {
 }
 
 pub fn link_stats(ns: &Netns, iface: &str) -> anyhow::Result<LinkStats> {
-    let json: serde_json::Value = serde_json::from_str(&ns.ip(["-s", "-j", "link", "show", "dev", iface])?)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&ns.ip(["-s", "-j", "link", "show", "dev", iface])?)?;
     let stats = &json[0]["stats64"];
     let get = |dir: &str, key: &str| stats[dir][key].as_u64().context("link stats");
     Ok(LinkStats {
@@ -286,14 +361,19 @@ pub fn link_stats(ns: &Netns, iface: &str) -> anyhow::Result<LinkStats> {
 }
 
 pub fn mac(ns: &Netns, iface: &str) -> anyhow::Result<String> {
-    let json: serde_json::Value = serde_json::from_str(&ns.ip(["-j", "link", "show", "dev", iface])?)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&ns.ip(["-j", "link", "show", "dev", iface])?)?;
     Ok(json[0]["address"].as_str().context("mac")?.to_owned())
 }
 
 /// Whether any BPF program is attached (TCX or tc) in the namespace.
 pub fn bpf_attachments(ns: &Netns) -> anyhow::Result<String> {
     let out = ns.exec("bpftool", ["net", "show"])?;
-    Ok(out.lines().filter(|l| l.contains("observe_")).collect::<Vec<_>>().join("\n"))
+    Ok(out
+        .lines()
+        .filter(|l| l.contains("observe_"))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// Two namespaces joined by `veth0` <-> `veth0`.
@@ -318,7 +398,10 @@ impl Pair {
         for ns in [&a, &b] {
             ns.ip(["link", "set", "veth0", "addrgenmode", "none"])?;
             if !offloads {
-                ns.exec("ethtool", ["-K", "veth0", "tso", "off", "gso", "off", "gro", "off"])?;
+                ns.exec(
+                    "ethtool",
+                    ["-K", "veth0", "tso", "off", "gso", "off", "gro", "off"],
+                )?;
             }
             ns.ip(["link", "set", "veth0", "up"])?;
         }
@@ -330,13 +413,24 @@ impl Pair {
     pub fn addressed(offloads: bool) -> anyhow::Result<Self> {
         let pair = Self::new(offloads)?;
         let (mac_a, mac_b) = (mac(&pair.a, "veth0")?, mac(&pair.b, "veth0")?);
-        for (ns, v4, v6, peer4, peer6, peer_mac) in
-            [(&pair.a, A4, A6, B4, B6, &mac_b), (&pair.b, B4, B6, A4, A6, &mac_a)]
-        {
+        for (ns, v4, v6, peer4, peer6, peer_mac) in [
+            (&pair.a, A4, A6, B4, B6, &mac_b),
+            (&pair.b, B4, B6, A4, A6, &mac_a),
+        ] {
             ns.ip(["addr", "add", &format!("{v4}/24"), "dev", "veth0"])?;
             ns.ip(["addr", "add", &format!("{v6}/64"), "dev", "veth0", "nodad"])?;
             for peer in [peer4, peer6] {
-                ns.ip(["neigh", "replace", peer, "lladdr", peer_mac, "dev", "veth0", "nud", "permanent"])?;
+                ns.ip([
+                    "neigh",
+                    "replace",
+                    peer,
+                    "lladdr",
+                    peer_mac,
+                    "dev",
+                    "veth0",
+                    "nud",
+                    "permanent",
+                ])?;
             }
         }
         // Multicast listener reports for the new addresses go out within a second.

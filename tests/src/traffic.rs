@@ -15,7 +15,13 @@ use pnet::datalink::{self, Channel, Config};
 
 /// Sends `count` datagrams of `payload` bytes from `from` to `to` inside
 /// `ns`; returns how many the kernel accepted.
-pub fn udp(ns: &Netns, from: SocketAddr, to: SocketAddr, count: usize, payload: usize) -> anyhow::Result<usize> {
+pub fn udp(
+    ns: &Netns,
+    from: SocketAddr,
+    to: SocketAddr,
+    count: usize,
+    payload: usize,
+) -> anyhow::Result<usize> {
     ns.enter(|| -> anyhow::Result<usize> {
         let socket = UdpSocket::bind(from)?;
         let data = vec![0x5a; payload];
@@ -48,7 +54,13 @@ pub fn drain_udp(socket: &UdpSocket) -> (usize, usize) {
 }
 
 /// Sends one UDP GSO write (`UDP_SEGMENT`) of `segments` x `segment` bytes.
-pub fn udp_gso(ns: &Netns, from: SocketAddr, to: SocketAddr, segments: usize, segment: u16) -> anyhow::Result<()> {
+pub fn udp_gso(
+    ns: &Netns,
+    from: SocketAddr,
+    to: SocketAddr,
+    segments: usize,
+    segment: u16,
+) -> anyhow::Result<()> {
     const UDP_SEGMENT: libc::c_int = 103;
     ns.enter(|| -> anyhow::Result<()> {
         let socket = UdpSocket::bind(from)?;
@@ -84,12 +96,29 @@ fn tcp_info(stream: &TcpStream) -> anyhow::Result<TcpInfo> {
     let mut buf = [0u8; 256];
     let mut len = buf.len() as libc::socklen_t;
     // SAFETY: the buffer is larger than any struct tcp_info prefix we read.
-    let rc = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, buf.as_mut_ptr().cast(), &mut len) };
-    ensure!(rc == 0 && len >= 216, "TCP_INFO: {}", std::io::Error::last_os_error());
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    ensure!(
+        rc == 0 && len >= 216,
+        "TCP_INFO: {}",
+        std::io::Error::last_os_error()
+    );
     let u32_at = |o: usize| u64::from(u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap()));
     let u64_at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap());
     // Offsets in struct tcp_info (include/uapi/linux/tcp.h).
-    Ok(TcpInfo { segs_out: u32_at(136), segs_in: u32_at(140), bytes_sent: u64_at(200), bytes_received: u64_at(128) })
+    Ok(TcpInfo {
+        segs_out: u32_at(136),
+        segs_in: u32_at(140),
+        bytes_sent: u64_at(200),
+        bytes_received: u64_at(128),
+    })
 }
 
 /// A finished TCP transfer: both ends' TCP_INFO and the client's port.
@@ -102,7 +131,12 @@ pub struct TcpTransfer {
 
 /// Sends `bytes` from a client in `client_ns` to a server in `server_ns`,
 /// closes both ways, and reads each side's TCP_INFO once the last ACK is out.
-pub fn tcp(client_ns: &Netns, server_ns: &Netns, server: SocketAddr, bytes: usize) -> anyhow::Result<TcpTransfer> {
+pub fn tcp(
+    client_ns: &Netns,
+    server_ns: &Netns,
+    server: SocketAddr,
+    bytes: usize,
+) -> anyhow::Result<TcpTransfer> {
     let listener = server_ns.enter(|| TcpListener::bind(server))??;
     let serve = std::thread::spawn(move || -> anyhow::Result<TcpStream> {
         let (mut stream, _) = listener.accept()?;
@@ -111,7 +145,8 @@ pub fn tcp(client_ns: &Netns, server_ns: &Netns, server: SocketAddr, bytes: usiz
         stream.shutdown(Shutdown::Write)?;
         Ok(stream)
     });
-    let mut client = client_ns.enter(|| TcpStream::connect_timeout(&server, Duration::from_secs(5)))??;
+    let mut client =
+        client_ns.enter(|| TcpStream::connect_timeout(&server, Duration::from_secs(5)))??;
     let client_port = client.local_addr()?.port();
     let chunk = vec![0x33u8; 64 * 1024];
     let mut left = bytes;
@@ -125,20 +160,32 @@ pub fn tcp(client_ns: &Netns, server_ns: &Netns, server: SocketAddr, bytes: usiz
     client.read_to_end(&mut rest)?;
     let server_stream = serve.join().expect("server thread")?;
     std::thread::sleep(Duration::from_millis(200));
-    Ok(TcpTransfer { client_port, client: tcp_info(&client)?, server: tcp_info(&server_stream)? })
+    Ok(TcpTransfer {
+        client_port,
+        client: tcp_info(&client)?,
+        server: tcp_info(&server_stream)?,
+    })
 }
 
 /// `ping` from inside `ns` (56-byte payload); fails unless every echo is answered.
 pub fn ping(ns: &Netns, dst: &str, count: u32) -> anyhow::Result<()> {
-    ns.exec("ping", ["-q", "-c", &count.to_string(), "-i", "0.05", "-W", "2", dst]).context("ping")?;
+    ns.exec(
+        "ping",
+        ["-q", "-c", &count.to_string(), "-i", "0.05", "-W", "2", dst],
+    )
+    .context("ping")?;
     Ok(())
 }
 
 /// Sends raw Ethernet frames on `iface` inside `ns`.
 pub fn send_frames(ns: &Netns, iface: &str, frames: &[Vec<u8>]) -> anyhow::Result<()> {
     ns.enter(|| -> anyhow::Result<()> {
-        let interface = datalink::interfaces().into_iter().find(|i| i.name == iface).context("no such interface")?;
-        let Channel::Ethernet(mut tx, _rx) = datalink::channel(&interface, Config::default())? else {
+        let interface = datalink::interfaces()
+            .into_iter()
+            .find(|i| i.name == iface)
+            .context("no such interface")?;
+        let Channel::Ethernet(mut tx, _rx) = datalink::channel(&interface, Config::default())?
+        else {
             anyhow::bail!("not an Ethernet channel");
         };
         for frame in frames {
@@ -164,8 +211,14 @@ impl std::fmt::Debug for FrameCapture {
 impl FrameCapture {
     pub fn open(ns: &Netns, iface: &str) -> anyhow::Result<Self> {
         ns.enter(|| -> anyhow::Result<Self> {
-            let interface = datalink::interfaces().into_iter().find(|i| i.name == iface).context("no such interface")?;
-            let config = Config { read_timeout: Some(Duration::from_millis(500)), ..Config::default() };
+            let interface = datalink::interfaces()
+                .into_iter()
+                .find(|i| i.name == iface)
+                .context("no such interface")?;
+            let config = Config {
+                read_timeout: Some(Duration::from_millis(500)),
+                ..Config::default()
+            };
             let Channel::Ethernet(_tx, rx) = datalink::channel(&interface, config)? else {
                 anyhow::bail!("not an Ethernet channel");
             };

@@ -1,1 +1,196 @@
-fn main() {}
+//! `cargo xtask`: the project's automation. Every command first installs
+//! what is missing (see `setup`), so the README's two commands work on a
+//! fresh machine.
+
+mod bench;
+mod demo;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install the toolchain pieces and Debian packages that are missing.
+    Setup,
+    /// Build the observer (release, with its eBPF program).
+    Build,
+    /// Every test: unprivileged unit tests, then the network-namespace suite
+    /// (needs root). Arguments after `--` filter the namespace tests.
+    Test {
+        #[arg(last = true)]
+        filter: Vec<String>,
+    },
+    /// Build, bring up the default lab topology, run every scenario, print
+    /// the report, tear everything down.
+    Demo {
+        /// Where the Parquet files go (default: a new folder under target/demo).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Benchmarks of the capture path (needs root); writes target/bench/*.json.
+    Bench(bench::BenchArgs),
+    /// `observer lab ...` with the release build (up, down, status, run).
+    Lab {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Set by SIGINT/SIGTERM. Children get the terminal's signal themselves;
+/// xtask stays alive to tear down what they leave.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn main() -> ExitCode {
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    // Handlers, unlike SIG_IGN, reset to default in exec'd children.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::toolchain().and_then(|()| {
+            setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat())
+        }),
+        Task::Build => build_observer().map(drop),
+        Task::Test { filter } => test(&filter),
+        Task::Demo { out } => demo::run(out),
+        Task::Bench(args) => bench::run(&args),
+        Task::Lab { args } => lab(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command, failing with its command line when it fails.
+pub fn sh(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{:?} failed ({status})", command.get_program());
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .current_dir(workspace_root())
+        .env("OBSERVER_REQUIRE_EBPF", "1");
+    cargo
+}
+
+/// Release build of the observer with its eBPF program; returns the binary.
+pub fn build_observer() -> anyhow::Result<PathBuf> {
+    setup::toolchain()?;
+    sh(cargo().args(["build", "--release", "--locked", "--package", "observer"]))?;
+    Ok(workspace_root().join("target/release/observer"))
+}
+
+/// Namespace prefixes the tests, the demo and benchmarks use.
+pub const NETNS_PREFIXES: &[&str] = &["obt", "obdemo", "obbench", "oblab"];
+
+fn sweep() {
+    for prefix in NETNS_PREFIXES {
+        for name in lab::netns::sweep_stale(prefix) {
+            eprintln!("xtask: removed stale namespace {name}");
+        }
+    }
+}
+
+fn test(filter: &[String]) -> anyhow::Result<()> {
+    setup::toolchain()?;
+    let mut failed = Vec::new();
+    eprintln!("xtask: unprivileged tests");
+    if let Err(error) = sh(cargo().args(["test", "--locked"])) {
+        failed.push(format!("unprivileged tests: {error:#}"));
+    }
+    if !setup::is_root() {
+        failed.push(
+            "namespace tests: need root (network namespaces, BPF); run `sudo -E cargo xtask test`"
+                .into(),
+        );
+    } else if !interrupted() {
+        setup::packages(setup::TEST_PACKAGES)?;
+        sweep();
+        let observer = build_observer()?;
+        eprintln!("xtask: namespace tests");
+        let result = sh(cargo()
+            .args([
+                "test",
+                "--release",
+                "--locked",
+                "--package",
+                "observer-tests",
+                "--",
+            ])
+            .args(filter)
+            .env("OBSERVER_BIN", &observer));
+        if let Err(error) = result {
+            failed.push(format!("namespace tests: {error:#}"));
+        }
+        sweep();
+        let left: Vec<String> = std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| {
+                NETNS_PREFIXES
+                    .iter()
+                    .any(|p| n.starts_with(&format!("{p}-")))
+            })
+            .collect();
+        if !left.is_empty() {
+            failed.push(format!("namespaces left behind: {}", left.join(", ")));
+        }
+    }
+    if interrupted() {
+        failed.push("interrupted".into());
+    }
+    if failed.is_empty() {
+        eprintln!("xtask: all tests passed");
+        return Ok(());
+    }
+    bail!("{}", failed.join("\n  "))
+}
+
+fn lab(args: &[String]) -> anyhow::Result<()> {
+    let observer = build_observer()?;
+    setup::packages(setup::TEST_PACKAGES)?;
+    sh(Command::new(observer).arg("lab").args(args))
+}

@@ -1,0 +1,121 @@
+//! Installs what a fresh machine lacks, idempotently: the nightly toolchain
+//! with `rust-src`, `bpf-linker`, and the Debian packages tests, demo and
+//! benchmarks call. Every step checks first and does nothing when present.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::sh;
+
+/// The one bpf-linker that builds with this toolchain's own LLVM.
+const BPF_LINKER: &str = "0.10.3";
+
+/// (program looked up on PATH, Debian package that provides it).
+pub const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("nft", "nftables"),
+    ("ethtool", "ethtool"),
+    ("ping", "iputils-ping"),
+    ("setpriv", "util-linux"),
+    ("bpftool", "bpftool"),
+    ("dnsmasq", "dnsmasq-base"),
+];
+
+pub const BENCH_PACKAGES: &[(&str, &str)] = &[("iperf3", "iperf3"), ("pmacctd", "pmacct")];
+
+/// Rust side: nightly, rust-src, bpf-linker.
+pub fn toolchain() -> anyhow::Result<()> {
+    let nightly_ok = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nightly_ok {
+        eprintln!("xtask: installing the nightly toolchain (for the BPF target)");
+        sh(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))?;
+    }
+    let sysroot = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output()?;
+    let sysroot = String::from_utf8(sysroot.stdout)?;
+    if !std::path::Path::new(sysroot.trim())
+        .join("lib/rustlib/src/rust/library/core")
+        .is_dir()
+    {
+        eprintln!("xtask: adding rust-src to nightly");
+        sh(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    let linker = Command::new("bpf-linker").arg("--version").output();
+    let have = linker
+        .as_ref()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !have.contains(BPF_LINKER) {
+        eprintln!("xtask: installing bpf-linker {BPF_LINKER} (a few minutes, once)");
+        sh(Command::new("cargo").args([
+            "+stable",
+            "install",
+            &format!("bpf-linker@{BPF_LINKER}"),
+            "--locked",
+            "--force",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// Debian packages for the given programs; `apt-get update` runs once, only
+/// when something is missing.
+pub fn packages(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(bin, _)| !on_path(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {}; run as root or `apt-get install {}`",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    sh(Command::new("apt-get").args(["update", "-q"]))?;
+    sh(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing))
+    .context("apt-get install")
+}
+
+pub fn on_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|dir| dir.join(program).is_file())
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
