@@ -10,11 +10,23 @@
 //! | load, attach, drain the kernel program | [`capture`] |
 //! | per-flow accumulation and end reasons | [`flow`] |
 //! | the live loop of `observer run` | [`pipeline`] |
+//! | DNS answers to names per flow | [`dns`] |
+//! | the customer's network, from its TOML file | [`topology`] |
+//! | Azure route selection | [`routes`] |
+//! | documented ASE dependencies (data) | [`catalog`] |
+//! | category, expected/observed path, verdict | [`classify`] |
 //! | Parquet schema, writer, reader | [`files`] |
+//! | summaries for people and CI | [`report`] |
 //! | command line | [`cli`] |
 
 pub mod capture;
+pub mod catalog;
+pub mod classify;
 pub mod cli;
+pub mod dns;
 pub mod files;
 pub mod flow;
 pub mod pipeline;
+pub mod report;
+pub mod routes;
+pub mod topology;

@@ -1,0 +1,634 @@
+//! Classification: what each flow is (`category`, `dependency`, `dst_name`),
+//! which way Azure routes it (`expected_next_hop`), which way it went
+//! (`observed_path`, from the interface role), and whether that is a leak
+//! (`verdict`, `reason`).
+//!
+//! A record is judged from the workload's side: the "remote" end is the
+//! address outside the ASE subnet. Route verdicts apply to the direction the
+//! route table decides (workload to remote); replies can only be `blocked`
+//! or share the flow's identity verdicts (public endpoint, DNS).
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+};
+
+use ipnet::Ipv4Net;
+
+use crate::{
+    catalog::{Catalog, Dependency, Destination},
+    flow::{Direction, FlowRecord},
+    routes::{Decision, EffectiveRoutes},
+    topology::{AZURE_DNS, Environment, NextHop, Topology},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    Vnet,
+    AseInternal,
+    PrivateEndpoint,
+    Onprem,
+    Dependency,
+    Dns,
+    Internet,
+    Unknown,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vnet => "vnet",
+            Self::AseInternal => "ase-internal",
+            Self::PrivateEndpoint => "private-endpoint",
+            Self::Onprem => "onprem",
+            Self::Dependency => "dependency",
+            Self::Dns => "dns",
+            Self::Internet => "internet",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The verdict vocabulary; leaks first (the report's order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    LeakPublicEndpoint,
+    LeakDns,
+    LeakRoute,
+    MisrouteForcedTunnel,
+    Blocked,
+    SameSubnetUnreachable,
+    DroppedNoRoute,
+    Undocumented,
+    Ok,
+}
+
+impl Verdict {
+    pub const ALL: [Self; 9] = [
+        Self::LeakPublicEndpoint,
+        Self::LeakDns,
+        Self::LeakRoute,
+        Self::MisrouteForcedTunnel,
+        Self::Blocked,
+        Self::SameSubnetUnreachable,
+        Self::DroppedNoRoute,
+        Self::Undocumented,
+        Self::Ok,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LeakPublicEndpoint => "leak-public-endpoint",
+            Self::LeakDns => "leak-dns",
+            Self::LeakRoute => "leak-route",
+            Self::MisrouteForcedTunnel => "misroute-forced-tunnel",
+            Self::Blocked => "blocked",
+            Self::SameSubnetUnreachable => "same-subnet-unreachable",
+            Self::DroppedNoRoute => "dropped-no-route",
+            Self::Undocumented => "undocumented",
+            Self::Ok => "ok",
+        }
+    }
+
+    pub fn is_leak(self) -> bool {
+        matches!(
+            self,
+            Self::LeakPublicEndpoint | Self::LeakDns | Self::LeakRoute | Self::MisrouteForcedTunnel
+        )
+    }
+}
+
+impl std::str::FromStr for Verdict {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown verdict `{s}` (one of: {})",
+                Self::ALL.map(|v| v.as_str()).join(", ")
+            )
+        })
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The classification of one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classification {
+    pub category: Category,
+    pub dependency: Option<String>,
+    pub dst_name: Option<String>,
+    pub expected_next_hop: Option<NextHop>,
+    pub observed_path: Option<NextHop>,
+    pub flow_type: &'static str,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// How the other direction of a TCP flow answered, when both were watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Not TCP, or the reverse direction was not watched.
+    Unknown,
+    Answered,
+    /// A SYN went out and no SYN-ACK came back.
+    Unanswered,
+    /// Only RSTs came back.
+    Refused,
+}
+
+/// What a known address is in the topology.
+#[derive(Clone, Debug)]
+enum Known {
+    Backend { name: String, private: Ipv4Addr, public: bool, in_ase_subnet: bool },
+    PrivateEndpoint { index: usize, public: bool },
+    Endpoint { fqdn: String },
+}
+
+#[derive(Debug)]
+pub struct Classifier {
+    topology: Topology,
+    routes: EffectiveRoutes,
+    dependencies: Vec<Dependency>,
+    known: HashMap<Ipv4Addr, Known>,
+}
+
+const TCP: u8 = 6;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+impl Classifier {
+    pub fn new(topology: &Topology, catalog: &Catalog) -> Self {
+        let ase = topology.ase_subnet().prefix;
+        let mut known = HashMap::new();
+        for e in &topology.endpoints {
+            known.insert(e.address, Known::Endpoint { fqdn: e.fqdn.clone() });
+        }
+        for (index, pe) in topology.private_endpoints.iter().enumerate() {
+            known.insert(pe.private_ip, Known::PrivateEndpoint { index, public: false });
+            known.insert(pe.public_ip, Known::PrivateEndpoint { index, public: true });
+        }
+        for b in &topology.backends {
+            let name = b.fqdn.clone().unwrap_or_else(|| b.name.clone());
+            let entry = |public| Known::Backend {
+                name: name.clone(),
+                private: b.private_ip,
+                public,
+                in_ase_subnet: ase.contains(&b.private_ip),
+            };
+            known.insert(b.private_ip, entry(false));
+            if let Some(public) = b.public_ip {
+                known.insert(public, entry(true));
+            }
+        }
+        Self {
+            topology: topology.clone(),
+            routes: EffectiveRoutes::build(topology),
+            dependencies: catalog.for_environment(topology.environment),
+            known,
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Classifies `records` in place, pairing directions for `blocked`.
+    pub fn classify_all(&self, records: &mut [FlowRecord]) {
+        let answers = answers(records, self.topology.ase_subnet().prefix);
+        for (record, answer) in records.iter_mut().zip(answers) {
+            let c = self.classify(record, answer);
+            record.category = Some(c.category.as_str().into());
+            record.dependency = c.dependency;
+            if record.dst_name.is_none() {
+                record.dst_name = c.dst_name;
+            }
+            record.expected_next_hop = c.expected_next_hop.map(|h| h.as_str().into());
+            record.observed_path = c.observed_path.map(|h| h.as_str().into());
+            record.flow_type = Some(c.flow_type.into());
+            record.verdict = Some(c.verdict.as_str().into());
+            record.reason = Some(c.reason);
+        }
+    }
+
+    /// Classifies one record.
+    pub fn classify(&self, record: &FlowRecord, answer: Answer) -> Classification {
+        let ase = self.topology.ase_subnet().prefix;
+        let reply = in_net(ase, record.dst_addr) && !in_net(ase, record.src_addr);
+        let (remote, remote_port) = if reply {
+            (record.src_addr, record.src_port)
+        } else {
+            (record.dst_addr, record.dst_port)
+        };
+        let known = match remote {
+            IpAddr::V4(v4) => self.known.get(&v4),
+            IpAddr::V6(_) => None,
+        };
+        let dst_name = record.dst_name.clone().or_else(|| match known? {
+            Known::Backend { name, .. } => Some(name.clone()),
+            Known::PrivateEndpoint { index, .. } => Some(self.topology.private_endpoints[*index].fqdn.clone()),
+            Known::Endpoint { fqdn } => Some(fqdn.clone()),
+        });
+        let destination = Destination {
+            addr: remote,
+            name: dst_name.as_deref(),
+            protocol: record.protocol,
+            port: remote_port,
+        };
+        let dependency = self
+            .dependencies
+            .iter()
+            .find(|d| d.matches(&destination, &self.topology.service_tags));
+        let decision = match remote {
+            IpAddr::V4(v4) => Some(self.routes.lookup(v4)),
+            IpAddr::V6(_) => None,
+        };
+        let observed = record.point.iface_role.as_deref().and_then(NextHop::from_role);
+        let category = self.category(remote, remote_port, known, dependency);
+        let judged = Judged {
+            record,
+            remote,
+            reply,
+            known,
+            dependency,
+            decision: decision.as_ref(),
+            observed,
+            category,
+            answer,
+            dst_name: dst_name.as_deref(),
+        };
+        let (verdict, reason) = self.verdict(&judged);
+        Classification {
+            category,
+            dependency: dependency.map(|d| d.name.clone()),
+            flow_type: self.flow_type(remote, category, known, dependency),
+            dst_name,
+            expected_next_hop: decision.map(|d| d.next_hop()),
+            observed_path: observed,
+            verdict,
+            reason,
+        }
+    }
+
+    fn category(
+        &self,
+        remote: IpAddr,
+        port: Option<u16>,
+        known: Option<&Known>,
+        dependency: Option<&Dependency>,
+    ) -> Category {
+        let t = &self.topology;
+        let v4 = match remote {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        };
+        match known {
+            Some(Known::Backend { .. }) => return Category::Vnet,
+            Some(Known::PrivateEndpoint { .. }) => return Category::PrivateEndpoint,
+            _ => {}
+        }
+        if port == Some(53) {
+            return Category::Dns;
+        }
+        if let Some(v4) = v4 {
+            if t.ase_subnet().prefix.contains(&v4) {
+                return Category::AseInternal;
+            }
+            if dependency.is_none() && (t.in_vnet(v4) || t.in_peering(v4)) {
+                return Category::Vnet;
+            }
+            if dependency.is_none() && t.in_onprem(v4) {
+                return Category::Onprem;
+            }
+        }
+        if dependency.is_some() {
+            Category::Dependency
+        } else if is_public(remote) {
+            Category::Internet
+        } else {
+            Category::Unknown
+        }
+    }
+
+    fn flow_type(
+        &self,
+        remote: IpAddr,
+        category: Category,
+        known: Option<&Known>,
+        dependency: Option<&Dependency>,
+    ) -> &'static str {
+        let t = &self.topology;
+        if let IpAddr::V4(v4) = remote {
+            if t.in_vnet(v4) {
+                return "IntraVNet";
+            }
+            if t.in_peering(v4) {
+                return "InterVNet";
+            }
+            if t.in_onprem(v4) {
+                return "S2S";
+            }
+            if v4 == AZURE_DNS {
+                return "AzurePublic";
+            }
+        }
+        if is_public(remote) {
+            let azure = matches!(known, Some(Known::Backend { .. } | Known::PrivateEndpoint { .. }))
+                || dependency.is_some()
+                || t.service_tags.owner(remote).is_some();
+            return if azure { "AzurePublic" } else { "ExternalPublic" };
+        }
+        if category == Category::Unknown { "UnknownPrivate" } else { "Unknown" }
+    }
+
+    fn verdict(&self, j: &Judged<'_>) -> (Verdict, String) {
+        let t = &self.topology;
+        let remote = j.remote;
+        let route_text = |d: &Decision| {
+            format!("{} ({} route {})", d.chosen.next_hop, d.chosen.source.as_str(), d.chosen.prefix)
+        };
+
+        if !j.reply
+            && let Some(d) = j.decision
+            && d.next_hop() == NextHop::None
+        {
+            return (
+                Verdict::DroppedNoRoute,
+                format!(
+                    "{remote} matches {} ({}): Azure drops it, next hop None",
+                    d.chosen.prefix, d.chosen.origin
+                ),
+            );
+        }
+
+        if let Some(Known::Backend { name, in_ase_subnet: true, public: false, .. }) = j.known
+            && t.environment == Environment::Asev1
+        {
+            return (
+                Verdict::SameSubnetUnreachable,
+                format!("{name} ({remote}) is in the ASEv1 subnet itself; an ASEv1 cannot reach VMs in its own subnet, move the VM to another subnet"),
+            );
+        }
+
+        if let Some(Known::PrivateEndpoint { index, public: true }) = j.known {
+            let pe = &t.private_endpoints[*index];
+            let via_dns = j.record.dns_chain.as_ref().is_some_and(|chain| {
+                chain.iter().any(|n| n.eq_ignore_ascii_case(&pe.fqdn) || n.contains("privatelink."))
+            });
+            if via_dns {
+                return (Verdict::LeakDns, self.dns_reason(pe));
+            }
+            return (
+                Verdict::LeakPublicEndpoint,
+                format!(
+                    "{} has a private endpoint at {} but was reached on its public address {remote}",
+                    pe.fqdn, pe.private_ip
+                ),
+            );
+        }
+        if let Some(chain) = &j.record.dns_chain
+            && is_public(remote)
+            && let Some(zone) = chain.iter().find(|n| n.contains(".privatelink.") || n.starts_with("privatelink."))
+        {
+            return (
+                Verdict::LeakDns,
+                format!("{} resolved through {zone} to the public address {remote}: the privatelink zone is not answered privately in this VNet", j.dst_name.unwrap_or("the name")),
+            );
+        }
+        if let Some(Known::Backend { name, private, public: true, .. }) = j.known {
+            return (
+                Verdict::LeakPublicEndpoint,
+                format!("{name} was reached on its public address {remote} instead of its VNet address {private}"),
+            );
+        }
+
+        if !j.reply
+            && let (Some(dep), Some(d)) = (j.dependency, j.decision)
+        {
+            let expected = d.next_hop();
+            let path = j.observed.unwrap_or(expected);
+            if !dep.allows(path) || !dep.allows(expected) {
+                let how = match (j.observed, expected) {
+                    (Some(seen), _) if !dep.allows(seen) => format!("was seen leaving by the {seen} path"),
+                    _ => format!("is routed to {}", route_text(d)),
+                };
+                let fix = if expected == NextHop::VirtualNetworkGateway {
+                    "; add the UDR 0.0.0.0/0 -> Internet (or more specific Internet routes) to the ASE subnet"
+                } else {
+                    ""
+                };
+                let answered = match j.answer {
+                    Answer::Refused => " and was refused",
+                    Answer::Unanswered => " and never got an answer",
+                    _ => "",
+                };
+                return (
+                    Verdict::MisrouteForcedTunnel,
+                    format!(
+                        "{} must take next hop {} but {how}{answered}{fix}",
+                        dep.name,
+                        dep.next_hops.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(" or "),
+                    ),
+                );
+            }
+        }
+
+        if !j.reply
+            && let Some(d) = j.decision
+        {
+            let belongs_inside = matches!(
+                j.category,
+                Category::Vnet | Category::AseInternal | Category::Onprem | Category::PrivateEndpoint
+            );
+            if j.observed == Some(NextHop::Internet) && d.next_hop() != NextHop::Internet {
+                return (
+                    Verdict::LeakRoute,
+                    format!("Azure routes {remote} via {} but it left by the internet path", route_text(d)),
+                );
+            }
+            if belongs_inside && j.observed.is_some_and(|seen| seen != d.next_hop() && seen == NextHop::Internet) {
+                return (Verdict::LeakRoute, format!("{remote} belongs in the VNet or on-premises but left by the internet path"));
+            }
+            if d.bypasses_vnet && j.category != Category::Dns {
+                return (
+                    Verdict::LeakRoute,
+                    format!("Route All is off: traffic to {remote} left through the app's shared outbound addresses, past the VNet's NSGs and UDRs"),
+                );
+            }
+        }
+
+        if j.category == Category::Dependency
+            && let Some(dep) = j.dependency
+        {
+            match j.answer {
+                Answer::Unanswered => {
+                    return (Verdict::Blocked, format!("{}: SYN sent to {remote} and no SYN-ACK came back", dep.name));
+                }
+                Answer::Refused => {
+                    return (Verdict::Blocked, format!("{}: {remote} answered only with RST", dep.name));
+                }
+                _ => {}
+            }
+        }
+
+        let platform = matches!(
+            t.environment,
+            Environment::Asev1 | Environment::Asev2External | Environment::Asev2Ilb
+        );
+        if j.category == Category::Internet && !j.reply && platform {
+            let owner = t
+                .service_tags
+                .owner(remote)
+                .map(|tag| format!(" (service tag {})", tag.name))
+                .unwrap_or_default();
+            return (
+                Verdict::Undocumented,
+                format!("public destination {remote}{owner} matches no documented dependency"),
+            );
+        }
+
+        let reason = match (j.dependency, j.decision) {
+            (Some(dep), Some(d)) => format!("{} via {} as documented", dep.name, d.next_hop()),
+            (None, Some(d)) if j.category == Category::Internet => format!(
+                "application traffic to {remote} via {} ({} has no platform dependencies in the subnet)",
+                route_text(d),
+                t.environment.as_str()
+            ),
+            (None, Some(d)) => format!("{} via {}", j.category.as_str(), route_text(d)),
+            _ => format!("{} flow", j.category.as_str()),
+        };
+        (Verdict::Ok, reason)
+    }
+
+    fn dns_reason(&self, pe: &crate::topology::PrivateEndpoint) -> String {
+        let t = &self.topology;
+        let custom: Vec<String> = t
+            .dns
+            .servers
+            .iter()
+            .filter(|s| **s != IpAddr::V4(AZURE_DNS))
+            .map(|s| s.to_string())
+            .collect();
+        if !pe.zone_linked {
+            format!(
+                "{} resolved to its public address {}: the zone {} is not linked to VNet {}",
+                pe.fqdn, pe.public_ip, pe.zone, t.vnet.name
+            )
+        } else if !custom.is_empty() && !t.dns.forwards_to_azure {
+            format!(
+                "{} resolved to its public address {}: the custom DNS server {} does not forward to 168.63.129.16",
+                pe.fqdn,
+                pe.public_ip,
+                custom.join(", ")
+            )
+        } else {
+            format!(
+                "{} resolved to its public address {} although {} is linked: the app did not use the VNet's DNS",
+                pe.fqdn, pe.public_ip, pe.zone
+            )
+        }
+    }
+}
+
+struct Judged<'a> {
+    record: &'a FlowRecord,
+    remote: IpAddr,
+    reply: bool,
+    known: Option<&'a Known>,
+    dependency: Option<&'a Dependency>,
+    decision: Option<&'a Decision>,
+    observed: Option<NextHop>,
+    category: Category,
+    answer: Answer,
+    dst_name: Option<&'a str>,
+}
+
+fn in_net(net: Ipv4Net, addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V4(v4) if net.contains(&v4))
+}
+
+/// Globally routable, roughly: not private, loopback, link-local, CGNAT,
+/// multicast or unspecified. (Documentation ranges count as public: the lab
+/// uses them for its fake Azure endpoints.)
+pub fn is_public(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            let cgnat = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).expect("constant");
+            !(a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_unspecified()
+                || cgnat.contains(&a))
+        }
+        IpAddr::V6(a) => {
+            let first = a.segments()[0];
+            !(a.is_loopback() || a.is_multicast() || a.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// Pairs each TCP record with the reverse direction on the same interface.
+fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
+    type Key = (std::sync::Arc<str>, IpAddr, Option<u16>, IpAddr, Option<u16>);
+    // Interfaces where both directions were watched.
+    let mut seen: HashMap<std::sync::Arc<str>, (bool, bool)> = HashMap::new();
+    let mut flags: HashMap<Key, (u8, bool)> = HashMap::new();
+    for r in records {
+        let dirs = seen.entry(r.point.iface.clone()).or_default();
+        match r.direction {
+            Direction::Ingress => dirs.0 = true,
+            Direction::Egress => dirs.1 = true,
+        }
+        if r.protocol == TCP {
+            let key = (r.point.iface.clone(), r.src_addr, r.src_port, r.dst_addr, r.dst_port);
+            let entry = flags.entry(key).or_default();
+            entry.0 |= r.tcp_flags;
+            entry.1 |= r.syn_count > 0 && r.tcp_flags & ACK == 0;
+        }
+    }
+    records
+        .iter()
+        .map(|r| {
+            if r.protocol != TCP || seen.get(&r.point.iface) != Some(&(true, true)) {
+                return Answer::Unknown;
+            }
+            // The initiator's side is the one in the ASE subnet (or, failing
+            // that, the record's own source).
+            let initiator_is_src = in_net(ase, r.src_addr) || !in_net(ase, r.dst_addr);
+            let (out_key, back_key) = if initiator_is_src {
+                (
+                    (r.point.iface.clone(), r.src_addr, r.src_port, r.dst_addr, r.dst_port),
+                    (r.point.iface.clone(), r.dst_addr, r.dst_port, r.src_addr, r.src_port),
+                )
+            } else {
+                (
+                    (r.point.iface.clone(), r.dst_addr, r.dst_port, r.src_addr, r.src_port),
+                    (r.point.iface.clone(), r.src_addr, r.src_port, r.dst_addr, r.dst_port),
+                )
+            };
+            let (out_flags, out_syn) = flags.get(&out_key).copied().unwrap_or_default();
+            let back = flags.get(&back_key).map(|(f, _)| *f).unwrap_or(0);
+            if !out_syn && out_flags & SYN == 0 {
+                Answer::Unknown // a flow that started before the capture
+            } else if back & (SYN | ACK) == SYN | ACK {
+                Answer::Answered
+            } else if back & RST != 0 {
+                Answer::Refused
+            } else {
+                Answer::Unanswered
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

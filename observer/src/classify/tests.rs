@@ -1,0 +1,235 @@
+//! Table-driven checks of every verdict, built from the lab's scenario
+//! topologies (the seed docs' cases) and synthetic records of their traffic.
+
+use std::{net::IpAddr, path::PathBuf, sync::Arc};
+
+use super::*;
+use crate::{
+    catalog::Catalog,
+    flow::{EndReason, ObservationPoint},
+};
+
+fn scenario(file: &str) -> Topology {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies").join(file);
+    Topology::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[expect(clippy::too_many_arguments)]
+fn record(
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    direction: Direction,
+    iface: &str,
+    role: &str,
+) -> FlowRecord {
+    FlowRecord {
+        start_ns: 0,
+        end_ns: 1,
+        point: ObservationPoint {
+            host: Arc::from("lab"),
+            netns: None,
+            iface: Arc::from(iface),
+            iface_role: Some(Arc::from(role)),
+        },
+        direction,
+        ip_version: 4,
+        protocol: 6,
+        src_addr: src.parse().unwrap(),
+        dst_addr: dst.parse().unwrap(),
+        src_port: Some(sport),
+        dst_port: Some(dport),
+        icmp_type: None,
+        icmp_code: None,
+        vlan_id: None,
+        packets: 3,
+        bytes: 180,
+        tcp_flags: flags,
+        syn_count: u64::from(flags & SYN != 0 && flags & ACK == 0),
+        fin_count: 0,
+        rst_count: u64::from(flags & RST != 0),
+        end_reason: EndReason::EndOfFlow,
+        dst_name: None,
+        dns_chain: None,
+        category: None,
+        dependency: None,
+        expected_next_hop: None,
+        observed_path: None,
+        flow_type: None,
+        verdict: None,
+        reason: None,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    SynAck,
+    Rst,
+    Nothing,
+}
+
+/// The workload's egress record and the reply, as the lab captures them on
+/// the workload's interface; returns (egress, reply) after classification.
+fn conversation(
+    t: &Topology,
+    dst: &str,
+    port: u16,
+    reply: Reply,
+    chain: Option<&[&str]>,
+) -> (FlowRecord, Option<FlowRecord>) {
+    let workload = t.workload_address().to_string();
+    let eth = |s: &str, d: &str, sp, dp, flags, dir| record(s, d, sp, dp, flags, dir, "eth0", "workload");
+    let mut out = eth(&workload, dst, 40000, port, SYN | ACK | 0x01, Direction::Egress);
+    out.syn_count = 1;
+    out.dns_chain = chain.map(|c| c.iter().map(|s| s.to_string()).collect());
+    let back = match reply {
+        Reply::SynAck => Some(eth(dst, &workload, port, 40000, SYN | ACK | 0x01, Direction::Ingress)),
+        Reply::Rst => Some(eth(dst, &workload, port, 40000, RST | ACK, Direction::Ingress)),
+        Reply::Nothing => None,
+    };
+    if matches!(reply, Reply::Nothing | Reply::Rst) {
+        out.tcp_flags = SYN;
+    }
+    // An unrelated ingress flow, so both directions count as watched.
+    let other = eth("10.0.0.99", &workload, 1, 2, ACK, Direction::Ingress);
+    let answered = back.is_some();
+    let mut records: Vec<FlowRecord> = [Some(out), back, Some(other)].into_iter().flatten().collect();
+    let classifier = Classifier::new(t, &Catalog::load(t.cloud, &[]).unwrap());
+    classifier.classify_all(&mut records);
+    let out = records.remove(0);
+    let back = answered.then(|| records.remove(0));
+    (out, back)
+}
+
+fn resolve(t: &Topology, name: &str) -> String {
+    let endpoint = t.endpoints.iter().find(|e| e.fqdn == name).map(|e| e.address);
+    let private = t
+        .private_endpoints
+        .iter()
+        .find(|p| p.fqdn == name)
+        .map(|p| if p.zone_linked { p.private_ip } else { p.public_ip });
+    endpoint
+        .or(private)
+        .map_or_else(|| name.to_string(), |i| i.to_string())
+}
+
+#[test]
+fn every_scenario_traffic_gets_its_expected_verdict() {
+    // (file, traffic, how the far end answers in the lab)
+    let table: &[(&str, &str, Reply)] = &[
+        ("default.toml", "sql-private", Reply::SynAck),
+        ("default.toml", "sql-public", Reply::Rst),
+        ("default.toml", "keyvault", Reply::SynAck),
+        ("default.toml", "storage", Reply::SynAck),
+        ("default.toml", "azure-sql", Reply::SynAck),
+        ("default.toml", "management", Reply::SynAck),
+        ("default.toml", "ocsp", Reply::SynAck),
+        ("default.toml", "onprem", Reply::SynAck),
+        ("default.toml", "no-route", Reply::Nothing),
+        ("default.toml", "undocumented", Reply::SynAck),
+        ("forced-tunnel.toml", "azure-sql", Reply::Rst),
+        ("forced-tunnel.toml", "management", Reply::Rst),
+        ("forced-tunnel-udr.toml", "azure-sql", Reply::SynAck),
+        ("forced-tunnel-udr.toml", "management", Reply::SynAck),
+        ("multi-tenant-route-all-off.toml", "storage", Reply::SynAck),
+        ("multi-tenant-route-all-on.toml", "storage", Reply::SynAck),
+        ("asev1-same-subnet.toml", "same-subnet-vm", Reply::Nothing),
+        ("storage-blocked.toml", "storage", Reply::Nothing),
+    ];
+    for (file, name, reply) in table {
+        let t = scenario(file);
+        let traffic = t.lab.traffic.iter().find(|x| x.name == *name).unwrap();
+        let dst = resolve(&t, &traffic.to);
+        let (out, _) = conversation(&t, &dst, traffic.port, *reply, None);
+        assert_eq!(
+            out.verdict.as_deref(),
+            traffic.expect.as_deref(),
+            "{file} {name}: {:?}",
+            out.reason
+        );
+    }
+}
+
+#[test]
+fn zone_not_linked_is_leak_dns_with_the_chain_and_public_endpoint_without() {
+    let t = scenario("pe-zone-not-linked.toml");
+    let chain = [
+        "contoso-kv.vault.azure.net",
+        "contoso-kv.privatelink.vaultcore.azure.net",
+        "data-prod-keyvault.vaultcore.azure.net",
+    ];
+    let (out, _) = conversation(&t, "203.0.113.20", 443, Reply::SynAck, Some(&chain));
+    assert_eq!(out.verdict.as_deref(), Some("leak-dns"));
+    let reason = out.reason.unwrap();
+    assert!(
+        reason.contains("privatelink.vaultcore.azure.net is not linked to VNet ase-vnet"),
+        "{reason}"
+    );
+    assert_eq!(out.category.as_deref(), Some("private-endpoint"));
+    // The same flow without DNS knowledge is still a leak, by address.
+    let (out, _) = conversation(&t, "203.0.113.20", 443, Reply::SynAck, None);
+    assert_eq!(out.verdict.as_deref(), Some("leak-public-endpoint"));
+}
+
+#[test]
+fn forced_tunnel_refusal_marks_the_reply_blocked_and_names_the_fix() {
+    let t = scenario("forced-tunnel.toml");
+    let (out, back) = conversation(&t, "203.0.113.40", 1433, Reply::Rst, None);
+    assert_eq!(out.dependency.as_deref(), Some("azure-sql"));
+    assert_eq!(out.expected_next_hop.as_deref(), Some("VirtualNetworkGateway"));
+    let reason = out.reason.unwrap();
+    assert!(
+        reason.contains("azure-sql must take next hop Internet or VirtualNetworkServiceEndpoint"),
+        "{reason}"
+    );
+    assert!(reason.contains("was refused"), "{reason}");
+    assert!(reason.contains("0.0.0.0/0 -> Internet"), "{reason}");
+    let back = back.unwrap();
+    assert_eq!(back.verdict.as_deref(), Some("blocked"), "{:?}", back.reason);
+}
+
+#[test]
+fn observed_internet_path_for_a_vnet_destination_is_a_route_leak() {
+    let t = scenario("default.toml");
+    let mut records = vec![record(
+        "10.0.0.4",
+        "10.0.1.6",
+        40000,
+        1433,
+        SYN | ACK,
+        Direction::Egress,
+        "inet",
+        "internet",
+    )];
+    Classifier::new(&t, &Catalog::load(t.cloud, &[]).unwrap()).classify_all(&mut records);
+    assert_eq!(records[0].verdict.as_deref(), Some("leak-route"));
+    assert_eq!(records[0].observed_path.as_deref(), Some("Internet"));
+    assert_eq!(records[0].expected_next_hop.as_deref(), Some("VnetLocal"));
+}
+
+#[test]
+fn categories_and_flow_types_follow_traffic_analytics() {
+    let t = scenario("default.toml");
+    let cases = [
+        ("10.0.1.6", 1433, "vnet", "IntraVNet"),
+        ("10.0.2.5", 443, "private-endpoint", "IntraVNet"),
+        ("10.0.0.9", 443, "ase-internal", "IntraVNet"),
+        ("192.168.1.10", 443, "onprem", "S2S"),
+        ("203.0.113.30", 443, "dependency", "AzurePublic"),
+        ("192.0.2.99", 443, "internet", "ExternalPublic"),
+        ("172.16.5.5", 443, "unknown", "UnknownPrivate"),
+        ("168.63.129.16", 53, "dns", "AzurePublic"),
+    ];
+    for (dst, port, category, flow_type) in cases {
+        let (out, _) = conversation(&t, dst, port, Reply::SynAck, None);
+        assert_eq!(
+            (out.category.as_deref(), out.flow_type.as_deref()),
+            (Some(category), Some(flow_type)),
+            "{dst}"
+        );
+    }
+    assert!(is_public("203.0.113.1".parse::<IpAddr>().unwrap()));
+    assert!(!is_public("100.64.1.1".parse::<IpAddr>().unwrap()));
+}
