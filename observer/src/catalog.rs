@@ -85,6 +85,11 @@ impl Dependency {
             || self.service_tags.iter().any(|t| tags.contains(t, dst.addr))
     }
 
+    /// Whether `name` is one of this dependency's host names.
+    pub fn names(&self, name: &str) -> bool {
+        self.hosts.iter().any(|h| host_matches(h, name))
+    }
+
     /// Whether `hop` is a path this dependency may take.
     pub fn allows(&self, hop: NextHop) -> bool {
         self.next_hops.is_empty() || self.next_hops.contains(&hop)

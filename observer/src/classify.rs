@@ -18,6 +18,7 @@ use ipnet::Ipv4Net;
 
 use crate::{
     catalog::{Catalog, Dependency, Destination},
+    dns::DnsAnswer,
     flow::{Direction, FlowRecord},
     routes::{Decision, EffectiveRoutes},
     topology::{AZURE_DNS, Environment, NextHop, Topology},
@@ -505,6 +506,47 @@ impl Classifier {
             _ => format!("{} flow", j.category.as_str()),
         };
         (Verdict::Ok, reason)
+    }
+
+    /// Judges one DNS answer: the server, privatelink names answered
+    /// publicly, and dependencies that do not resolve.
+    pub fn judge_dns(&self, answer: &mut DnsAnswer) {
+        let t = &self.topology;
+        let (verdict, reason) = if !t.dns.servers.contains(&answer.server) {
+            (
+                "unexpected-server",
+                format!(
+                    "answer from {}, which is not one of the VNet's DNS servers ({})",
+                    answer.server,
+                    t.dns.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        } else if let Some(zone) = answer.chain.iter().find(|n| n.contains("privatelink."))
+            && let Some(public) = answer.addresses.iter().find(|a| is_public(**a))
+        {
+            if answer.server == IpAddr::V4(AZURE_DNS) {
+                (
+                    "privatelink-public",
+                    format!("Azure DNS answered {} through {zone} with the public address {public}: the privatelink zone is not linked to VNet {}", answer.query, t.vnet.name),
+                )
+            } else {
+                (
+                    "privatelink-public",
+                    format!("custom DNS server {} answered {} through {zone} with the public address {public}: it does not forward to 168.63.129.16", answer.server, answer.query),
+                )
+            }
+        } else if answer.rcode == "NXDOMAIN"
+            && let Some(dep) = self.dependencies.iter().find(|d| d.names(&answer.query))
+        {
+            (
+                "nxdomain-dependency",
+                format!("{} ({}) does not resolve (NXDOMAIN): the ASE cannot reach its dependency", answer.query, dep.name),
+            )
+        } else {
+            ("ok", format!("{} {} from {}", answer.query, answer.rcode, answer.server))
+        };
+        answer.verdict = Some(verdict.into());
+        answer.reason = Some(reason);
     }
 
     fn dns_reason(&self, pe: &crate::topology::PrivateEndpoint) -> String {

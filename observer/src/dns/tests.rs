@@ -1,0 +1,162 @@
+use hickory_proto::{
+    op::{Message, MessageType, OpCode, Query, ResponseCode},
+    rr::{Name, RData, Record, RecordType, rdata},
+};
+
+use super::*;
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+fn response(query: &str, records: &[(&str, u32, RData)], code: ResponseCode) -> Vec<u8> {
+    let mut m = Message::new(7, MessageType::Response, OpCode::Query);
+    m.metadata.response_code = code;
+    m.add_query(Query::query(name(query), RecordType::A));
+    for (owner, ttl, data) in records {
+        m.add_answer(Record::from_rdata(name(owner), *ttl, data.clone()));
+    }
+    m.to_vec().unwrap()
+}
+
+fn cname(target: &str) -> RData {
+    RData::CNAME(rdata::CNAME(name(target)))
+}
+
+fn a(addr: &str) -> RData {
+    RData::A(rdata::A(addr.parse().unwrap()))
+}
+
+/// The Key Vault chain of the private-link docs, zone not linked.
+fn public_chain() -> Vec<u8> {
+    response(
+        "contoso-kv.vault.azure.net.",
+        &[
+            ("contoso-kv.vault.azure.net.", 300, cname("contoso-kv.privatelink.vaultcore.azure.net.")),
+            ("contoso-kv.privatelink.vaultcore.azure.net.", 60, cname("data-prod-weu.vaultcore.azure.net.")),
+            ("data-prod-weu.vaultcore.azure.net.", 120, a("203.0.113.20")),
+        ],
+        ResponseCode::NoError,
+    )
+}
+
+#[test]
+fn privatelink_chains_are_followed_in_order() {
+    let p = parse_response(&public_chain()).unwrap();
+    assert_eq!(
+        p.chain,
+        ["contoso-kv.vault.azure.net", "contoso-kv.privatelink.vaultcore.azure.net", "data-prod-weu.vaultcore.azure.net"]
+    );
+    assert_eq!(p.addresses, ["203.0.113.20".parse::<IpAddr>().unwrap()]);
+    assert_eq!((p.ttl, p.rcode.as_str(), p.query_type.as_str()), (60, "NOERROR", "A"));
+
+    // Zone linked: Azure DNS stops at the privatelink alias.
+    let linked = response(
+        "contoso-kv.vault.azure.net.",
+        &[
+            ("contoso-kv.vault.azure.net.", 300, cname("contoso-kv.privatelink.vaultcore.azure.net.")),
+            ("contoso-kv.privatelink.vaultcore.azure.net.", 10, a("10.0.2.5")),
+        ],
+        ResponseCode::NoError,
+    );
+    let p = parse_response(&linked).unwrap();
+    assert_eq!(p.addresses, ["10.0.2.5".parse::<IpAddr>().unwrap()]);
+    assert_eq!(p.chain.len(), 2);
+}
+
+#[test]
+fn nxdomain_and_queries_are_told_apart() {
+    let p = parse_response(&response("nope.database.windows.net.", &[], ResponseCode::NXDomain)).unwrap();
+    assert_eq!(p.rcode, "NXDOMAIN");
+    assert!(p.addresses.is_empty());
+    let query = query_message(1, "example.com.", RecordType::A).unwrap();
+    assert_eq!(parse_response(&query), Err(Skip::Query));
+}
+
+#[test]
+fn cname_loops_end() {
+    let looped = response(
+        "a.example.",
+        &[("a.example.", 5, cname("b.example.")), ("b.example.", 5, cname("a.example."))],
+        ResponseCode::NoError,
+    );
+    let p = parse_response(&looped).unwrap();
+    assert_eq!(p.chain, ["a.example", "b.example"]);
+}
+
+#[test]
+fn malformed_messages_are_skipped_not_fatal() {
+    let good = public_chain();
+    // Truncated at every length: never a panic, always a clean result.
+    for len in 0..good.len() {
+        let _ = parse_response(&good[..len]);
+    }
+    assert!(matches!(parse_response(&good[..20]), Err(Skip::Malformed(_))));
+    // A compression pointer that points at itself.
+    let mut looped = good[..12].to_vec();
+    looped[5] = 1; // one question
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    assert!(matches!(parse_response(&looped), Err(Skip::Malformed(_))));
+    // Absurd counts: 65535 answers announced, none present.
+    let mut absurd = good.clone();
+    absurd[6] = 0xff;
+    absurd[7] = 0xff;
+    assert!(matches!(parse_response(&absurd), Err(Skip::Malformed(_))));
+}
+
+fn answer(client: &str, addr: &str, name: &str, time_s: i64, ttl: u32) -> DnsAnswer {
+    DnsAnswer {
+        time_ns: time_s * 1_000_000_000,
+        iface: "eth0".into(),
+        client: client.parse().unwrap(),
+        server: "168.63.129.16".parse().unwrap(),
+        query: name.into(),
+        query_type: "A".into(),
+        rcode: "NOERROR".into(),
+        chain: vec![name.into()],
+        addresses: vec![addr.parse().unwrap()],
+        ttl,
+        verdict: None,
+        reason: None,
+    }
+}
+
+#[test]
+fn tracker_honours_ttl_grace_and_client() {
+    let mut t = DnsTracker::new(100, 5_000_000_000);
+    t.record(&answer("10.0.0.4", "203.0.113.30", "a.blob.core.windows.net", 100, 30));
+    let at = |s: i64| s * 1_000_000_000;
+    let c: IpAddr = "10.0.0.4".parse().unwrap();
+    let addr: IpAddr = "203.0.113.30".parse().unwrap();
+    assert!(t.lookup(c, addr, at(110)).is_some());
+    assert!(t.lookup(c, addr, at(134)).is_some(), "within the grace period");
+    assert!(t.lookup(c, addr, at(136)).is_none(), "expired");
+    assert!(t.lookup(c, addr, at(90)).is_none(), "before the answer");
+    assert!(t.lookup("10.0.0.5".parse().unwrap(), addr, at(110)).is_none(), "other client");
+    // A later answer for the same address wins from its time on.
+    t.record(&answer("10.0.0.4", "203.0.113.30", "b.blob.core.windows.net", 120, 30));
+    assert_eq!(t.lookup(c, addr, at(121)).unwrap().chain[0], "b.blob.core.windows.net");
+    assert_eq!(t.lookup(c, addr, at(110)).unwrap().chain[0], "a.blob.core.windows.net");
+}
+
+#[test]
+fn tracker_memory_is_bounded() {
+    let mut t = DnsTracker::new(1000, 0);
+    for i in 0..100_000u32 {
+        let addr = std::net::Ipv4Addr::from(0xcb00_0000 + i).to_string();
+        t.record(&answer("10.0.0.4", &addr, "x.example", 1, 60));
+    }
+    assert_eq!(t.len(), 1000);
+    assert_eq!(t.evicted(), 99_000);
+    assert!(t.entries.len() <= 1000);
+}
+
+#[test]
+fn the_dns_table_round_trips() {
+    let mut rows = vec![answer("10.0.0.4", "203.0.113.30", "a.example", 1, 60)];
+    rows[0].verdict = Some("ok".into());
+    let batch = DnsAnswer::to_batch(&rows);
+    assert_eq!(from_batch(&batch).unwrap(), rows);
+    let missing = batch.project(&[0, 1]).unwrap();
+    assert_eq!(from_batch(&missing).unwrap_err(), "dns table: column `ttl` is missing");
+}
