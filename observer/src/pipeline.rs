@@ -1,8 +1,10 @@
 //! The live pipeline of `observer run`:
 //!
 //! ```text
-//! kernel flow maps ──drain (swap)──► flow table ──ended──► records ──► Parquet files
-//! overflow ring buffer ────────────► flow table
+//! kernel flow maps ──drain (swap)──► flow table ──ended──► records ─┐
+//! overflow ring buffer ────────────► flow table                      ├─► name (DNS) ─► classify ─► flows-*.parquet
+//! DNS ring buffer ──► parse (hickory) ──► DNS tracker ───────────────┘
+//!                                     └─► dns-*.parquet
 //! loss counters ─────────────────────────────────────────► file metadata, summary
 //! ```
 //!
@@ -19,7 +21,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use observer_common::{FlowEvent, FlowKey, counter};
+use observer_common::{DnsEvent, DnsEventHeader, FlowEvent, FlowKey, counter, user::addr_from_bytes};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::{
@@ -35,6 +37,8 @@ use crate::{
         netns::{self, NetnsError},
         privileges::{self, PrivilegeError},
     },
+    classify::Classifier,
+    dns::{DnsAnswer, DnsTracker, Skip, parse_response},
     files::{ParquetFiles, WriteError, check_writable},
     flow::{
         Ended, FlowRecord, FlowTable, ObservationPoint, TableConfig, WallClock,
@@ -57,6 +61,10 @@ pub struct RunOptions {
     pub status_interval: Option<Duration>,
     /// Written once every interface is attached (for scripts and tests).
     pub ready_file: Option<PathBuf>,
+    /// Classifies records before they are written (`--topology`).
+    pub classifier: Option<Arc<Classifier>>,
+    /// (client, address) pairs the DNS tracker keeps.
+    pub dns_capacity: usize,
 }
 
 #[derive(Debug, Error)]
@@ -126,6 +134,12 @@ pub struct RunSummary {
     pub counters: std::collections::BTreeMap<&'static str, CounterValue>,
     /// Packets that reached no record (ring buffer full): must be 0.
     pub lost_packets: u64,
+    /// DNS responses parsed into the `dns` table.
+    pub dns_answers: u64,
+    /// DNS messages that could not be decoded (counted, skipped).
+    pub dns_malformed: u64,
+    /// DNS answers written to `dns-*.parquet`.
+    pub dns_files: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
@@ -148,6 +162,9 @@ struct Pipeline {
     table: FlowTable,
     ended: Vec<Ended>,
     files: ParquetFiles<FlowRecord>,
+    dns_files: ParquetFiles<DnsAnswer>,
+    dns: DnsTracker,
+    classifier: Option<Arc<Classifier>>,
     points: HashMap<u32, ObservationPoint>,
     clock: WallClock,
     summary: RunSummary,
@@ -181,6 +198,54 @@ impl Pipeline {
         }
     }
 
+    /// Parses DNS responses into answers: tracked for naming, and written.
+    fn read_dns_events(&mut self, ring: &mut RingBuf<MapData>) {
+        const HEADER: usize = size_of::<DnsEventHeader>();
+        while let Some(item) = ring.next() {
+            if item.len() < HEADER {
+                self.summary.dns_malformed += 1;
+                continue;
+            }
+            // SAFETY: each item starts with a whole header; read unaligned.
+            let header: DnsEventHeader = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let captured = usize::from(header.captured_len).min(item.len() - HEADER).min(size_of::<DnsEvent>() - HEADER);
+            let payload = &item[HEADER..HEADER + captured];
+            let parsed = match parse_response(payload) {
+                Ok(parsed) => parsed,
+                Err(Skip::Query) => continue,
+                Err(skip) => {
+                    self.summary.dns_malformed += 1;
+                    tracing::debug!("DNS message skipped: {skip:?}");
+                    continue;
+                }
+            };
+            let iface = self
+                .points
+                .get(&header.ifindex)
+                .map_or_else(|| format!("if{}", header.ifindex).into(), |p| p.iface.clone());
+            let mut answer = DnsAnswer {
+                time_ns: self.clock.utc_ns(header.timestamp_ns),
+                iface,
+                client: addr_from_bytes(header.dst_addr, header.ip_version),
+                server: addr_from_bytes(header.src_addr, header.ip_version),
+                query: parsed.query,
+                query_type: parsed.query_type,
+                rcode: parsed.rcode,
+                chain: parsed.chain,
+                addresses: parsed.addresses,
+                ttl: parsed.ttl,
+                verdict: None,
+                reason: None,
+            };
+            if let Some(classifier) = &self.classifier {
+                classifier.judge_dns(&mut answer);
+            }
+            self.dns.record(&answer);
+            self.summary.dns_answers += 1;
+            self.dns_files.push(answer);
+        }
+    }
+
     /// Turns ended flows into records waiting for the next flush.
     fn emit(&mut self) {
         for Ended { key, stats, reason } in self.ended.drain(..) {
@@ -192,19 +257,21 @@ impl Pipeline {
             self.summary.records += 1;
             self.summary.packets += stats.packets;
             self.summary.bytes += stats.bytes;
-            self.files.push(FlowRecord::from_kernel(
-                &key,
-                &stats,
-                reason,
-                point,
-                &self.clock,
-            ));
+            let mut record = FlowRecord::from_kernel(&key, &stats, reason, point, &self.clock);
+            self.dns.enrich(&mut record);
+            self.files.push(record);
         }
     }
 
     fn flush(&mut self) -> Result<(), RunError> {
         let metadata = self.metadata();
-        if let Some(path) = self.files.flush(&metadata)? {
+        if let Some(classifier) = &self.classifier {
+            classifier.classify_all(self.files.pending_mut());
+        }
+        for path in [self.files.flush(&metadata)?, self.dns_files.flush(&metadata)?]
+            .into_iter()
+            .flatten()
+        {
             tracing::debug!("wrote {}", path.display());
         }
         Ok(())
@@ -227,6 +294,17 @@ impl Pipeline {
             ),
             ("observer.interfaces".into(), interfaces),
             ("observer.attach".into(), self.summary.attach.into()),
+            (
+                "observer.topology".into(),
+                self.classifier
+                    .as_ref()
+                    .map(|c| c.topology().name.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "observer.dns_malformed".into(),
+                self.summary.dns_malformed.to_string(),
+            ),
             (
                 "observer.capture_started".into(),
                 self.summary.started.clone(),
@@ -317,6 +395,18 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
                 source: e.into(),
             })?;
 
+    let mut dns_events = match capture.take_dns_events() {
+        // SAFETY: as above.
+        Some(ring) => Some(
+            unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+                .map_err(|e| RunError::Io {
+                    what: "poll the DNS ring buffer",
+                    source: e.into(),
+                })?,
+        ),
+        None => None,
+    };
+
     let host = hostname();
     let started = chrono::Utc::now();
     let run_id = format!(
@@ -363,6 +453,9 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
         table: FlowTable::new(options.table),
         ended: Vec::new(),
         files: ParquetFiles::new(&options.out, &run_id),
+        dns_files: ParquetFiles::new(&options.out, &run_id),
+        dns: DnsTracker::new(options.dns_capacity, 30_000_000_000),
+        classifier: options.classifier.clone(),
         points,
         clock: WallClock::new(),
         summary,
@@ -398,6 +491,11 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
                 pipeline.read_flow_events(guard.get_inner_mut());
                 guard.clear_ready();
             }
+            guard = readable(dns_events.as_mut()) => {
+                let mut guard = guard.map_err(io_err("poll the DNS ring buffer"))?;
+                pipeline.read_dns_events(guard.get_inner_mut());
+                guard.clear_ready();
+            }
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
             () = sleep_until(deadline) => break "duration",
@@ -407,9 +505,20 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
     finish(
         pipeline,
         flow_events.into_inner(),
+        dns_events.map(AsyncFd::into_inner),
         &options.out,
         stop_reason,
     )
+}
+
+/// Readiness of an optional ring buffer (never, when DNS capture is off).
+async fn readable(
+    ring: Option<&mut AsyncFd<RingBuf<MapData>>>,
+) -> io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, RingBuf<MapData>>> {
+    match ring {
+        Some(ring) => ring.readable_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<time::Instant>) {
@@ -424,10 +533,14 @@ async fn sleep_until(deadline: Option<time::Instant>) {
 fn finish(
     mut pipeline: Pipeline,
     mut ring: RingBuf<MapData>,
+    dns_ring: Option<RingBuf<MapData>>,
     out: &Path,
     stop_reason: &str,
 ) -> Result<RunSummary, RunError> {
     pipeline.capture.detach();
+    if let Some(mut dns_ring) = dns_ring {
+        pipeline.read_dns_events(&mut dns_ring);
+    }
     // Two swaps: the first drains the map in use until now, the second the
     // one installed by the first (written to until the detach).
     pipeline.drain()?;
@@ -442,6 +555,7 @@ fn finish(
     summary.stopped = chrono::Utc::now().to_rfc3339();
     summary.stop_reason = stop_reason.to_owned();
     summary.files = pipeline.files.files().to_vec();
+    summary.dns_files = pipeline.dns_files.files().to_vec();
     summary.counters = counter_values(&pipeline.counters);
     summary.lost_packets = lost_packets(&pipeline.counters);
     let path = out.join(format!("run-{}.json", summary.run_id));

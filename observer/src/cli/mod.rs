@@ -1,8 +1,14 @@
 //! Command line: one file per subcommand, `///` comments are the help text.
 
+mod classify;
+mod report;
+mod route;
 mod run;
 
-use std::process::ExitCode;
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -31,15 +37,33 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Capture flows on interfaces and write them as Parquet.
     Run(run::RunArgs),
+    /// Classify recorded flow files against a topology.
+    Classify(classify::ClassifyArgs),
+    /// Summarise classified flows; `--fail-on` for CI.
+    Report(report::ReportArgs),
+    /// Show the route Azure picks for a destination (effective routes).
+    Route(route::RouteArgs),
 }
 
 impl Command {
     pub fn execute(&self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         match self {
             Self::Run(args) => args.execute(global),
+            Self::Classify(args) => args.execute(),
+            Self::Report(args) => args.execute(),
+            Self::Route(args) => args.execute(),
         }
     }
+}
+
+/// Loads a topology and the catalogs into a classifier.
+fn load_classifier(topology: &Path, catalogs: &[PathBuf]) -> anyhow::Result<crate::classify::Classifier> {
+    let topology = crate::topology::Topology::load(topology)?;
+    let extra: Vec<&Path> = catalogs.iter().map(PathBuf::as_path).collect();
+    let catalog = crate::catalog::Catalog::load(topology.cloud, &extra).map_err(anyhow::Error::msg)?;
+    Ok(crate::classify::Classifier::new(&topology, &catalog))
 }
 
 impl Cli {

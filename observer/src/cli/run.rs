@@ -62,6 +62,18 @@ pub struct RunArgs {
     /// Write the run id to this file once capturing (for scripts).
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
+    /// Classify every record against this topology file before writing it.
+    #[arg(long, value_name = "FILE")]
+    topology: Option<PathBuf>,
+    /// Extra dependency catalog (tried before the built-in one). Repeatable.
+    #[arg(long, value_name = "FILE", requires = "topology")]
+    catalog: Vec<PathBuf>,
+    /// Do not copy DNS responses to userspace (no names, no `dns` table).
+    #[arg(long)]
+    no_dns: bool,
+    /// (client, address) pairs the DNS tracker remembers.
+    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    dns_capacity: usize,
 }
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
@@ -94,6 +106,7 @@ impl RunArgs {
                 attach: self.attach,
                 flow_map_size: self.flow_map_size,
                 flow_ring_bytes: self.event_ring_mib << 20,
+                capture_dns: !self.no_dns,
                 ..CaptureConfig::default()
             },
             drain_interval: seconds("drain-interval", self.drain_interval)?,
@@ -102,6 +115,11 @@ impl RunArgs {
                 .then(|| seconds("status-interval", self.status_interval))
                 .transpose()?,
             ready_file: self.ready_file.clone(),
+            classifier: match &self.topology {
+                Some(path) => Some(std::sync::Arc::new(super::load_classifier(path, &self.catalog)?)),
+                None => None,
+            },
+            dns_capacity: self.dns_capacity.max(1),
         })
     }
 

@@ -25,6 +25,8 @@ pub enum ReadError {
     Schema { path: PathBuf, source: SchemaError },
     #[error("`{}` holds no flow files (flows-*.parquet)", path.display())]
     EmptyDirectory { path: PathBuf },
+    #[error("`{}`: {message}", path.display())]
+    Dns { path: PathBuf, message: String },
 }
 
 /// The records and key/value metadata of one file.
@@ -103,6 +105,64 @@ pub fn flow_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
         paths.extend(found);
     }
     Ok(paths)
+}
+
+/// The `dns-*.parquet` files next to the inputs: in each input directory,
+/// or in the directory of each input file.
+pub fn dns_paths(inputs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = inputs
+        .iter()
+        .map(|i| {
+            if i.is_dir() {
+                i.clone()
+            } else {
+                i.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            }
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut paths: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("dns-") && n.ends_with(".parquet"))
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Reads the DNS answers recorded next to `inputs` (none is fine).
+pub fn read_dns(inputs: &[PathBuf]) -> Result<Vec<crate::dns::DnsAnswer>, ReadError> {
+    let mut answers = Vec::new();
+    for path in dns_paths(inputs) {
+        let file = File::open(&path).map_err(|source| ReadError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let parquet = |source| ReadError::Parquet {
+            path: path.clone(),
+            source,
+        };
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(parquet)?
+            .build()
+            .map_err(parquet)?
+        {
+            let batch = batch.map_err(|e| parquet(e.into()))?;
+            answers.extend(crate::dns::from_batch(&batch).map_err(|message| ReadError::Dns {
+                path: path.clone(),
+                message,
+            })?);
+        }
+    }
+    answers.sort_by_key(|a| a.time_ns);
+    Ok(answers)
 }
 
 /// Reads every flow file named by `inputs` (see [`flow_paths`]).

@@ -128,6 +128,11 @@ impl<T: Rows> ParquetFiles<T> {
         self.pending.push(row);
     }
 
+    /// Rows waiting for the next flush, for a last pass before writing.
+    pub fn pending_mut(&mut self) -> &mut [T] {
+        &mut self.pending
+    }
+
     /// Rows waiting for the next flush.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
