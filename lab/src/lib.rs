@@ -1,9 +1,16 @@
-//! Lab: builds customer ASE topologies in network namespaces.
+//! Lab: builds customer ASE topologies in network namespaces and runs the
+//! documented scenarios through them.
 //!
 //! | module | owns |
 //! |---|---|
 //! | [`cmd`] | the one checked way to run `ip`, `nft`, `sysctl` |
 //! | [`netns`] | RAII namespaces, veth pairs, background processes |
+//! | [`build`] | a topology file as namespaces, routes, NAT, ACLs, DNS |
+//! | [`traffic`] | servers and the workload's client (DNS, TCP, UDP) |
+//! | [`scenario`] | `lab run`: capture, traffic, classification, checks |
 
+pub mod build;
 pub mod cmd;
 pub mod netns;
+pub mod scenario;
+pub mod traffic;

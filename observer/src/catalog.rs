@@ -81,7 +81,9 @@ impl Dependency {
         }
         self.any_destination
             || self.addresses.contains(&dst.addr)
-            || dst.name.is_some_and(|name| self.hosts.iter().any(|h| host_matches(h, name)))
+            || dst
+                .name
+                .is_some_and(|name| self.hosts.iter().any(|h| host_matches(h, name)))
             || self.service_tags.iter().any(|t| tags.contains(t, dst.addr))
     }
 
@@ -100,8 +102,12 @@ impl Dependency {
 fn host_matches(pattern: &str, name: &str) -> bool {
     let name = name.trim_end_matches('.');
     match pattern.strip_prefix("*.") {
-        Some(suffix) => name.len() > suffix.len() + 1
-            && name.to_ascii_lowercase().ends_with(&format!(".{}", suffix.to_ascii_lowercase())),
+        Some(suffix) => {
+            name.len() > suffix.len() + 1
+                && name
+                    .to_ascii_lowercase()
+                    .ends_with(&format!(".{}", suffix.to_ascii_lowercase()))
+        }
         None => name.eq_ignore_ascii_case(pattern),
     }
 }
@@ -119,7 +125,9 @@ impl Catalog {
         for path in extra {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read catalog {}: {e}", path.display()))?;
-            catalog.add(cloud, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+            catalog
+                .add(cloud, &text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
         }
         catalog
             .add(cloud, BUILTIN)
@@ -168,20 +176,32 @@ fn resolve(raw: RawEntry, suffixes: &HashMap<String, String>) -> Result<Dependen
     let ports = raw
         .ports
         .iter()
-        .map(|p| parse_ports(p).ok_or_else(|| at(format!("`{p}` is not a port or a range like 11000-11999"))))
+        .map(|p| {
+            parse_ports(p)
+                .ok_or_else(|| at(format!("`{p}` is not a port or a range like 11000-11999")))
+        })
         .collect::<Result<_, _>>()?;
     let hosts = raw
         .hosts
         .iter()
-        .map(|h| expand(h, suffixes).ok_or_else(|| at(format!("`{h}` names a suffix this cloud does not define"))))
+        .map(|h| {
+            expand(h, suffixes)
+                .ok_or_else(|| at(format!("`{h}` names a suffix this cloud does not define")))
+        })
         .collect::<Result<_, _>>()?;
     let next_hops = raw
         .next_hops
         .iter()
         .map(|h| h.parse::<NextHop>().map_err(at))
         .collect::<Result<_, _>>()?;
-    if !raw.any_destination && raw.hosts.is_empty() && raw.service_tags.is_empty() && raw.addresses.is_empty() {
-        return Err(at("needs hosts, service_tags, addresses or any_destination = true".into()));
+    if !raw.any_destination
+        && raw.hosts.is_empty()
+        && raw.service_tags.is_empty()
+        && raw.addresses.is_empty()
+    {
+        return Err(at(
+            "needs hosts, service_tags, addresses or any_destination = true".into(),
+        ));
     }
     Ok(Dependency {
         name: raw.name,
@@ -234,7 +254,10 @@ mod tests {
             r#"{"values":[{"name":"Sql","properties":{"addressPrefixes":["198.51.100.0/24"]}}]}"#,
         )
         .unwrap();
-        catalog.iter().find(|d| d.matches(&dst, &tags)).map(|d| d.name.as_str())
+        catalog
+            .iter()
+            .find(|d| d.matches(&dst, &tags))
+            .map(|d| d.name.as_str())
     }
 
     fn dst(name: Option<&str>, addr: &str, protocol: u8, port: u16) -> Destination<'static> {
@@ -248,19 +271,42 @@ mod tests {
 
     #[test]
     fn documented_dependencies_match_by_name_tag_port_and_cloud() {
-        let public = Catalog::load(Cloud::Public, &[]).unwrap().for_environment(Environment::Asev2External);
+        let public = Catalog::load(Cloud::Public, &[])
+            .unwrap()
+            .for_environment(Environment::Asev2External);
         let cases = [
-            (dst(Some("acct.blob.core.windows.net"), "203.0.113.1", 6, 443), Some("azure-storage")),
-            (dst(Some("acct.blob.core.windows.net"), "203.0.113.1", 6, 445), None),
-            (dst(Some("srv.database.windows.net"), "203.0.113.2", 6, 11042), Some("azure-sql")),
+            (
+                dst(Some("acct.blob.core.windows.net"), "203.0.113.1", 6, 443),
+                Some("azure-storage"),
+            ),
+            (
+                dst(Some("acct.blob.core.windows.net"), "203.0.113.1", 6, 445),
+                None,
+            ),
+            (
+                dst(Some("srv.database.windows.net"), "203.0.113.2", 6, 11042),
+                Some("azure-sql"),
+            ),
             (dst(None, "198.51.100.9", 6, 1433), Some("azure-sql")),
             (dst(None, "198.51.100.9", 6, 1434), None),
-            (dst(Some("management.azure.com"), "203.0.113.3", 6, 443), Some("azure-management")),
-            (dst(Some("ocsp.msocsp.com"), "203.0.113.4", 6, 80), Some("ocsp-crl")),
-            (dst(Some("login.microsoftonline.com"), "203.0.113.5", 6, 443), Some("azure-ad")),
+            (
+                dst(Some("management.azure.com"), "203.0.113.3", 6, 443),
+                Some("azure-management"),
+            ),
+            (
+                dst(Some("ocsp.msocsp.com"), "203.0.113.4", 6, 80),
+                Some("ocsp-crl"),
+            ),
+            (
+                dst(Some("login.microsoftonline.com"), "203.0.113.5", 6, 443),
+                Some("azure-ad"),
+            ),
             (dst(None, "13.90.249.229", 6, 443), Some("monitoring-ips")),
             (dst(None, "203.0.113.6", 17, 123), Some("ntp")),
-            (dst(None, "203.0.113.6", 6, 12000), Some("system-monitoring")),
+            (
+                dst(None, "203.0.113.6", 6, 12000),
+                Some("system-monitoring"),
+            ),
             (dst(None, "168.63.129.16", 17, 53), Some("dns")),
             (dst(Some("example.com"), "203.0.113.7", 6, 443), None),
         ];
@@ -268,20 +314,55 @@ mod tests {
             assert_eq!(find(&public, d), want, "{d:?}");
         }
         // 445 to Storage only on ASEv1; the later lock-down list (NTP) not on ASEv1.
-        let v1 = Catalog::load(Cloud::Public, &[]).unwrap().for_environment(Environment::Asev1);
-        assert_eq!(find(&v1, dst(Some("a.file.core.windows.net"), "203.0.113.1", 6, 445)), Some("azure-files-smb"));
+        let v1 = Catalog::load(Cloud::Public, &[])
+            .unwrap()
+            .for_environment(Environment::Asev1);
+        assert_eq!(
+            find(
+                &v1,
+                dst(Some("a.file.core.windows.net"), "203.0.113.1", 6, 445)
+            ),
+            Some("azure-files-smb")
+        );
         assert_eq!(find(&v1, dst(None, "203.0.113.6", 17, 123)), None);
         // ASEv3 has no platform dependencies in the customer subnet.
-        assert!(Catalog::load(Cloud::Public, &[]).unwrap().for_environment(Environment::Asev3).is_empty());
+        assert!(
+            Catalog::load(Cloud::Public, &[])
+                .unwrap()
+                .for_environment(Environment::Asev3)
+                .is_empty()
+        );
     }
 
     #[test]
     fn sovereign_clouds_use_their_suffixes() {
-        let china = Catalog::load(Cloud::China, &[]).unwrap().for_environment(Environment::Asev2External);
-        assert_eq!(find(&china, dst(Some("a.blob.core.chinacloudapi.cn"), "203.0.113.1", 6, 443)), Some("azure-storage"));
-        assert_eq!(find(&china, dst(Some("a.blob.core.windows.net"), "203.0.113.1", 6, 443)), None);
-        let gov = Catalog::load(Cloud::Usgov, &[]).unwrap().for_environment(Environment::Asev2External);
-        assert_eq!(find(&gov, dst(Some("login.microsoftonline.us"), "203.0.113.1", 6, 443)), Some("azure-ad"));
+        let china = Catalog::load(Cloud::China, &[])
+            .unwrap()
+            .for_environment(Environment::Asev2External);
+        assert_eq!(
+            find(
+                &china,
+                dst(Some("a.blob.core.chinacloudapi.cn"), "203.0.113.1", 6, 443)
+            ),
+            Some("azure-storage")
+        );
+        assert_eq!(
+            find(
+                &china,
+                dst(Some("a.blob.core.windows.net"), "203.0.113.1", 6, 443)
+            ),
+            None
+        );
+        let gov = Catalog::load(Cloud::Usgov, &[])
+            .unwrap()
+            .for_environment(Environment::Asev2External);
+        assert_eq!(
+            find(
+                &gov,
+                dst(Some("login.microsoftonline.us"), "203.0.113.1", 6, 443)
+            ),
+            Some("azure-ad")
+        );
     }
 
     #[test]
@@ -293,12 +374,23 @@ mod tests {
             "[[dependency]]\nname = \"corp-proxy\"\nenvironments = [\"asev2-external\"]\nprotocol = \"tcp\"\nports = [\"443\"]\nhosts = [\"*.blob.{core}\"]\nnext_hops = [\"VirtualAppliance\"]\n",
         )
         .unwrap();
-        let catalog = Catalog::load(Cloud::Public, &[&path]).unwrap().for_environment(Environment::Asev2External);
-        assert_eq!(find(&catalog, dst(Some("x.blob.core.windows.net"), "203.0.113.1", 6, 443)), Some("corp-proxy"));
+        let catalog = Catalog::load(Cloud::Public, &[&path])
+            .unwrap()
+            .for_environment(Environment::Asev2External);
+        assert_eq!(
+            find(
+                &catalog,
+                dst(Some("x.blob.core.windows.net"), "203.0.113.1", 6, 443)
+            ),
+            Some("corp-proxy")
+        );
 
         std::fs::write(&path, "[[dependency]]\nname = \"bad\"\nenvironments = [\"asev3\"]\nports = [\"90-80\"]\nany_destination = true\nnext_hops = []\n").unwrap();
         let err = Catalog::load(Cloud::Public, &[&path]).unwrap_err();
-        assert!(err.contains("dependency `bad`: `90-80` is not a port"), "{err}");
+        assert!(
+            err.contains("dependency `bad`: `90-80` is not a port"),
+            "{err}"
+        );
         std::fs::write(&path, "[[dependency]]\nname = \"bad\"\nenvironments = [\"asev3\"]\nports = [\"80\"]\nany_destination = true\nnext_hops = [\"Moon\"]\n").unwrap();
         let err = Catalog::load(Cloud::Public, &[&path]).unwrap_err();
         assert!(err.contains("unknown next hop `Moon`"), "{err}");

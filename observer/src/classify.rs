@@ -104,12 +104,15 @@ impl std::str::FromStr for Verdict {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
-            format!(
-                "unknown verdict `{s}` (one of: {})",
-                Self::ALL.map(|v| v.as_str()).join(", ")
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown verdict `{s}` (one of: {})",
+                    Self::ALL.map(|v| v.as_str()).join(", ")
+                )
+            })
     }
 }
 
@@ -147,9 +150,19 @@ pub enum Answer {
 /// What a known address is in the topology.
 #[derive(Clone, Debug)]
 enum Known {
-    Backend { name: String, private: Ipv4Addr, public: bool, in_ase_subnet: bool },
-    PrivateEndpoint { index: usize, public: bool },
-    Endpoint { fqdn: String },
+    Backend {
+        name: String,
+        private: Ipv4Addr,
+        public: bool,
+        in_ase_subnet: bool,
+    },
+    PrivateEndpoint {
+        index: usize,
+        public: bool,
+    },
+    Endpoint {
+        fqdn: String,
+    },
 }
 
 #[derive(Debug)]
@@ -170,11 +183,28 @@ impl Classifier {
         let ase = topology.ase_subnet().prefix;
         let mut known = HashMap::new();
         for e in &topology.endpoints {
-            known.insert(e.address, Known::Endpoint { fqdn: e.fqdn.clone() });
+            known.insert(
+                e.address,
+                Known::Endpoint {
+                    fqdn: e.fqdn.clone(),
+                },
+            );
         }
         for (index, pe) in topology.private_endpoints.iter().enumerate() {
-            known.insert(pe.private_ip, Known::PrivateEndpoint { index, public: false });
-            known.insert(pe.public_ip, Known::PrivateEndpoint { index, public: true });
+            known.insert(
+                pe.private_ip,
+                Known::PrivateEndpoint {
+                    index,
+                    public: false,
+                },
+            );
+            known.insert(
+                pe.public_ip,
+                Known::PrivateEndpoint {
+                    index,
+                    public: true,
+                },
+            );
         }
         for b in &topology.backends {
             let name = b.fqdn.clone().unwrap_or_else(|| b.name.clone());
@@ -234,7 +264,9 @@ impl Classifier {
         };
         let dst_name = record.dst_name.clone().or_else(|| match known? {
             Known::Backend { name, .. } => Some(name.clone()),
-            Known::PrivateEndpoint { index, .. } => Some(self.topology.private_endpoints[*index].fqdn.clone()),
+            Known::PrivateEndpoint { index, .. } => {
+                Some(self.topology.private_endpoints[*index].fqdn.clone())
+            }
             Known::Endpoint { fqdn } => Some(fqdn.clone()),
         });
         let destination = Destination {
@@ -251,7 +283,11 @@ impl Classifier {
             IpAddr::V4(v4) => Some(self.routes.lookup(v4)),
             IpAddr::V6(_) => None,
         };
-        let observed = record.point.iface_role.as_deref().and_then(NextHop::from_role);
+        let observed = record
+            .point
+            .iface_role
+            .as_deref()
+            .and_then(NextHop::from_role);
         let category = self.category(remote, remote_port, known, dependency);
         let judged = Judged {
             record,
@@ -341,19 +377,34 @@ impl Classifier {
             }
         }
         if is_public(remote) {
-            let azure = matches!(known, Some(Known::Backend { .. } | Known::PrivateEndpoint { .. }))
-                || dependency.is_some()
+            let azure = matches!(
+                known,
+                Some(Known::Backend { .. } | Known::PrivateEndpoint { .. })
+            ) || dependency.is_some()
                 || t.service_tags.owner(remote).is_some();
-            return if azure { "AzurePublic" } else { "ExternalPublic" };
+            return if azure {
+                "AzurePublic"
+            } else {
+                "ExternalPublic"
+            };
         }
-        if category == Category::Unknown { "UnknownPrivate" } else { "Unknown" }
+        if category == Category::Unknown {
+            "UnknownPrivate"
+        } else {
+            "Unknown"
+        }
     }
 
     fn verdict(&self, j: &Judged<'_>) -> (Verdict, String) {
         let t = &self.topology;
         let remote = j.remote;
         let route_text = |d: &Decision| {
-            format!("{} ({} route {})", d.chosen.next_hop, d.chosen.source.as_str(), d.chosen.prefix)
+            format!(
+                "{} ({} route {})",
+                d.chosen.next_hop,
+                d.chosen.source.as_str(),
+                d.chosen.prefix
+            )
         };
 
         if !j.reply
@@ -369,19 +420,32 @@ impl Classifier {
             );
         }
 
-        if let Some(Known::Backend { name, in_ase_subnet: true, public: false, .. }) = j.known
+        if let Some(Known::Backend {
+            name,
+            in_ase_subnet: true,
+            public: false,
+            ..
+        }) = j.known
             && t.environment == Environment::Asev1
         {
             return (
                 Verdict::SameSubnetUnreachable,
-                format!("{name} ({remote}) is in the ASEv1 subnet itself; an ASEv1 cannot reach VMs in its own subnet, move the VM to another subnet"),
+                format!(
+                    "{name} ({remote}) is in the ASEv1 subnet itself; an ASEv1 cannot reach VMs in its own subnet, move the VM to another subnet"
+                ),
             );
         }
 
-        if let Some(Known::PrivateEndpoint { index, public: true }) = j.known {
+        if let Some(Known::PrivateEndpoint {
+            index,
+            public: true,
+        }) = j.known
+        {
             let pe = &t.private_endpoints[*index];
             let via_dns = j.record.dns_chain.as_ref().is_some_and(|chain| {
-                chain.iter().any(|n| n.eq_ignore_ascii_case(&pe.fqdn) || n.contains("privatelink."))
+                chain
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(&pe.fqdn) || n.contains("privatelink."))
             });
             if via_dns {
                 return (Verdict::LeakDns, self.dns_reason(pe));
@@ -396,17 +460,30 @@ impl Classifier {
         }
         if let Some(chain) = &j.record.dns_chain
             && is_public(remote)
-            && let Some(zone) = chain.iter().find(|n| n.contains(".privatelink.") || n.starts_with("privatelink."))
+            && let Some(zone) = chain
+                .iter()
+                .find(|n| n.contains(".privatelink.") || n.starts_with("privatelink."))
         {
             return (
                 Verdict::LeakDns,
-                format!("{} resolved through {zone} to the public address {remote}: the privatelink zone is not answered privately in this VNet", j.dst_name.unwrap_or("the name")),
+                format!(
+                    "{} resolved through {zone} to the public address {remote}: the privatelink zone is not answered privately in this VNet",
+                    j.dst_name.unwrap_or("the name")
+                ),
             );
         }
-        if let Some(Known::Backend { name, private, public: true, .. }) = j.known {
+        if let Some(Known::Backend {
+            name,
+            private,
+            public: true,
+            ..
+        }) = j.known
+        {
             return (
                 Verdict::LeakPublicEndpoint,
-                format!("{name} was reached on its public address {remote} instead of its VNet address {private}"),
+                format!(
+                    "{name} was reached on its public address {remote} instead of its VNet address {private}"
+                ),
             );
         }
 
@@ -417,7 +494,9 @@ impl Classifier {
             let path = j.observed.unwrap_or(expected);
             if !dep.allows(path) || !dep.allows(expected) {
                 let how = match (j.observed, expected) {
-                    (Some(seen), _) if !dep.allows(seen) => format!("was seen leaving by the {seen} path"),
+                    (Some(seen), _) if !dep.allows(seen) => {
+                        format!("was seen leaving by the {seen} path")
+                    }
                     _ => format!("is routed to {}", route_text(d)),
                 };
                 let fix = if expected == NextHop::VirtualNetworkGateway {
@@ -435,7 +514,11 @@ impl Classifier {
                     format!(
                         "{} must take next hop {} but {how}{answered}{fix}",
                         dep.name,
-                        dep.next_hops.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(" or "),
+                        dep.next_hops
+                            .iter()
+                            .map(|h| h.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" or "),
                     ),
                 );
             }
@@ -446,21 +529,37 @@ impl Classifier {
         {
             let belongs_inside = matches!(
                 j.category,
-                Category::Vnet | Category::AseInternal | Category::Onprem | Category::PrivateEndpoint
+                Category::Vnet
+                    | Category::AseInternal
+                    | Category::Onprem
+                    | Category::PrivateEndpoint
             );
             if j.observed == Some(NextHop::Internet) && d.next_hop() != NextHop::Internet {
                 return (
                     Verdict::LeakRoute,
-                    format!("Azure routes {remote} via {} but it left by the internet path", route_text(d)),
+                    format!(
+                        "Azure routes {remote} via {} but it left by the internet path",
+                        route_text(d)
+                    ),
                 );
             }
-            if belongs_inside && j.observed.is_some_and(|seen| seen != d.next_hop() && seen == NextHop::Internet) {
-                return (Verdict::LeakRoute, format!("{remote} belongs in the VNet or on-premises but left by the internet path"));
+            if belongs_inside
+                && j.observed
+                    .is_some_and(|seen| seen != d.next_hop() && seen == NextHop::Internet)
+            {
+                return (
+                    Verdict::LeakRoute,
+                    format!(
+                        "{remote} belongs in the VNet or on-premises but left by the internet path"
+                    ),
+                );
             }
             if d.bypasses_vnet && j.category != Category::Dns {
                 return (
                     Verdict::LeakRoute,
-                    format!("Route All is off: traffic to {remote} left through the app's shared outbound addresses, past the VNet's NSGs and UDRs"),
+                    format!(
+                        "Route All is off: traffic to {remote} left through the app's shared outbound addresses, past the VNet's NSGs and UDRs"
+                    ),
                 );
             }
         }
@@ -470,10 +569,19 @@ impl Classifier {
         {
             match j.answer {
                 Answer::Unanswered => {
-                    return (Verdict::Blocked, format!("{}: SYN sent to {remote} and no SYN-ACK came back", dep.name));
+                    return (
+                        Verdict::Blocked,
+                        format!(
+                            "{}: SYN sent to {remote} and no SYN-ACK came back",
+                            dep.name
+                        ),
+                    );
                 }
                 Answer::Refused => {
-                    return (Verdict::Blocked, format!("{}: {remote} answered only with RST", dep.name));
+                    return (
+                        Verdict::Blocked,
+                        format!("{}: {remote} answered only with RST", dep.name),
+                    );
                 }
                 _ => {}
             }
@@ -518,7 +626,12 @@ impl Classifier {
                 format!(
                     "answer from {}, which is not one of the VNet's DNS servers ({})",
                     answer.server,
-                    t.dns.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                    t.dns
+                        .servers
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
         } else if let Some(zone) = answer.chain.iter().find(|n| n.contains("privatelink."))
@@ -527,12 +640,18 @@ impl Classifier {
             if answer.server == IpAddr::V4(AZURE_DNS) {
                 (
                     "privatelink-public",
-                    format!("Azure DNS answered {} through {zone} with the public address {public}: the privatelink zone is not linked to VNet {}", answer.query, t.vnet.name),
+                    format!(
+                        "Azure DNS answered {} through {zone} with the public address {public}: the privatelink zone is not linked to VNet {}",
+                        answer.query, t.vnet.name
+                    ),
                 )
             } else {
                 (
                     "privatelink-public",
-                    format!("custom DNS server {} answered {} through {zone} with the public address {public}: it does not forward to 168.63.129.16", answer.server, answer.query),
+                    format!(
+                        "custom DNS server {} answered {} through {zone} with the public address {public}: it does not forward to 168.63.129.16",
+                        answer.server, answer.query
+                    ),
                 )
             }
         } else if answer.rcode == "NXDOMAIN"
@@ -540,10 +659,16 @@ impl Classifier {
         {
             (
                 "nxdomain-dependency",
-                format!("{} ({}) does not resolve (NXDOMAIN): the ASE cannot reach its dependency", answer.query, dep.name),
+                format!(
+                    "{} ({}) does not resolve (NXDOMAIN): the ASE cannot reach its dependency",
+                    answer.query, dep.name
+                ),
             )
         } else {
-            ("ok", format!("{} {} from {}", answer.query, answer.rcode, answer.server))
+            (
+                "ok",
+                format!("{} {} from {}", answer.query, answer.rcode, answer.server),
+            )
         };
         answer.verdict = Some(verdict.into());
         answer.reason = Some(reason);
@@ -613,14 +738,24 @@ pub fn is_public(addr: IpAddr) -> bool {
         }
         IpAddr::V6(a) => {
             let first = a.segments()[0];
-            !(a.is_loopback() || a.is_multicast() || a.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
+            !(a.is_loopback()
+                || a.is_multicast()
+                || a.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
         }
     }
 }
 
 /// Pairs each TCP record with the reverse direction on the same interface.
 fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
-    type Key = (std::sync::Arc<str>, IpAddr, Option<u16>, IpAddr, Option<u16>);
+    type Key = (
+        std::sync::Arc<str>,
+        IpAddr,
+        Option<u16>,
+        IpAddr,
+        Option<u16>,
+    );
     // Interfaces where both directions were watched.
     let mut seen: HashMap<std::sync::Arc<str>, (bool, bool)> = HashMap::new();
     let mut flags: HashMap<Key, (u8, bool)> = HashMap::new();
@@ -631,7 +766,13 @@ fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
             Direction::Egress => dirs.1 = true,
         }
         if r.protocol == TCP {
-            let key = (r.point.iface.clone(), r.src_addr, r.src_port, r.dst_addr, r.dst_port);
+            let key = (
+                r.point.iface.clone(),
+                r.src_addr,
+                r.src_port,
+                r.dst_addr,
+                r.dst_port,
+            );
             let entry = flags.entry(key).or_default();
             entry.0 |= r.tcp_flags;
             entry.1 |= r.syn_count > 0 && r.tcp_flags & ACK == 0;
@@ -648,13 +789,37 @@ fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
             let initiator_is_src = in_net(ase, r.src_addr) || !in_net(ase, r.dst_addr);
             let (out_key, back_key) = if initiator_is_src {
                 (
-                    (r.point.iface.clone(), r.src_addr, r.src_port, r.dst_addr, r.dst_port),
-                    (r.point.iface.clone(), r.dst_addr, r.dst_port, r.src_addr, r.src_port),
+                    (
+                        r.point.iface.clone(),
+                        r.src_addr,
+                        r.src_port,
+                        r.dst_addr,
+                        r.dst_port,
+                    ),
+                    (
+                        r.point.iface.clone(),
+                        r.dst_addr,
+                        r.dst_port,
+                        r.src_addr,
+                        r.src_port,
+                    ),
                 )
             } else {
                 (
-                    (r.point.iface.clone(), r.dst_addr, r.dst_port, r.src_addr, r.src_port),
-                    (r.point.iface.clone(), r.src_addr, r.src_port, r.dst_addr, r.dst_port),
+                    (
+                        r.point.iface.clone(),
+                        r.dst_addr,
+                        r.dst_port,
+                        r.src_addr,
+                        r.src_port,
+                    ),
+                    (
+                        r.point.iface.clone(),
+                        r.src_addr,
+                        r.src_port,
+                        r.dst_addr,
+                        r.dst_port,
+                    ),
                 )
             };
             let (out_flags, out_syn) = flags.get(&out_key).copied().unwrap_or_default();

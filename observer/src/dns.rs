@@ -14,7 +14,9 @@ use arrow::{
         Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringArray, StringBuilder,
         TimestampNanosecondArray, UInt32Array,
     },
-    datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampNanosecondType, UInt32Type},
+    datatypes::{
+        DataType, Field, Schema, SchemaRef, TimeUnit, TimestampNanosecondType, UInt32Type,
+    },
 };
 use hickory_proto::{
     op::{Message, MessageType},
@@ -65,7 +67,8 @@ pub fn parse_response(payload: &[u8]) -> Result<Parsed, Skip> {
         return Err(Skip::Query);
     }
     let query = message.queries.first().ok_or(Skip::NoQuestion)?;
-    let name = |n: &hickory_proto::rr::Name| n.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+    let name =
+        |n: &hickory_proto::rr::Name| n.to_ascii().trim_end_matches('.').to_ascii_lowercase();
     let mut chain = vec![name(&query.name)];
     let mut ttl = u32::MAX;
     // Follow CNAMEs from the question; at most one step per answer record,
@@ -201,7 +204,9 @@ impl DnsTracker {
             self.order.push_back(key);
         }
         while self.order.len() > self.capacity {
-            let Some(old) = self.order.pop_front() else { break };
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
             if let Some(list) = self.entries.get_mut(&old) {
                 list.pop_front();
                 if list.is_empty() {
@@ -217,16 +222,19 @@ impl DnsTracker {
         // Answers and the first packet can be stamped in either order within
         // one drain; allow a second of skew.
         const SKEW_NS: i64 = 1_000_000_000;
-        self.entries.get(&(client, addr))?.iter().rev().find(|r| {
-            r.time_ns <= at_ns + SKEW_NS && at_ns <= r.expires_ns + self.grace_ns
-        })
+        self.entries
+            .get(&(client, addr))?
+            .iter()
+            .rev()
+            .find(|r| r.time_ns <= at_ns + SKEW_NS && at_ns <= r.expires_ns + self.grace_ns)
     }
 
     /// Fills `dst_name` and `dns_chain` of a record from the workload's
     /// point of view (for replies, the remote end is the source).
     pub fn enrich(&self, record: &mut FlowRecord) {
         let forward = self.lookup(record.src_addr, record.dst_addr, record.start_ns);
-        let found = forward.or_else(|| self.lookup(record.dst_addr, record.src_addr, record.start_ns));
+        let found =
+            forward.or_else(|| self.lookup(record.dst_addr, record.src_addr, record.start_ns));
         if let Some(r) = found {
             record.dst_name = r.chain.first().cloned();
             record.dns_chain = Some(r.chain.to_vec());
@@ -239,7 +247,11 @@ impl DnsTracker {
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
     Arc::new(Schema::new(vec![
-        Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), false),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("iface", DataType::Utf8, false),
         Field::new("client", DataType::Utf8, false),
         Field::new("server", DataType::Utf8, false),
@@ -278,18 +290,40 @@ impl Rows for DnsAnswer {
 
     fn to_batch(rows: &[Self]) -> RecordBatch {
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.time_ns)).with_timezone("UTC")),
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.time_ns))
+                    .with_timezone("UTC"),
+            ),
             strings(rows.iter().map(|r| &*r.iface)),
-            Arc::new(rows.iter().map(|r| Some(r.client.to_string())).collect::<StringArray>()),
-            Arc::new(rows.iter().map(|r| Some(r.server.to_string())).collect::<StringArray>()),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.client.to_string()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.server.to_string()))
+                    .collect::<StringArray>(),
+            ),
             strings(rows.iter().map(|r| r.query.as_str())),
             strings(rows.iter().map(|r| r.query_type.as_str())),
             strings(rows.iter().map(|r| r.rcode.as_str())),
             lists(rows.iter().map(|r| r.chain.clone())),
-            lists(rows.iter().map(|r| r.addresses.iter().map(|a| a.to_string()).collect())),
+            lists(
+                rows.iter()
+                    .map(|r| r.addresses.iter().map(|a| a.to_string()).collect()),
+            ),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.ttl))),
-            Arc::new(rows.iter().map(|r| r.verdict.as_deref()).collect::<StringArray>()),
-            Arc::new(rows.iter().map(|r| r.reason.as_deref()).collect::<StringArray>()),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.verdict.as_deref())
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.reason.as_deref())
+                    .collect::<StringArray>(),
+            ),
         ];
         RecordBatch::try_new(SCHEMA.clone(), columns).expect("columns match the dns schema")
     }
@@ -315,7 +349,9 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<DnsAnswer>, String> {
             .map(|i| {
                 let values = array.value(i);
                 let values = values.as_string::<i32>();
-                (0..values.len()).map(|j| values.value(j).to_string()).collect()
+                (0..values.len())
+                    .map(|j| values.value(j).to_string())
+                    .collect()
             })
             .collect())
     };
@@ -336,7 +372,10 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<DnsAnswer>, String> {
     let (chain, addresses) = (list("chain")?, list("addresses")?);
     let verdict = text("verdict").ok();
     let reason = text("reason").ok();
-    let addr = |s: &str| s.parse::<IpAddr>().map_err(|_| format!("dns table: `{s}` is not an address"));
+    let addr = |s: &str| {
+        s.parse::<IpAddr>()
+            .map_err(|_| format!("dns table: `{s}` is not an address"))
+    };
     (0..batch.num_rows())
         .map(|i| {
             Ok(DnsAnswer {
@@ -348,10 +387,17 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<DnsAnswer>, String> {
                 query_type: query_type.value(i).into(),
                 rcode: rcode.value(i).into(),
                 chain: chain[i].clone(),
-                addresses: addresses[i].iter().map(|a| addr(a)).collect::<Result<_, _>>()?,
+                addresses: addresses[i]
+                    .iter()
+                    .map(|a| addr(a))
+                    .collect::<Result<_, _>>()?,
                 ttl: ttl.value(i),
-                verdict: verdict.filter(|v| v.is_valid(i)).map(|v| v.value(i).to_string()),
-                reason: reason.filter(|v| v.is_valid(i)).map(|v| v.value(i).to_string()),
+                verdict: verdict
+                    .filter(|v| v.is_valid(i))
+                    .map(|v| v.value(i).to_string()),
+                reason: reason
+                    .filter(|v| v.is_valid(i))
+                    .map(|v| v.value(i).to_string()),
             })
         })
         .collect()

@@ -21,7 +21,9 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use observer_common::{DnsEvent, DnsEventHeader, FlowEvent, FlowKey, counter, user::addr_from_bytes};
+use observer_common::{
+    DnsEvent, DnsEventHeader, FlowEvent, FlowKey, counter, user::addr_from_bytes,
+};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::{
@@ -208,7 +210,9 @@ impl Pipeline {
             }
             // SAFETY: each item starts with a whole header; read unaligned.
             let header: DnsEventHeader = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            let captured = usize::from(header.captured_len).min(item.len() - HEADER).min(size_of::<DnsEvent>() - HEADER);
+            let captured = usize::from(header.captured_len)
+                .min(item.len() - HEADER)
+                .min(size_of::<DnsEvent>() - HEADER);
             let payload = &item[HEADER..HEADER + captured];
             let parsed = match parse_response(payload) {
                 Ok(parsed) => parsed,
@@ -219,10 +223,10 @@ impl Pipeline {
                     continue;
                 }
             };
-            let iface = self
-                .points
-                .get(&header.ifindex)
-                .map_or_else(|| format!("if{}", header.ifindex).into(), |p| p.iface.clone());
+            let iface = self.points.get(&header.ifindex).map_or_else(
+                || format!("if{}", header.ifindex).into(),
+                |p| p.iface.clone(),
+            );
             let mut answer = DnsAnswer {
                 time_ns: self.clock.utc_ns(header.timestamp_ns),
                 iface,
@@ -268,9 +272,12 @@ impl Pipeline {
         if let Some(classifier) = &self.classifier {
             classifier.classify_all(self.files.pending_mut());
         }
-        for path in [self.files.flush(&metadata)?, self.dns_files.flush(&metadata)?]
-            .into_iter()
-            .flatten()
+        for path in [
+            self.files.flush(&metadata)?,
+            self.dns_files.flush(&metadata)?,
+        ]
+        .into_iter()
+        .flatten()
         {
             tracing::debug!("wrote {}", path.display());
         }

@@ -28,14 +28,20 @@ impl FromStr for FailOn {
         let mut fail = Self::default();
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             match item {
-                "leak" => fail.verdicts.extend(Verdict::ALL.into_iter().filter(|v| v.is_leak())),
-                "any" => fail.verdicts.extend(Verdict::ALL.into_iter().filter(|v| *v != Verdict::Ok)),
+                "leak" => fail
+                    .verdicts
+                    .extend(Verdict::ALL.into_iter().filter(|v| v.is_leak())),
+                "any" => fail
+                    .verdicts
+                    .extend(Verdict::ALL.into_iter().filter(|v| *v != Verdict::Ok)),
                 "lost" => fail.lost = true,
                 "dns" => fail.dns = true,
                 verdict => {
-                    fail.verdicts.insert(verdict.parse().map_err(|e: String| {
-                        format!("{e}; or leak, any, lost, dns")
-                    })?);
+                    fail.verdicts.insert(
+                        verdict
+                            .parse()
+                            .map_err(|e: String| format!("{e}; or leak, any, lost, dns"))?,
+                    );
                 }
             }
         }
@@ -94,10 +100,18 @@ impl Report {
                     _ => "ip",
                 };
                 let port = r.dst_port.map(|p| format!(":{p}")).unwrap_or_default();
-                let name = r.dst_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                let name = r
+                    .dst_name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
                 let entry = report
                     .problems
-                    .entry((v, r.src_addr.to_string(), format!("{}{port}/{proto}{name}", r.dst_addr)))
+                    .entry((
+                        v,
+                        r.src_addr.to_string(),
+                        format!("{}{port}/{proto}{name}", r.dst_addr),
+                    ))
                     .or_insert((0, r.reason.clone().unwrap_or_default()));
                 entry.0 += 1;
             }
@@ -122,7 +136,10 @@ impl Report {
         let mut out: Vec<String> = self
             .by_verdict
             .iter()
-            .filter(|(v, _)| v.parse::<Verdict>().is_ok_and(|v| fail.verdicts.contains(&v)))
+            .filter(|(v, _)| {
+                v.parse::<Verdict>()
+                    .is_ok_and(|v| fail.verdicts.contains(&v))
+            })
             .map(|(v, n)| format!("{n} records with verdict {v}"))
             .collect();
         if fail.lost && self.lost > 0 {
@@ -149,7 +166,10 @@ impl Report {
             let _ = writeln!(s, "\nProblems (leaks first):");
             for ((verdict, src, dst), (count, reason)) in &self.problems {
                 let mark = if verdict.is_leak() { "LEAK" } else { "    " };
-                let _ = writeln!(s, "  {mark} {verdict:<24} {src} -> {dst}  [{count} records]");
+                let _ = writeln!(
+                    s,
+                    "  {mark} {verdict:<24} {src} -> {dst}  [{count} records]"
+                );
                 let _ = writeln!(s, "       {reason}");
             }
         }
@@ -168,7 +188,8 @@ impl Report {
         if !self.by_dependency.is_empty() {
             let _ = writeln!(s, "\nRecords by dependency:");
             for (dep, verdicts) in &self.by_dependency {
-                let detail: Vec<String> = verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+                let detail: Vec<String> =
+                    verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
                 let _ = writeln!(s, "  {dep:<26} {}", detail.join(", "));
             }
         }
@@ -177,7 +198,11 @@ impl Report {
             let _ = writeln!(s, "  {expected:<30} {observed:<24} {n}");
         }
         if !self.dns_by_verdict.is_empty() {
-            let detail: Vec<String> = self.dns_by_verdict.iter().map(|(v, n)| format!("{v} {n}")).collect();
+            let detail: Vec<String> = self
+                .dns_by_verdict
+                .iter()
+                .map(|(v, n)| format!("{v} {n}"))
+                .collect();
             let _ = writeln!(s, "\nDNS answers: {}", detail.join(", "));
         }
         let _ = writeln!(s, "\nPackets lost by the capture: {}", self.lost);

@@ -108,7 +108,10 @@ impl fmt::Display for Decision {
         writeln!(f, "next hop     {}", self.chosen.next_hop)?;
         writeln!(f, "route        {}", self.chosen)?;
         if self.bypasses_vnet {
-            writeln!(f, "note         Route All is off: the VNet's route table and NSGs do not apply")?;
+            writeln!(
+                f,
+                "note         Route All is off: the VNet's route table and NSGs do not apply"
+            )?;
         }
         if !self.beaten.is_empty() {
             writeln!(f, "beat:")?;
@@ -120,7 +123,12 @@ impl fmt::Display for Decision {
     }
 }
 
-const NONE_PREFIXES: [&str; 4] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"];
+const NONE_PREFIXES: [&str; 4] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+];
 const RFC1918: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 
 /// The effective route table of the ASE (or integration) subnet.
@@ -143,23 +151,52 @@ impl EffectiveRoutes {
             origin,
         };
         for &space in &topology.vnet.address_space {
-            routes.push(system(space, NextHop::VnetLocal, format!("address space of VNet {}", topology.vnet.name)));
+            routes.push(system(
+                space,
+                NextHop::VnetLocal,
+                format!("address space of VNet {}", topology.vnet.name),
+            ));
         }
-        routes.push(system(Ipv4Net::default(), NextHop::Internet, "default route".into()));
+        routes.push(system(
+            Ipv4Net::default(),
+            NextHop::Internet,
+            "default route".into(),
+        ));
         for none in NONE_PREFIXES.map(|p| p.parse::<Ipv4Net>().expect("constant prefix")) {
             // A VNet range equal to or containing a None prefix replaces it.
-            if !topology.vnet.address_space.iter().any(|space| space.contains(&none)) {
-                routes.push(system(none, NextHop::None, "reserved range not in the VNet (dropped)".into()));
+            if !topology
+                .vnet
+                .address_space
+                .iter()
+                .any(|space| space.contains(&none))
+            {
+                routes.push(system(
+                    none,
+                    NextHop::None,
+                    "reserved range not in the VNet (dropped)".into(),
+                ));
             }
         }
         for peering in &topology.peerings {
             for &space in &peering.address_space {
-                routes.push(system(space, NextHop::VnetPeering, format!("peered VNet {}", peering.name)));
+                routes.push(system(
+                    space,
+                    NextHop::VnetPeering,
+                    format!("peered VNet {}", peering.name),
+                ));
             }
         }
-        let ase = topology.vnet.subnets.iter().find(|s| s.role == SubnetRole::Ase);
+        let ase = topology
+            .vnet
+            .subnets
+            .iter()
+            .find(|s| s.role == SubnetRole::Ase);
         for service in ase.iter().flat_map(|s| &s.service_endpoints) {
-            for tag in topology.service_tags.iter().filter(|t| family(&t.name).eq_ignore_ascii_case(family(service))) {
+            for tag in topology
+                .service_tags
+                .iter()
+                .filter(|t| family(&t.name).eq_ignore_ascii_case(family(service)))
+            {
                 for prefix in v4(&tag.prefixes) {
                     routes.push(system(
                         prefix,
@@ -169,12 +206,17 @@ impl EffectiveRoutes {
                 }
             }
         }
-        if let Some(onprem) = topology.onprem.as_ref().filter(|_| topology.route_table.propagation) {
+        if let Some(onprem) = topology
+            .onprem
+            .as_ref()
+            .filter(|_| topology.route_table.propagation)
+        {
             for &prefix in &onprem.bgp_routes {
                 routes.push(Route {
                     source: Source::VirtualNetworkGateway,
                     next_hop: NextHop::VirtualNetworkGateway,
-                    origin: format!("learned over BGP from the {:?} gateway", onprem.gateway).to_lowercase(),
+                    origin: format!("learned over BGP from the {:?} gateway", onprem.gateway)
+                        .to_lowercase(),
                     ..system(prefix, NextHop::VirtualNetworkGateway, String::new())
                 });
             }
@@ -212,9 +254,16 @@ impl EffectiveRoutes {
 
     /// The route Azure picks for `destination`.
     pub fn lookup(&self, destination: Ipv4Addr) -> Decision {
-        let candidates = self.routes.iter().filter(|r| r.prefix.contains(&destination));
+        let candidates = self
+            .routes
+            .iter()
+            .filter(|r| r.prefix.contains(&destination));
         let mut decision = decide(destination, candidates);
-        let private = RFC1918.iter().any(|p| p.parse::<Ipv4Net>().expect("constant").contains(&destination));
+        let private = RFC1918.iter().any(|p| {
+            p.parse::<Ipv4Net>()
+                .expect("constant")
+                .contains(&destination)
+        });
         if !self.route_all
             && !private
             && decision.chosen.next_hop != NextHop::VirtualNetworkServiceEndpoint
@@ -243,7 +292,10 @@ impl EffectiveRoutes {
     /// The route every address of `net` takes, when `net` is one of the
     /// table's own prefixes (the lab installs one kernel route per prefix).
     pub fn lookup_prefix(&self, net: Ipv4Net) -> Decision {
-        decide(net.network(), self.routes.iter().filter(|r| r.prefix.contains(&net)))
+        decide(
+            net.network(),
+            self.routes.iter().filter(|r| r.prefix.contains(&net)),
+        )
     }
 
     /// Every distinct prefix in the table, most specific last.
@@ -258,7 +310,11 @@ impl EffectiveRoutes {
 fn decide<'a>(destination: Ipv4Addr, candidates: impl Iterator<Item = &'a Route>) -> Decision {
     let mut candidates: Vec<&Route> = candidates.collect();
     let mut beaten = Vec::new();
-    if let Some(protector) = candidates.iter().find(|r| r.protects_from_bgp()).map(|r| (*r).clone()) {
+    if let Some(protector) = candidates
+        .iter()
+        .find(|r| r.protects_from_bgp())
+        .map(|r| (*r).clone())
+    {
         candidates.retain(|r| {
             let bgp = r.source == Source::VirtualNetworkGateway;
             if bgp {
@@ -275,7 +331,10 @@ fn decide<'a>(destination: Ipv4Addr, candidates: impl Iterator<Item = &'a Route>
     }
     candidates.sort_by_key(|r| r.preference());
     // 0.0.0.0/0 -> Internet is always present, so there is a candidate.
-    let chosen = candidates.first().map(|r| (*r).clone()).expect("the default route matches everything");
+    let chosen = candidates
+        .first()
+        .map(|r| (*r).clone())
+        .expect("the default route matches everything");
     for loser in &candidates[1..] {
         beaten.push(Beaten {
             route: (*loser).clone(),
@@ -292,7 +351,11 @@ fn decide<'a>(destination: Ipv4Addr, candidates: impl Iterator<Item = &'a Route>
 
 fn why_beaten(winner: &Route, loser: &Route) -> String {
     if loser.prefix.prefix_len() < winner.prefix.prefix_len() {
-        format!("less specific (/{} < /{})", loser.prefix.prefix_len(), winner.prefix.prefix_len())
+        format!(
+            "less specific (/{} < /{})",
+            loser.prefix.prefix_len(),
+            winner.prefix.prefix_len()
+        )
     } else if loser.source != winner.source {
         format!(
             "same prefix; {} routes beat {} routes",

@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod lab;
 mod setup;
 
 use std::{
@@ -43,11 +44,9 @@ enum Task {
     },
     /// Benchmarks of the capture path (needs root); writes target/bench/*.json.
     Bench(bench::BenchArgs),
-    /// `observer lab ...` with the release build (up, down, status, run).
-    Lab {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Reproduce topologies in network namespaces (needs root).
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 /// Set by SIGINT/SIGTERM. Children get the terminal's signal themselves;
@@ -78,7 +77,7 @@ fn main() -> ExitCode {
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
         Task::Bench(args) => bench::run(&args),
-        Task::Lab { args } => lab(&args),
+        Task::Lab(command) => lab::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,7 +126,7 @@ pub const NETNS_PREFIXES: &[&str] = &["obt", "obdemo", "obbench", "oblab"];
 
 fn sweep() {
     for prefix in NETNS_PREFIXES {
-        for name in lab::netns::sweep_stale(prefix) {
+        for name in ::lab::netns::sweep_stale(prefix) {
             eprintln!("xtask: removed stale namespace {name}");
         }
     }
@@ -187,10 +186,4 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
         return Ok(());
     }
     bail!("{}", failed.join("\n  "))
-}
-
-fn lab(args: &[String]) -> anyhow::Result<()> {
-    let observer = build_observer()?;
-    setup::packages(setup::TEST_PACKAGES)?;
-    sh(Command::new(observer).arg("lab").args(args))
 }

@@ -10,7 +10,9 @@ use crate::{
 };
 
 fn scenario(file: &str) -> Topology {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../lab/topologies")
+        .join(file);
     Topology::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -80,13 +82,35 @@ fn conversation(
     chain: Option<&[&str]>,
 ) -> (FlowRecord, Option<FlowRecord>) {
     let workload = t.workload_address().to_string();
-    let eth = |s: &str, d: &str, sp, dp, flags, dir| record(s, d, sp, dp, flags, dir, "eth0", "workload");
-    let mut out = eth(&workload, dst, 40000, port, SYN | ACK | 0x01, Direction::Egress);
+    let eth =
+        |s: &str, d: &str, sp, dp, flags, dir| record(s, d, sp, dp, flags, dir, "eth0", "workload");
+    let mut out = eth(
+        &workload,
+        dst,
+        40000,
+        port,
+        SYN | ACK | 0x01,
+        Direction::Egress,
+    );
     out.syn_count = 1;
     out.dns_chain = chain.map(|c| c.iter().map(|s| s.to_string()).collect());
     let back = match reply {
-        Reply::SynAck => Some(eth(dst, &workload, port, 40000, SYN | ACK | 0x01, Direction::Ingress)),
-        Reply::Rst => Some(eth(dst, &workload, port, 40000, RST | ACK, Direction::Ingress)),
+        Reply::SynAck => Some(eth(
+            dst,
+            &workload,
+            port,
+            40000,
+            SYN | ACK | 0x01,
+            Direction::Ingress,
+        )),
+        Reply::Rst => Some(eth(
+            dst,
+            &workload,
+            port,
+            40000,
+            RST | ACK,
+            Direction::Ingress,
+        )),
         Reply::Nothing => None,
     };
     if matches!(reply, Reply::Nothing | Reply::Rst) {
@@ -95,7 +119,10 @@ fn conversation(
     // An unrelated ingress flow, so both directions count as watched.
     let other = eth("10.0.0.99", &workload, 1, 2, ACK, Direction::Ingress);
     let answered = back.is_some();
-    let mut records: Vec<FlowRecord> = [Some(out), back, Some(other)].into_iter().flatten().collect();
+    let mut records: Vec<FlowRecord> = [Some(out), back, Some(other)]
+        .into_iter()
+        .flatten()
+        .collect();
     let classifier = Classifier::new(t, &Catalog::load(t.cloud, &[]).unwrap());
     classifier.classify_all(&mut records);
     let out = records.remove(0);
@@ -104,12 +131,22 @@ fn conversation(
 }
 
 fn resolve(t: &Topology, name: &str) -> String {
-    let endpoint = t.endpoints.iter().find(|e| e.fqdn == name).map(|e| e.address);
+    let endpoint = t
+        .endpoints
+        .iter()
+        .find(|e| e.fqdn == name)
+        .map(|e| e.address);
     let private = t
         .private_endpoints
         .iter()
         .find(|p| p.fqdn == name)
-        .map(|p| if p.zone_linked { p.private_ip } else { p.public_ip });
+        .map(|p| {
+            if p.zone_linked {
+                p.private_ip
+            } else {
+                p.public_ip
+            }
+        });
     endpoint
         .or(private)
         .map_or_else(|| name.to_string(), |i| i.to_string())
@@ -178,7 +215,10 @@ fn forced_tunnel_refusal_marks_the_reply_blocked_and_names_the_fix() {
     let t = scenario("forced-tunnel.toml");
     let (out, back) = conversation(&t, "203.0.113.40", 1433, Reply::Rst, None);
     assert_eq!(out.dependency.as_deref(), Some("azure-sql"));
-    assert_eq!(out.expected_next_hop.as_deref(), Some("VirtualNetworkGateway"));
+    assert_eq!(
+        out.expected_next_hop.as_deref(),
+        Some("VirtualNetworkGateway")
+    );
     let reason = out.reason.unwrap();
     assert!(
         reason.contains("azure-sql must take next hop Internet or VirtualNetworkServiceEndpoint"),
@@ -187,7 +227,12 @@ fn forced_tunnel_refusal_marks_the_reply_blocked_and_names_the_fix() {
     assert!(reason.contains("was refused"), "{reason}");
     assert!(reason.contains("0.0.0.0/0 -> Internet"), "{reason}");
     let back = back.unwrap();
-    assert_eq!(back.verdict.as_deref(), Some("blocked"), "{:?}", back.reason);
+    assert_eq!(
+        back.verdict.as_deref(),
+        Some("blocked"),
+        "{:?}",
+        back.reason
+    );
 }
 
 #[test]
@@ -249,7 +294,11 @@ fn dns_answers_are_judged() {
             query_type: "A".into(),
             rcode: rcode.into(),
             chain: chain.iter().map(|s| s.to_string()).collect(),
-            addresses: if addr.is_empty() { vec![] } else { vec![addr.parse().unwrap()] },
+            addresses: if addr.is_empty() {
+                vec![]
+            } else {
+                vec![addr.parse().unwrap()]
+            },
             ttl: 60,
             verdict: None,
             reason: None,
@@ -257,13 +306,24 @@ fn dns_answers_are_judged() {
         classifier.judge_dns(&mut a);
         (a.verdict.unwrap(), a.reason.unwrap())
     };
-    let pl = ["contoso-kv.vault.azure.net", "contoso-kv.privatelink.vaultcore.azure.net"];
+    let pl = [
+        "contoso-kv.vault.azure.net",
+        "contoso-kv.privatelink.vaultcore.azure.net",
+    ];
     let (v, r) = judge("168.63.129.16", "NOERROR", &pl, "203.0.113.20");
     assert_eq!(v, "privatelink-public");
     assert!(r.contains("not linked to VNet ase-vnet"), "{r}");
     assert_eq!(judge("168.63.129.16", "NOERROR", &pl, "10.0.2.5").0, "ok");
-    assert_eq!(judge("8.8.8.8", "NOERROR", &pl, "10.0.2.5").0, "unexpected-server");
-    let (v, r) = judge("168.63.129.16", "NXDOMAIN", &["contoso.blob.core.windows.net"], "");
+    assert_eq!(
+        judge("8.8.8.8", "NOERROR", &pl, "10.0.2.5").0,
+        "unexpected-server"
+    );
+    let (v, r) = judge(
+        "168.63.129.16",
+        "NXDOMAIN",
+        &["contoso.blob.core.windows.net"],
+        "",
+    );
     assert_eq!(v, "nxdomain-dependency");
     assert!(r.contains("azure-storage"), "{r}");
 

@@ -46,7 +46,10 @@ impl ClassifyArgs {
             .map(|f| f.metadata.clone().into_iter().collect())
             .unwrap_or_default();
         metadata.retain(|(k, _)| k != "observer.topology");
-        metadata.push(("observer.topology".into(), classifier.topology().name.clone()));
+        metadata.push((
+            "observer.topology".into(),
+            classifier.topology().name.clone(),
+        ));
         let lost: u64 = files
             .iter()
             .filter_map(|f| f.metadata.get("observer.lost_packets")?.parse::<u64>().ok())
@@ -91,5 +94,9 @@ pub fn read_inputs(inputs: &[PathBuf]) -> anyhow::Result<(Vec<FlowRecord>, Vec<D
         .filter_map(|f| f.metadata.get("observer.lost_packets")?.parse::<u64>().ok())
         .sum();
     let dns = reader::read_dns(inputs)?;
-    Ok((files.into_iter().flat_map(|f| f.records).collect(), dns, lost))
+    Ok((
+        files.into_iter().flat_map(|f| f.records).collect(),
+        dns,
+        lost,
+    ))
 }

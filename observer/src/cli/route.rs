@@ -31,7 +31,11 @@ impl RouteArgs {
             if self.json {
                 println!("{}", serde_json::to_string_pretty(routes.routes())?);
             } else {
-                println!("Effective routes of subnet {} ({}):", topology.ase_subnet().name, topology.name);
+                println!(
+                    "Effective routes of subnet {} ({}):",
+                    topology.ase_subnet().name,
+                    topology.name
+                );
                 let mut all = routes.routes().to_vec();
                 all.sort_by_key(|r| (std::cmp::Reverse(r.prefix.prefix_len()), r.prefix));
                 for r in all {
@@ -40,7 +44,11 @@ impl RouteArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let decisions: Vec<_> = self.destinations.iter().map(|d| routes.lookup(*d)).collect();
+        let decisions: Vec<_> = self
+            .destinations
+            .iter()
+            .map(|d| routes.lookup(*d))
+            .collect();
         if self.json {
             println!("{}", serde_json::to_string_pretty(&decisions)?);
         } else {

@@ -116,7 +116,10 @@ impl RunArgs {
                 .transpose()?,
             ready_file: self.ready_file.clone(),
             classifier: match &self.topology {
-                Some(path) => Some(std::sync::Arc::new(super::load_classifier(path, &self.catalog)?)),
+                Some(path) => Some(std::sync::Arc::new(super::load_classifier(
+                    path,
+                    &self.catalog,
+                )?)),
                 None => None,
             },
             dns_capacity: self.dns_capacity.max(1),

@@ -32,8 +32,16 @@ fn public_chain() -> Vec<u8> {
     response(
         "contoso-kv.vault.azure.net.",
         &[
-            ("contoso-kv.vault.azure.net.", 300, cname("contoso-kv.privatelink.vaultcore.azure.net.")),
-            ("contoso-kv.privatelink.vaultcore.azure.net.", 60, cname("data-prod-weu.vaultcore.azure.net.")),
+            (
+                "contoso-kv.vault.azure.net.",
+                300,
+                cname("contoso-kv.privatelink.vaultcore.azure.net."),
+            ),
+            (
+                "contoso-kv.privatelink.vaultcore.azure.net.",
+                60,
+                cname("data-prod-weu.vaultcore.azure.net."),
+            ),
             ("data-prod-weu.vaultcore.azure.net.", 120, a("203.0.113.20")),
         ],
         ResponseCode::NoError,
@@ -45,17 +53,32 @@ fn privatelink_chains_are_followed_in_order() {
     let p = parse_response(&public_chain()).unwrap();
     assert_eq!(
         p.chain,
-        ["contoso-kv.vault.azure.net", "contoso-kv.privatelink.vaultcore.azure.net", "data-prod-weu.vaultcore.azure.net"]
+        [
+            "contoso-kv.vault.azure.net",
+            "contoso-kv.privatelink.vaultcore.azure.net",
+            "data-prod-weu.vaultcore.azure.net"
+        ]
     );
     assert_eq!(p.addresses, ["203.0.113.20".parse::<IpAddr>().unwrap()]);
-    assert_eq!((p.ttl, p.rcode.as_str(), p.query_type.as_str()), (60, "NOERROR", "A"));
+    assert_eq!(
+        (p.ttl, p.rcode.as_str(), p.query_type.as_str()),
+        (60, "NOERROR", "A")
+    );
 
     // Zone linked: Azure DNS stops at the privatelink alias.
     let linked = response(
         "contoso-kv.vault.azure.net.",
         &[
-            ("contoso-kv.vault.azure.net.", 300, cname("contoso-kv.privatelink.vaultcore.azure.net.")),
-            ("contoso-kv.privatelink.vaultcore.azure.net.", 10, a("10.0.2.5")),
+            (
+                "contoso-kv.vault.azure.net.",
+                300,
+                cname("contoso-kv.privatelink.vaultcore.azure.net."),
+            ),
+            (
+                "contoso-kv.privatelink.vaultcore.azure.net.",
+                10,
+                a("10.0.2.5"),
+            ),
         ],
         ResponseCode::NoError,
     );
@@ -66,7 +89,12 @@ fn privatelink_chains_are_followed_in_order() {
 
 #[test]
 fn nxdomain_and_queries_are_told_apart() {
-    let p = parse_response(&response("nope.database.windows.net.", &[], ResponseCode::NXDomain)).unwrap();
+    let p = parse_response(&response(
+        "nope.database.windows.net.",
+        &[],
+        ResponseCode::NXDomain,
+    ))
+    .unwrap();
     assert_eq!(p.rcode, "NXDOMAIN");
     assert!(p.addresses.is_empty());
     let query = query_message(1, "example.com.", RecordType::A).unwrap();
@@ -77,7 +105,10 @@ fn nxdomain_and_queries_are_told_apart() {
 fn cname_loops_end() {
     let looped = response(
         "a.example.",
-        &[("a.example.", 5, cname("b.example.")), ("b.example.", 5, cname("a.example."))],
+        &[
+            ("a.example.", 5, cname("b.example.")),
+            ("b.example.", 5, cname("a.example.")),
+        ],
         ResponseCode::NoError,
     );
     let p = parse_response(&looped).unwrap();
@@ -91,7 +122,10 @@ fn malformed_messages_are_skipped_not_fatal() {
     for len in 0..good.len() {
         let _ = parse_response(&good[..len]);
     }
-    assert!(matches!(parse_response(&good[..20]), Err(Skip::Malformed(_))));
+    assert!(matches!(
+        parse_response(&good[..20]),
+        Err(Skip::Malformed(_))
+    ));
     // A compression pointer that points at itself.
     let mut looped = good[..12].to_vec();
     looped[5] = 1; // one question
@@ -124,19 +158,44 @@ fn answer(client: &str, addr: &str, name: &str, time_s: i64, ttl: u32) -> DnsAns
 #[test]
 fn tracker_honours_ttl_grace_and_client() {
     let mut t = DnsTracker::new(100, 5_000_000_000);
-    t.record(&answer("10.0.0.4", "203.0.113.30", "a.blob.core.windows.net", 100, 30));
+    t.record(&answer(
+        "10.0.0.4",
+        "203.0.113.30",
+        "a.blob.core.windows.net",
+        100,
+        30,
+    ));
     let at = |s: i64| s * 1_000_000_000;
     let c: IpAddr = "10.0.0.4".parse().unwrap();
     let addr: IpAddr = "203.0.113.30".parse().unwrap();
     assert!(t.lookup(c, addr, at(110)).is_some());
-    assert!(t.lookup(c, addr, at(134)).is_some(), "within the grace period");
+    assert!(
+        t.lookup(c, addr, at(134)).is_some(),
+        "within the grace period"
+    );
     assert!(t.lookup(c, addr, at(136)).is_none(), "expired");
     assert!(t.lookup(c, addr, at(90)).is_none(), "before the answer");
-    assert!(t.lookup("10.0.0.5".parse().unwrap(), addr, at(110)).is_none(), "other client");
+    assert!(
+        t.lookup("10.0.0.5".parse().unwrap(), addr, at(110))
+            .is_none(),
+        "other client"
+    );
     // A later answer for the same address wins from its time on.
-    t.record(&answer("10.0.0.4", "203.0.113.30", "b.blob.core.windows.net", 120, 30));
-    assert_eq!(t.lookup(c, addr, at(121)).unwrap().chain[0], "b.blob.core.windows.net");
-    assert_eq!(t.lookup(c, addr, at(110)).unwrap().chain[0], "a.blob.core.windows.net");
+    t.record(&answer(
+        "10.0.0.4",
+        "203.0.113.30",
+        "b.blob.core.windows.net",
+        120,
+        30,
+    ));
+    assert_eq!(
+        t.lookup(c, addr, at(121)).unwrap().chain[0],
+        "b.blob.core.windows.net"
+    );
+    assert_eq!(
+        t.lookup(c, addr, at(110)).unwrap().chain[0],
+        "a.blob.core.windows.net"
+    );
 }
 
 #[test]
@@ -158,5 +217,8 @@ fn the_dns_table_round_trips() {
     let batch = DnsAnswer::to_batch(&rows);
     assert_eq!(from_batch(&batch).unwrap(), rows);
     let missing = batch.project(&[0, 1]).unwrap();
-    assert_eq!(from_batch(&missing).unwrap_err(), "dns table: column `ttl` is missing");
+    assert_eq!(
+        from_batch(&missing).unwrap_err(),
+        "dns table: column `ttl` is missing"
+    );
 }

@@ -116,7 +116,8 @@ pub fn dns_paths(inputs: &[PathBuf]) -> Vec<PathBuf> {
             if i.is_dir() {
                 i.clone()
             } else {
-                i.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                i.parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
             }
         })
         .collect();
@@ -155,10 +156,12 @@ pub fn read_dns(inputs: &[PathBuf]) -> Result<Vec<crate::dns::DnsAnswer>, ReadEr
             .map_err(parquet)?
         {
             let batch = batch.map_err(|e| parquet(e.into()))?;
-            answers.extend(crate::dns::from_batch(&batch).map_err(|message| ReadError::Dns {
-                path: path.clone(),
-                message,
-            })?);
+            answers.extend(
+                crate::dns::from_batch(&batch).map_err(|message| ReadError::Dns {
+                    path: path.clone(),
+                    message,
+                })?,
+            );
         }
     }
     answers.sort_by_key(|a| a.time_ns);

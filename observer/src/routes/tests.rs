@@ -42,7 +42,11 @@ advertises = ["0.0.0.0/0", "10.0.5.0/24"]
 
 fn hop(t: &Topology, dst: &str) -> (NextHop, Source, String) {
     let d = EffectiveRoutes::build(t).lookup(dst.parse().unwrap());
-    (d.chosen.next_hop, d.chosen.source, d.chosen.prefix.to_string())
+    (
+        d.chosen.next_hop,
+        d.chosen.source,
+        d.chosen.prefix.to_string(),
+    )
 }
 
 #[test]
@@ -51,11 +55,17 @@ fn system_routes_follow_the_docs() {
     assert_eq!(hop(&t, "10.0.1.6").0, NextHop::VnetLocal);
     assert_eq!(hop(&t, "8.8.8.8").0, NextHop::Internet);
     // RFC 1918 and 100.64/10 outside the VNet: None.
-    assert_eq!(hop(&t, "10.9.0.1"), (NextHop::None, Source::Default, "10.0.0.0/8".into()));
+    assert_eq!(
+        hop(&t, "10.9.0.1"),
+        (NextHop::None, Source::Default, "10.0.0.0/8".into())
+    );
     assert_eq!(hop(&t, "172.16.3.3").0, NextHop::None);
     assert_eq!(hop(&t, "100.64.0.1").0, NextHop::None);
     // The service endpoint on the subnet covers Sql's prefixes.
-    assert_eq!(hop(&t, "198.51.100.7").0, NextHop::VirtualNetworkServiceEndpoint);
+    assert_eq!(
+        hop(&t, "198.51.100.7").0,
+        NextHop::VirtualNetworkServiceEndpoint
+    );
 }
 
 #[test]
@@ -74,7 +84,14 @@ fn vnet_ranges_replace_the_none_routes_they_contain() {
 #[test]
 fn forced_tunnel_bgp_default_beats_system_default_route() {
     let t = topology(FORCED_TUNNEL);
-    assert_eq!(hop(&t, "8.8.8.8"), (NextHop::VirtualNetworkGateway, Source::VirtualNetworkGateway, "0.0.0.0/0".into()));
+    assert_eq!(
+        hop(&t, "8.8.8.8"),
+        (
+            NextHop::VirtualNetworkGateway,
+            Source::VirtualNetworkGateway,
+            "0.0.0.0/0".into()
+        )
+    );
     assert_eq!(hop(&t, "192.168.1.1").0, NextHop::VirtualNetworkGateway);
 }
 
@@ -84,10 +101,29 @@ fn udr_default_to_internet_wins_the_equal_prefix_tie() {
         "{FORCED_TUNNEL}\n[[route_table.route]]\nname = \"inet\"\nprefix = \"0.0.0.0/0\"\nnext_hop = \"Internet\"\n"
     ));
     let d = EffectiveRoutes::build(&t).lookup("8.8.8.8".parse().unwrap());
-    assert_eq!((d.chosen.next_hop, d.chosen.source), (NextHop::Internet, Source::User));
-    let whys: Vec<_> = d.beaten.iter().map(|b| (b.route.source, b.why.clone())).collect();
-    assert!(whys.contains(&(Source::VirtualNetworkGateway, "same prefix; User routes beat VirtualNetworkGateway routes".into())), "{whys:?}");
-    assert!(whys.contains(&(Source::Default, "same prefix; User routes beat Default routes".into())), "{whys:?}");
+    assert_eq!(
+        (d.chosen.next_hop, d.chosen.source),
+        (NextHop::Internet, Source::User)
+    );
+    let whys: Vec<_> = d
+        .beaten
+        .iter()
+        .map(|b| (b.route.source, b.why.clone()))
+        .collect();
+    assert!(
+        whys.contains(&(
+            Source::VirtualNetworkGateway,
+            "same prefix; User routes beat VirtualNetworkGateway routes".into()
+        )),
+        "{whys:?}"
+    );
+    assert!(
+        whys.contains(&(
+            Source::Default,
+            "same prefix; User routes beat Default routes".into()
+        )),
+        "{whys:?}"
+    );
 }
 
 #[test]
@@ -96,8 +132,12 @@ fn vnet_system_route_beats_more_specific_bgp_route() {
     let t = topology(FORCED_TUNNEL);
     let d = EffectiveRoutes::build(&t).lookup("10.0.5.9".parse().unwrap());
     assert_eq!(d.chosen.next_hop, NextHop::VnetLocal);
-    assert!(d.beaten.iter().any(|b| b.route.prefix.to_string() == "10.0.5.0/24"
-        && b.why.contains("BGP routes never override")));
+    assert!(
+        d.beaten
+            .iter()
+            .any(|b| b.route.prefix.to_string() == "10.0.5.0/24"
+                && b.why.contains("BGP routes never override"))
+    );
 }
 
 #[test]
@@ -127,13 +167,20 @@ fn service_tag_udrs_use_azure_tie_break() {
     );
     let routes = EffectiveRoutes::build(&t);
     let d = routes.lookup("203.0.113.5".parse().unwrap());
-    assert_eq!((d.chosen.next_hop, d.chosen.service_tag.as_deref()), (NextHop::Internet, Some("AppServiceManagement")));
+    assert_eq!(
+        (d.chosen.next_hop, d.chosen.service_tag.as_deref()),
+        (NextHop::Internet, Some("AppServiceManagement"))
+    );
     let other = routes.lookup("203.0.114.5".parse().unwrap());
     assert_eq!(other.chosen.next_hop_ip, Some("10.0.3.4".parse().unwrap()));
     // Equal prefix 198.51.0.0/16: the explicit CIDR beats the AzureCloud tag.
     let d = routes.lookup("198.51.7.7".parse().unwrap());
     assert_eq!(d.chosen.next_hop_ip, Some("10.0.3.5".parse().unwrap()));
-    assert!(d.beaten.iter().any(|b| b.why == "same prefix; an explicit prefix beats a service tag"));
+    assert!(
+        d.beaten
+            .iter()
+            .any(|b| b.why == "same prefix; an explicit prefix beats a service tag")
+    );
 }
 
 #[test]
@@ -146,9 +193,21 @@ fn route_all_off_keeps_public_traffic_out_of_the_vnet() {
     assert!(d.bypasses_vnet);
     assert_eq!(d.chosen.next_hop, NextHop::Internet);
     // RFC 1918 still follows the VNet's table.
-    assert_eq!(routes.lookup("192.168.1.1".parse().unwrap()).chosen.next_hop, NextHop::VirtualNetworkGateway);
+    assert_eq!(
+        routes
+            .lookup("192.168.1.1".parse().unwrap())
+            .chosen
+            .next_hop,
+        NextHop::VirtualNetworkGateway
+    );
     t.route_all = true;
-    assert_eq!(EffectiveRoutes::build(&t).lookup("8.8.8.8".parse().unwrap()).chosen.next_hop, NextHop::VirtualNetworkGateway);
+    assert_eq!(
+        EffectiveRoutes::build(&t)
+            .lookup("8.8.8.8".parse().unwrap())
+            .chosen
+            .next_hop,
+        NextHop::VirtualNetworkGateway
+    );
 }
 
 /// Pairwise "a beats b" written straight from the rules, for the oracle.
@@ -174,21 +233,34 @@ fn beats(a: &Route, b: &Route, candidates: &[Route]) -> bool {
 }
 
 fn arb_route() -> impl Strategy<Value = Route> {
-    (any::<u32>(), 0u8..=32, 0usize..3, 0usize..5, proptest::option::of(0u8..4)).prop_map(
-        |(addr, len, source, hop, tag)| {
+    (
+        any::<u32>(),
+        0u8..=32,
+        0usize..3,
+        0usize..5,
+        proptest::option::of(0u8..4),
+    )
+        .prop_map(|(addr, len, source, hop, tag)| {
             let source = [Source::User, Source::VirtualNetworkGateway, Source::Default][source];
-            let next_hop = [NextHop::VnetLocal, NextHop::Internet, NextHop::VirtualNetworkGateway, NextHop::None, NextHop::VnetPeering][hop];
+            let next_hop = [
+                NextHop::VnetLocal,
+                NextHop::Internet,
+                NextHop::VirtualNetworkGateway,
+                NextHop::None,
+                NextHop::VnetPeering,
+            ][hop];
             Route {
                 prefix: Ipv4Net::new(Ipv4Addr::from(addr), len).unwrap().trunc(),
                 source,
                 next_hop,
                 next_hop_ip: None,
-                service_tag: tag.filter(|_| source == Source::User).map(|r| format!("tag{r}")),
+                service_tag: tag
+                    .filter(|_| source == Source::User)
+                    .map(|r| format!("tag{r}")),
                 tag_rank: tag.filter(|_| source == Source::User),
                 origin: String::new(),
             }
-        },
-    )
+        })
 }
 
 proptest! {

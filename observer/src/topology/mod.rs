@@ -55,7 +55,10 @@ impl std::error::Error for TopologyError {}
 pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -67,7 +70,12 @@ pub(crate) struct Locator<'a> {
 }
 
 impl Locator<'_> {
-    pub fn error(&self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) -> TopologyError {
+    pub fn error(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> TopologyError {
         let (line, column) = line_column(self.text, span.start);
         TopologyError {
             path: self.path.to_path_buf(),
@@ -88,7 +96,9 @@ impl Topology {
             line: 0,
             column: 0,
             message: format!("cannot read the topology file: {error}"),
-            hint: Some("pass the path of a topology TOML file, e.g. lab/topologies/default.toml".into()),
+            hint: Some(
+                "pass the path of a topology TOML file, e.g. lab/topologies/default.toml".into(),
+            ),
         })?;
         let mut topology = Self::parse(path, &text)?;
         let locator = Locator { path, text: &text };

@@ -68,7 +68,8 @@ impl ServiceTags {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: File = serde_json::from_str(text).map_err(|e| format!("not a service-tag file: {e}"))?;
+        let file: File =
+            serde_json::from_str(text).map_err(|e| format!("not a service-tag file: {e}"))?;
         let mut tags = Vec::new();
         for value in file.values {
             let prefixes = value
@@ -139,8 +140,14 @@ mod tests {
     #[test]
     fn owner_prefers_longest_prefix_then_regional_tags() {
         let tags = ServiceTags::parse(SAMPLE).unwrap();
-        assert_eq!(tags.owner("20.60.1.1".parse().unwrap()).unwrap().name, "Storage.WestUS");
-        assert_eq!(tags.owner("20.1.1.1".parse().unwrap()).unwrap().name, "AzureCloud");
+        assert_eq!(
+            tags.owner("20.60.1.1".parse().unwrap()).unwrap().name,
+            "Storage.WestUS"
+        );
+        assert_eq!(
+            tags.owner("20.1.1.1".parse().unwrap()).unwrap().name,
+            "AzureCloud"
+        );
         assert!(tags.owner("8.8.8.8".parse().unwrap()).is_none());
         assert!(tags.contains("Storage", "20.60.9.9".parse().unwrap()));
         assert!(!tags.contains("Sql", "20.60.9.9".parse().unwrap()));
@@ -148,9 +155,15 @@ mod tests {
 
     #[test]
     fn malformed_files_say_what_is_wrong() {
-        let err = ServiceTags::parse(r#"{"values":[{"name":"X","properties":{"addressPrefixes":["nope"]}}]}"#)
-            .unwrap_err();
+        let err = ServiceTags::parse(
+            r#"{"values":[{"name":"X","properties":{"addressPrefixes":["nope"]}}]}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("`nope` is not a prefix"), "{err}");
-        assert!(ServiceTags::parse("[]").unwrap_err().contains("not a service-tag file"));
+        assert!(
+            ServiceTags::parse("[]")
+                .unwrap_err()
+                .contains("not a service-tag file")
+        );
     }
 }

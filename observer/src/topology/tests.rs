@@ -25,7 +25,11 @@ fn every_seed_topology_loads() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let t = Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!t.lab.traffic.is_empty(), "{} has no traffic", path.display());
+            assert!(
+                !t.lab.traffic.is_empty(),
+                "{} has no traffic",
+                path.display()
+            );
             count += 1;
         }
     }
@@ -37,7 +41,11 @@ fn host_bits_are_refused_with_the_canonical_prefix() {
     // The docs' own example.
     let e = error(&BASE.replace("10.0.0.0/16", "192.168.250.0/16"));
     assert_eq!((e.line, e.path.to_str()), (5, Some("lab.toml")));
-    assert!(e.message.contains("`192.168.250.0/16` has host bits set; the prefix is 192.168.0.0/16"), "{e}");
+    assert!(
+        e.message
+            .contains("`192.168.250.0/16` has host bits set; the prefix is 192.168.0.0/16"),
+        "{e}"
+    );
     assert!(e.to_string().starts_with("lab.toml:5:"), "{e}");
 }
 
@@ -48,7 +56,9 @@ fn shape_errors_point_at_the_line_with_a_hint() {
     assert_eq!(e.line, 10);
     assert!(e.hint.unwrap().contains("docs/topology.md"));
 
-    let e = error(&format!("{BASE}[[route_table.route]]\nname = \"r\"\nprefix = \"0.0.0.0/0\"\nnext_hop = \"Firewall\"\n"));
+    let e = error(&format!(
+        "{BASE}[[route_table.route]]\nname = \"r\"\nprefix = \"0.0.0.0/0\"\nnext_hop = \"Firewall\"\n"
+    ));
     assert!(e.message.contains("unknown variant `Firewall`"), "{e}");
     assert!(e.message.contains("VirtualAppliance"), "{e}");
     assert_eq!(e.line, 13);
@@ -106,7 +116,11 @@ fn semantic_errors_point_at_the_offending_table() {
 #[test]
 fn route_all_is_only_for_multi_tenant() {
     let e = error(&format!("route_all = true\n{BASE}"));
-    assert!(e.message.contains("route_all applies only to environment = \"multi-tenant\""), "{e}");
+    assert!(
+        e.message
+            .contains("route_all applies only to environment = \"multi-tenant\""),
+        "{e}"
+    );
     assert_eq!(e.line, 1);
 }
 

@@ -15,7 +15,12 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
     let mut names = Names::default();
     names.add(at, "vnet", &raw.vnet.name, raw.name.span())?;
 
-    let address_space: Vec<Ipv4Net> = raw.vnet.address_space.iter().map(|c| c.get_ref().0).collect();
+    let address_space: Vec<Ipv4Net> = raw
+        .vnet
+        .address_space
+        .iter()
+        .map(|c| c.get_ref().0)
+        .collect();
     if address_space.is_empty() {
         return Err(at.error(
             raw.name.span(),
@@ -43,7 +48,10 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         if !address_space.iter().any(|space| space.contains(&prefix)) {
             return Err(at.error(
                 s.prefix.span(),
-                format!("subnet {} ({prefix}) lies outside the VNet's address space", s.name),
+                format!(
+                    "subnet {} ({prefix}) lies outside the VNet's address space",
+                    s.name
+                ),
                 Some(format!(
                     "pick a prefix inside {}",
                     join(address_space.iter())
@@ -53,7 +61,10 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         if let Some(other) = subnets.iter().find(|o| overlaps(o.prefix, prefix)) {
             return Err(at.error(
                 s.prefix.span(),
-                format!("subnet {} ({prefix}) overlaps subnet {} ({})", s.name, other.name, other.prefix),
+                format!(
+                    "subnet {} ({prefix}) overlaps subnet {} ({})",
+                    s.name, other.name, other.prefix
+                ),
                 Some("subnets of one VNet must not overlap".into()),
             ));
         }
@@ -69,7 +80,10 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         return Err(at.error(
             raw.name.span(),
             format!("the VNet needs exactly one subnet with role = \"ase\", found {ase_subnets}"),
-            Some("mark the ASE's subnet (or the app's integration subnet) with role = \"ase\"".into()),
+            Some(
+                "mark the ASE's subnet (or the app's integration subnet) with role = \"ase\""
+                    .into(),
+            ),
         ));
     }
 
@@ -84,7 +98,10 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         {
             return Err(at.error(
                 spanned.span(),
-                format!("peered VNet {} ({clash}) overlaps this VNet's address space", p.name),
+                format!(
+                    "peered VNet {} ({clash}) overlaps this VNet's address space",
+                    p.name
+                ),
                 Some("Azure refuses peering between overlapping VNets".into()),
             ));
         }
@@ -107,15 +124,22 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         (None, _) => true,
     };
 
-    let in_any_vnet =
-        |ip| address_space.iter().any(|n| n.contains(&ip)) || peerings.iter().any(|p| p.address_space.iter().any(|n| n.contains(&ip)));
+    let in_any_vnet = |ip| {
+        address_space.iter().any(|n| n.contains(&ip))
+            || peerings
+                .iter()
+                .any(|p| p.address_space.iter().any(|n| n.contains(&ip)))
+    };
     for spanned in &raw.backend {
         let b = spanned.get_ref();
         names.add(at, "host", &b.name, spanned.span())?;
         if !in_any_vnet(b.private_ip) {
             return Err(at.error(
                 spanned.span(),
-                format!("backend {}: private_ip {} is outside the VNet and its peerings", b.name, b.private_ip),
+                format!(
+                    "backend {}: private_ip {} is outside the VNet and its peerings",
+                    b.name, b.private_ip
+                ),
                 Some("a backend's private_ip must lie in one of the VNet's subnets".into()),
             ));
         }
@@ -126,14 +150,20 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         if !in_any_vnet(p.private_ip) {
             return Err(at.error(
                 spanned.span(),
-                format!("private endpoint {}: private_ip {} is outside the VNet", p.name, p.private_ip),
+                format!(
+                    "private endpoint {}: private_ip {} is outside the VNet",
+                    p.name, p.private_ip
+                ),
                 Some("a private endpoint takes an address of a VNet subnet".into()),
             ));
         }
         if !p.zone.starts_with("privatelink.") {
             return Err(at.error(
                 spanned.span(),
-                format!("private endpoint {}: zone `{}` is not a privatelink zone", p.name, p.zone),
+                format!(
+                    "private endpoint {}: zone `{}` is not a privatelink zone",
+                    p.name, p.zone
+                ),
                 Some("use the recommended zone, e.g. privatelink.vaultcore.azure.net".into()),
             ));
         }
@@ -181,7 +211,9 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
             ));
         }
         if let Some(expect) = &t.expect
-            && !crate::classify::Verdict::ALL.iter().any(|v| v.as_str() == expect)
+            && !crate::classify::Verdict::ALL
+                .iter()
+                .any(|v| v.as_str() == expect)
         {
             return Err(at.error(
                 raw.name.span(),
@@ -208,7 +240,11 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         },
         peerings,
         backends: raw.backend.into_iter().map(Spanned::into_inner).collect(),
-        private_endpoints: raw.private_endpoint.into_iter().map(Spanned::into_inner).collect(),
+        private_endpoints: raw
+            .private_endpoint
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect(),
         endpoints: raw.endpoint.into_iter().map(Spanned::into_inner).collect(),
         dns: raw.dns,
         onprem,
@@ -235,8 +271,13 @@ fn user_route(
         _ => {
             return Err(at.error(
                 spanned.span(),
-                format!("route {} needs exactly one of `prefix` and `service_tag`", r.name),
-                Some("e.g. prefix = \"0.0.0.0/0\" or service_tag = \"AppServiceManagement\"".into()),
+                format!(
+                    "route {} needs exactly one of `prefix` and `service_tag`",
+                    r.name
+                ),
+                Some(
+                    "e.g. prefix = \"0.0.0.0/0\" or service_tag = \"AppServiceManagement\"".into(),
+                ),
             ));
         }
     };
@@ -244,12 +285,18 @@ fn user_route(
     match (next_hop, r.next_hop_ip) {
         (NextHop::VirtualAppliance, None) => Err(at.error(
             spanned.span(),
-            format!("route {}: next hop VirtualAppliance needs next_hop_ip", r.name),
+            format!(
+                "route {}: next hop VirtualAppliance needs next_hop_ip",
+                r.name
+            ),
             Some("set next_hop_ip to the appliance's private address, e.g. \"10.0.3.4\"".into()),
         )),
         (hop, Some(ip)) if hop != NextHop::VirtualAppliance => Err(at.error(
             spanned.span(),
-            format!("route {}: next_hop_ip {ip} is only allowed with next hop VirtualAppliance", r.name),
+            format!(
+                "route {}: next_hop_ip {ip} is only allowed with next hop VirtualAppliance",
+                r.name
+            ),
             Some("remove next_hop_ip".into()),
         )),
         _ => Ok(UserRoute {

@@ -1,0 +1,579 @@
+//! Builds a topology file into network namespaces, one per role, joined by
+//! veth pairs. The ASE subnet is a real L2 segment; every other link is a
+//! /30 transit in 169.254.0.0/16 (link-local, never routed anywhere else).
+//!
+//! ```text
+//!                     ┌── back (backends, private endpoints)
+//!  ase ── eth0 ═ vnet router ── dns (168.63.129.16, dnsmasq)
+//!  (workload)         ├── inet (SNAT to the VIP) ── pub (fake Azure public endpoints)
+//!                     └── gw (VPN/ExpressRoute) ── onprem (SNAT) ──┘
+//! ```
+//!
+//! The router's kernel table is computed from [`EffectiveRoutes`], so its
+//! forwarding decision is the one `observer route` prints.
+
+use std::{collections::BTreeSet, net::Ipv4Addr, process::Command};
+
+use anyhow::{Context as _, bail};
+use ipnet::Ipv4Net;
+use observer::{
+    routes::EffectiveRoutes,
+    topology::{AZURE_DNS, Admits, Environment, NextHop, Topology},
+};
+
+use crate::netns::{Netns, Process, veth};
+
+/// Prefix of ephemeral labs (`oblab-PID-N-ROLE`), swept after a crash.
+pub const EPHEMERAL_PREFIX: &str = "oblab";
+/// Prefix of labs kept by `lab up` (`obup-NAME-ROLE`) until `lab down`.
+pub const PERSISTENT_PREFIX: &str = "obup";
+
+// Transit links: (router side, far side).
+const INET: (&str, &str) = ("169.254.1.1", "169.254.1.2");
+const PUB: (&str, &str) = ("169.254.2.1", "169.254.2.2");
+const GW: (&str, &str) = ("169.254.3.1", "169.254.3.2");
+const ONPREM: (&str, &str) = ("169.254.4.1", "169.254.4.2");
+const ONPREM_PUB: (&str, &str) = ("169.254.5.1", "169.254.5.2");
+const APP_OUT: (&str, &str) = ("169.254.9.1", "169.254.9.2");
+const BACK: (&str, &str) = ("169.254.20.1", "169.254.20.2");
+const DNS: (&str, &str) = ("169.254.53.1", "169.254.53.2");
+
+/// A built lab. Dropping it tears everything down (processes first).
+#[derive(Debug)]
+pub struct Lab {
+    pub topology: Topology,
+    pub base: String,
+    dnsmasq: Option<Process>,
+    namespaces: Vec<(&'static str, Netns)>,
+}
+
+impl Lab {
+    /// Builds `topology` as an ephemeral lab with a unique name.
+    pub fn up(topology: &Topology) -> anyhow::Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::build(
+            topology,
+            format!("{EPHEMERAL_PREFIX}-{}-{n}", std::process::id()),
+        )
+    }
+
+    /// Builds `topology` under an exact base name (`lab up`).
+    pub fn build(topology: &Topology, base: String) -> anyhow::Result<Self> {
+        check_supported(topology)?;
+        let mut lab = Self {
+            topology: topology.clone(),
+            base,
+            dnsmasq: None,
+            namespaces: Vec::new(),
+        };
+        // On error, `lab` drops here and removes what was made.
+        lab.create()
+            .with_context(|| format!("building lab {}", lab.base))?;
+        Ok(lab)
+    }
+
+    /// Keeps the namespaces and dnsmasq after this value is gone (`lab up`).
+    pub fn persist(mut self) {
+        if let Some(p) = self.dnsmasq.take() {
+            std::mem::forget(p.into_child());
+        }
+        for (_, ns) in self.namespaces.drain(..) {
+            std::mem::forget(ns);
+        }
+    }
+
+    pub fn ns(&self, role: &str) -> &Netns {
+        &self
+            .namespaces
+            .iter()
+            .find(|(r, _)| *r == role)
+            .unwrap_or_else(|| panic!("lab has no {role} namespace"))
+            .1
+    }
+
+    pub fn has(&self, role: &str) -> bool {
+        self.namespaces.iter().any(|(r, _)| *r == role)
+    }
+
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .map(|(_, n)| n.name().to_string())
+            .collect()
+    }
+
+    /// Whether the app's public traffic bypasses the VNet (Route All off).
+    pub fn bypasses_vnet(&self) -> bool {
+        self.topology.environment == Environment::MultiTenant && !self.topology.route_all
+    }
+
+    fn add(&mut self, role: &'static str) -> anyhow::Result<()> {
+        let ns = Netns::create(format!("{}-{role}", self.base))?;
+        self.namespaces.push((role, ns));
+        Ok(())
+    }
+
+    fn create(&mut self) -> anyhow::Result<()> {
+        let t = self.topology.clone();
+        let roles: &[&'static str] = if t.onprem.is_some() {
+            &["ase", "vnet", "back", "dns", "inet", "pub", "gw", "onprem"]
+        } else {
+            &["ase", "vnet", "back", "dns", "inet", "pub"]
+        };
+        for role in roles {
+            self.add(role)?;
+        }
+        for role in ["vnet", "inet", "gw", "onprem"] {
+            if self.has(role) {
+                self.ns(role).sysctl("net.ipv4.ip_forward", "1")?;
+            }
+        }
+        let ase = t.ase_subnet().prefix;
+        let workload = t.workload_address();
+        let gateway = Ipv4Addr::from(u32::from(ase.network()) + 1);
+
+        // ASE subnet: workload and the router's leg, on one L2 segment.
+        veth(self.ns("ase"), "eth0", self.ns("vnet"), "ase")?;
+        self.addr("ase", "eth0", &format!("{workload}/{}", ase.prefix_len()))?;
+        self.addr("vnet", "ase", &format!("{gateway}/{}", ase.prefix_len()))?;
+        if self.bypasses_vnet() {
+            // Route All off: only RFC 1918 enters the VNet; the rest leaves
+            // by the app's shared outbound path.
+            for private in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] {
+                self.route("ase", &[private, "via", &gateway.to_string()])?;
+            }
+            self.link("ase", "out", "inet", "app", APP_OUT, true)?;
+            self.route("ase", &["default", "via", APP_OUT.0])?;
+        } else {
+            self.route("ase", &["default", "via", &gateway.to_string()])?;
+        }
+
+        // Router legs.
+        self.link("vnet", "vnet", "back", "eth0", BACK, true)?;
+        self.link("vnet", "dns", "dns", "eth0", DNS, true)?;
+        self.link("vnet", "inet", "inet", "vnet", INET, true)?;
+        self.link("inet", "pub", "pub", "inet", PUB, true)?;
+        if t.onprem.is_some() {
+            self.link("vnet", "gw", "gw", "vnet", GW, true)?;
+            self.link("gw", "onprem", "onprem", "gw", ONPREM, false)?;
+            self.link("onprem", "pub", "pub", "onprem", ONPREM_PUB, false)?;
+        }
+
+        self.router_table()?;
+        self.hosts()?;
+        self.edges()?;
+        self.acls()?;
+        self.start_dns()?;
+        Ok(())
+    }
+
+    /// A veth `a:a_if` <-> `b:b_if` with the transit pair; with `default`,
+    /// the far side routes everything back through the near side.
+    fn link(
+        &self,
+        a: &str,
+        a_if: &str,
+        b: &str,
+        b_if: &str,
+        (near, far): (&str, &str),
+        default: bool,
+    ) -> anyhow::Result<()> {
+        veth(self.ns(a), a_if, self.ns(b), b_if)?;
+        self.addr(a, a_if, &format!("{near}/30"))?;
+        self.addr(b, b_if, &format!("{far}/30"))?;
+        if default {
+            self.route(b, &["default", "via", near])?;
+        }
+        Ok(())
+    }
+
+    fn addr(&self, role: &str, iface: &str, cidr: &str) -> anyhow::Result<()> {
+        let ns = self.ns(role);
+        ns.ip(["addr", "add", cidr, "dev", iface])?;
+        ns.ip(["link", "set", iface, "up"])?;
+        Ok(())
+    }
+
+    fn route(&self, role: &str, args: &[&str]) -> anyhow::Result<()> {
+        let mut full = vec!["route", "replace"];
+        full.extend_from_slice(args);
+        self.ns(role).ip(full)?;
+        Ok(())
+    }
+
+    fn nft(&self, role: &str, script: &str) -> anyhow::Result<()> {
+        let ns = self.ns(role);
+        let status = ns
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .expect("piped")
+                    .write_all(script.as_bytes())?;
+                child.wait()
+            })
+            .with_context(|| format!("running nft in {}", ns.name()))?;
+        if !status.success() {
+            bail!("nft refused the ruleset for {}:\n{script}", ns.name());
+        }
+        Ok(())
+    }
+
+    /// One kernel route per prefix of the effective route table.
+    fn router_table(&self) -> anyhow::Result<()> {
+        let routes = EffectiveRoutes::build(&self.topology);
+        for prefix in routes.prefixes() {
+            let decision = routes.lookup_prefix(prefix);
+            let p = prefix.to_string();
+            let p = if prefix.prefix_len() == 0 {
+                "default".to_string()
+            } else {
+                p
+            };
+            match decision.chosen.next_hop {
+                NextHop::VnetLocal | NextHop::VnetPeering => {
+                    self.route("vnet", &[&p, "via", BACK.1])?
+                }
+                NextHop::Internet | NextHop::VirtualNetworkServiceEndpoint => {
+                    self.route("vnet", &[&p, "via", INET.1])?;
+                }
+                NextHop::VirtualNetworkGateway if self.has("gw") => {
+                    self.route("vnet", &[&p, "via", GW.1])?
+                }
+                NextHop::VirtualNetworkGateway | NextHop::None => {
+                    self.route("vnet", &["blackhole", &p])?
+                }
+                NextHop::VirtualAppliance => unreachable!("refused by check_supported"),
+            }
+        }
+        // The platform address is reached on the host, whatever the table says.
+        self.route("vnet", &[&format!("{AZURE_DNS}/32"), "via", DNS.1])?;
+        // Hosts of the VNet that live in the back namespace.
+        for ip in self.back_addresses() {
+            if !self.topology.ase_subnet().prefix.contains(&ip) {
+                self.route("vnet", &[&format!("{ip}/32"), "via", BACK.1])?;
+            }
+        }
+        let deny: String = self
+            .topology
+            .lab
+            .deny
+            .iter()
+            .map(|d| {
+                format!(
+                    "    ip daddr {} tcp dport {} drop\n    ip daddr {} udp dport {} drop\n",
+                    d.to, d.port, d.to, d.port
+                )
+            })
+            .collect();
+        if !deny.is_empty() {
+            self.nft(
+                "vnet",
+                &format!("table inet observer_lab {{\n  chain forward {{\n    type filter hook forward priority 0;\n{deny}  }}\n}}\n"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn back_addresses(&self) -> Vec<Ipv4Addr> {
+        let t = &self.topology;
+        let mut ips: Vec<Ipv4Addr> = t.backends.iter().map(|b| b.private_ip).collect();
+        ips.extend(t.private_endpoints.iter().map(|p| p.private_ip));
+        ips
+    }
+
+    /// Public addresses the `pub` namespace answers on.
+    pub fn public_addresses(&self) -> Vec<Ipv4Addr> {
+        let t = &self.topology;
+        let mut ips: Vec<Ipv4Addr> = t.endpoints.iter().map(|e| e.address).collect();
+        ips.extend(t.backends.iter().filter_map(|b| b.public_ip));
+        ips.extend(t.private_endpoints.iter().map(|p| p.public_ip));
+        ips
+    }
+
+    /// Traffic targets inside the on-premises prefixes (hosted by `onprem`).
+    pub fn onprem_addresses(&self) -> Vec<Ipv4Addr> {
+        let t = &self.topology;
+        t.lab
+            .traffic
+            .iter()
+            .filter_map(|x| x.to.parse::<Ipv4Addr>().ok())
+            .filter(|ip| t.in_onprem(*ip))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    fn hosts(&self) -> anyhow::Result<()> {
+        for ip in self.back_addresses() {
+            self.addr("back", "lo", &format!("{ip}/32"))?;
+        }
+        for ip in self.public_addresses().into_iter().collect::<BTreeSet<_>>() {
+            self.addr("pub", "lo", &format!("{ip}/32"))?;
+        }
+        self.addr("dns", "lo", &format!("{AZURE_DNS}/32"))?;
+        if self.has("onprem") {
+            for ip in self.onprem_addresses() {
+                self.addr("onprem", "lo", &format!("{ip}/32"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Return routes and NAT at the edges.
+    fn edges(&self) -> anyhow::Result<()> {
+        let t = &self.topology;
+        let vip = t.outbound_vip.unwrap_or(Ipv4Addr::new(198, 51, 100, 10));
+        let inside: Vec<Ipv4Net> = t
+            .vnet
+            .address_space
+            .iter()
+            .chain(t.peerings.iter().flat_map(|p| &p.address_space))
+            .copied()
+            .collect();
+        for net in &inside {
+            self.route("inet", &[&net.to_string(), "via", INET.0])?;
+        }
+        self.route("inet", &["default", "via", PUB.1])?;
+        if self.bypasses_vnet() {
+            self.route(
+                "inet",
+                &[&t.ase_subnet().prefix.to_string(), "via", APP_OUT.1],
+            )?;
+        }
+        self.nft(
+            "inet",
+            &format!("table ip observer_lab {{\n  chain post {{\n    type nat hook postrouting priority 100;\n    oifname \"pub\" snat to {vip}\n  }}\n}}\n"),
+        )?;
+        self.route("pub", &[&format!("{vip}/32"), "via", PUB.0])?;
+        if let Some(onprem) = &t.onprem {
+            for net in &inside {
+                self.route("gw", &[&net.to_string(), "via", GW.0])?;
+                self.route("onprem", &[&net.to_string(), "via", ONPREM.0])?;
+            }
+            self.route("gw", &["default", "via", ONPREM.1])?;
+            self.route("onprem", &["default", "via", ONPREM_PUB.1])?;
+            let snat = onprem
+                .snat_address
+                .unwrap_or(Ipv4Addr::new(198, 51, 100, 77));
+            self.nft(
+                "onprem",
+                &format!("table ip observer_lab {{\n  chain post {{\n    type nat hook postrouting priority 100;\n    oifname \"pub\" snat to {snat}\n  }}\n}}\n"),
+            )?;
+            self.route("pub", &[&format!("{snat}/32"), "via", ONPREM_PUB.0])?;
+        }
+        Ok(())
+    }
+
+    /// The ACLs of the docs: VNet-only backends, VIP-only public endpoints.
+    fn acls(&self) -> anyhow::Result<()> {
+        let t = &self.topology;
+        let vip = t.outbound_vip.unwrap_or(Ipv4Addr::new(198, 51, 100, 10));
+        let vnet: Vec<String> = t.vnet.address_space.iter().map(|n| n.to_string()).collect();
+        let mut back = String::new();
+        let mut public = String::new();
+        for b in t.backends.iter().filter(|b| b.vnet_only) {
+            back.push_str(&format!(
+                "    ip daddr {} ip saddr != {{ {} }} reject with tcp reset\n",
+                b.private_ip,
+                vnet.join(", ")
+            ));
+            if let Some(ip) = b.public_ip {
+                // Reached from outside the VNet: the ACL refuses it.
+                public.push_str(&format!(
+                    "    ip daddr {ip} meta l4proto tcp reject with tcp reset\n"
+                ));
+            }
+        }
+        for e in t
+            .endpoints
+            .iter()
+            .filter(|e| e.admits == Admits::OutboundVip)
+        {
+            public.push_str(&format!(
+                "    ip daddr {} ip saddr != {vip} meta l4proto tcp reject with tcp reset\n",
+                e.address
+            ));
+        }
+        let table = |rules: &str| {
+            format!(
+                "table inet observer_lab {{\n  chain input {{\n    type filter hook input priority 0;\n{rules}  }}\n}}\n"
+            )
+        };
+        if !back.is_empty() {
+            self.nft("back", &table(&back))?;
+        }
+        if !public.is_empty() {
+            self.nft("pub", &table(&public))?;
+        }
+        Ok(())
+    }
+
+    /// Azure DNS at 168.63.129.16: dnsmasq with the public records and, for
+    /// linked privatelink zones, the private answer at the alias.
+    fn start_dns(&mut self) -> anyhow::Result<()> {
+        let mut args = vec![
+            "--keep-in-foreground".to_string(),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            "--bind-interfaces".into(),
+            format!("--listen-address={AZURE_DNS}"),
+            "--port=53".into(),
+            "--log-facility=-".into(),
+            // dnsmasq removes its pid file on exit: never point it at a shared path.
+            format!(
+                "--pid-file={}",
+                std::env::temp_dir()
+                    .join(format!("{}-dnsmasq.pid", self.base))
+                    .display()
+            ),
+            "--user=root".into(),
+            "--local-ttl=60".into(),
+        ];
+        args.extend(dns_records(&self.topology));
+        let ns = self.ns("dns");
+        let mut command = ns.command("dnsmasq");
+        command
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        die_with_parent(&mut command);
+        let process = Process::spawn(&mut command, "dnsmasq")?;
+        let ns_name = ns.name().to_string();
+        self.dnsmasq = Some(process);
+        let ns = self.ns("dns");
+        // Wait until it answers (bound on 53/udp).
+        for _ in 0..50 {
+            if ns
+                .exec("ss", ["-Hlun", "sport = :53"])
+                .is_ok_and(|out| !out.trim().is_empty())
+            {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        bail!("dnsmasq did not start listening on {AZURE_DNS}:53 in {ns_name}")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(p) = self.dnsmasq.take() {
+            p.terminate(std::time::Duration::from_secs(2));
+        }
+        // Namespaces go in reverse order; veths and routes go with them.
+        while let Some((_, ns)) = self.namespaces.pop() {
+            drop(ns);
+        }
+    }
+}
+
+/// dnsmasq options for every name of the topology.
+pub fn dns_records(t: &Topology) -> Vec<String> {
+    let mut args = Vec::new();
+    for e in &t.endpoints {
+        args.push(format!("--host-record={},{}", e.fqdn, e.address));
+    }
+    for b in &t.backends {
+        if let Some(fqdn) = &b.fqdn {
+            args.push(format!("--host-record={fqdn},{}", b.private_ip));
+        }
+    }
+    for pe in &t.private_endpoints {
+        let label = pe.fqdn.split('.').next().unwrap_or(&pe.fqdn);
+        let alias = format!("{label}.{}", pe.zone);
+        args.push(format!("--cname={},{alias}", pe.fqdn));
+        if pe.zone_linked {
+            // Azure DNS stops at the first alias found in a linked zone.
+            args.push(format!("--host-record={alias},{}", pe.private_ip));
+        } else {
+            let public_zone = pe.zone.trim_start_matches("privatelink.");
+            let data = format!("data-prod-{}.{public_zone}", pe.name);
+            args.push(format!("--cname={alias},{data}"));
+            args.push(format!("--host-record={data},{}", pe.public_ip));
+        }
+    }
+    args
+}
+
+/// The lab supports what its namespaces can build.
+fn check_supported(t: &Topology) -> anyhow::Result<()> {
+    if t.route_table
+        .routes
+        .iter()
+        .any(|r| r.next_hop == NextHop::VirtualAppliance)
+    {
+        bail!(
+            "topology {}: the lab has no virtual appliance namespace yet; \
+             `observer route` and `observer classify` handle VirtualAppliance routes",
+            t.name
+        );
+    }
+    if t.dns
+        .servers
+        .iter()
+        .any(|s| *s != std::net::IpAddr::V4(AZURE_DNS))
+    {
+        bail!(
+            "topology {}: the lab emulates Azure DNS (168.63.129.16) only; custom DNS servers are classified but not built",
+            t.name
+        );
+    }
+    Ok(())
+}
+
+/// Kills a helper process when the lab process dies, even by SIGKILL.
+pub fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: prctl is async-signal-safe; nothing else runs before exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// Removes the namespaces (and dnsmasq) of a lab kept by `lab up`.
+pub fn down(name: &str) -> anyhow::Result<Vec<String>> {
+    let base = format!("{PERSISTENT_PREFIX}-{name}-");
+    let names: Vec<String> = list()
+        .into_iter()
+        .filter(|n| n.starts_with(&base))
+        .collect();
+    for ns in &names {
+        // Processes inside (dnsmasq) first.
+        if let Ok(pids) = crate::cmd::ip(["netns", "pids", ns]) {
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        crate::cmd::ip(["netns", "del", ns])?;
+    }
+    Ok(names)
+}
+
+/// Every lab namespace on the host.
+pub fn list() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| {
+            n.starts_with(&format!("{EPHEMERAL_PREFIX}-"))
+                || n.starts_with(&format!("{PERSISTENT_PREFIX}-"))
+        })
+        .collect();
+    names.sort();
+    names
+}

@@ -1,0 +1,227 @@
+//! Scenario traffic: small servers in the lab's namespaces and a client in
+//! the workload's namespace that resolves names through the lab's DNS and
+//! opens one flow per `[[lab.traffic]]` entry. Every wait is bounded.
+
+use std::{
+    collections::BTreeSet,
+    io::{Read as _, Write as _},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use observer::topology::{Protocol, Traffic};
+
+use crate::{build::Lab, netns::Netns};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+const IO_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Servers answering on every port the scenario uses; stopped on drop.
+#[derive(Debug)]
+pub struct Servers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Servers {
+    /// Listens in `back`, `pub` and `onprem` on the ports of the traffic.
+    pub fn start(lab: &Lab) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut servers = Self {
+            stop: stop.clone(),
+            threads: Vec::new(),
+        };
+        let t = &lab.topology;
+        let mut ports: BTreeSet<(Protocol, u16)> =
+            t.lab.traffic.iter().map(|x| (x.protocol, x.port)).collect();
+        ports.extend(
+            t.backends
+                .iter()
+                .flat_map(|b| b.ports.iter().map(|p| (Protocol::Tcp, *p))),
+        );
+        ports.extend(
+            t.endpoints
+                .iter()
+                .flat_map(|e| e.ports.iter().map(|p| (Protocol::Tcp, *p))),
+        );
+        ports.extend(
+            t.private_endpoints
+                .iter()
+                .flat_map(|e| e.ports.iter().map(|p| (Protocol::Tcp, *p))),
+        );
+        for role in ["back", "pub", "onprem"] {
+            if !lab.has(role) {
+                continue;
+            }
+            for &(protocol, port) in &ports {
+                servers.listen(lab.ns(role), protocol, port)?;
+            }
+        }
+        Ok(servers)
+    }
+
+    fn listen(&mut self, ns: &Netns, protocol: Protocol, port: u16) -> anyhow::Result<()> {
+        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let stop = self.stop.clone();
+        let handle = match protocol {
+            Protocol::Tcp => {
+                let listener = ns
+                    .enter(|| TcpListener::bind(addr))?
+                    .with_context(|| format!("listening on tcp/{port} in {}", ns.name()))?;
+                listener.set_nonblocking(true)?;
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match listener.accept() {
+                            Ok((stream, _)) => answer_tcp(stream),
+                            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                        }
+                    }
+                })
+            }
+            Protocol::Udp => {
+                let socket = ns
+                    .enter(|| UdpSocket::bind(addr))?
+                    .with_context(|| format!("listening on udp/{port} in {}", ns.name()))?;
+                socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 1500];
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                            let _ = socket.send_to(&buf[..n], from);
+                        }
+                    }
+                })
+            }
+        };
+        self.threads.push(handle);
+        Ok(())
+    }
+}
+
+fn answer_tcp(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let mut buf = [0u8; 256];
+    if stream.read(&mut buf).is_ok_and(|n| n > 0) {
+        let _ = stream.write_all(b"observer-lab: hello\n");
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What happened to one flow, from the client's side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub name: String,
+    pub resolved: Option<IpAddr>,
+    pub result: String,
+}
+
+/// Opens the flow of `traffic` from the workload namespace.
+pub fn send(lab: &Lab, traffic: &Traffic) -> Outcome {
+    let ns = lab.ns("ase");
+    let dns = lab.topology.dns.servers.first().copied();
+    let mut outcome = Outcome {
+        name: traffic.name.clone(),
+        resolved: None,
+        result: String::new(),
+    };
+    let target = match traffic.to.parse::<IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) => match dns.map(|server| resolve(ns, server, &traffic.to)) {
+            Some(Ok(ip)) => ip,
+            Some(Err(e)) => {
+                outcome.result = format!("DNS: {e}");
+                return outcome;
+            }
+            None => {
+                outcome.result = "no DNS server in the topology".into();
+                return outcome;
+            }
+        },
+    };
+    outcome.resolved = Some(target);
+    let addr = SocketAddr::new(target, traffic.port);
+    outcome.result = match traffic.protocol {
+        Protocol::Tcp => match ns.enter(|| tcp_exchange(addr)) {
+            Ok(r) => r,
+            Err(e) => e.to_string(),
+        },
+        Protocol::Udp => match ns.enter(|| udp_exchange(addr)) {
+            Ok(r) => r,
+            Err(e) => e.to_string(),
+        },
+    };
+    outcome
+}
+
+fn tcp_exchange(addr: SocketAddr) -> String {
+    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+        Ok(mut stream) => {
+            let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+            let _ = stream.write_all(b"hello from the workload\n");
+            let mut reply = Vec::new();
+            let _ = stream.read_to_end(&mut reply);
+            if reply.is_empty() {
+                "connected, no reply".into()
+            } else {
+                "answered".into()
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "refused (RST)".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "no answer (timeout)".into(),
+        Err(e) => format!("failed: {e}"),
+    }
+}
+
+fn udp_exchange(addr: SocketAddr) -> String {
+    let Ok(socket) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+        return "cannot bind".into();
+    };
+    let _ = socket.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = socket.send_to(b"hello", addr);
+    let mut buf = [0u8; 64];
+    match socket.recv_from(&mut buf) {
+        Ok(_) => "answered".into(),
+        Err(_) => "no answer (timeout)".into(),
+    }
+}
+
+/// Resolves `name` (A record) through `server` from inside `ns`.
+pub fn resolve(ns: &Netns, server: IpAddr, name: &str) -> anyhow::Result<IpAddr> {
+    let fqdn = if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    };
+    let query = observer::dns::query_message(0x4f42, &fqdn, hickory_proto::rr::RecordType::A)
+        .map_err(anyhow::Error::msg)?;
+    let reply = ns.enter(|| -> std::io::Result<Vec<u8>> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.set_read_timeout(Some(IO_TIMEOUT))?;
+        socket.send_to(&query, (server, 53))?;
+        let mut buf = vec![0u8; 4096];
+        let n = socket.recv(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    })??;
+    let parsed = observer::dns::parse_response(&reply).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    parsed
+        .addresses
+        .first()
+        .copied()
+        .with_context(|| format!("{name}: {} with no address", parsed.rcode))
+}
