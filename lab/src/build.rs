@@ -140,11 +140,20 @@ impl Lab {
         if self.bypasses_vnet() {
             // Route All off: only RFC 1918 enters the VNet; the rest leaves
             // by the app's shared outbound path.
-            for private in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] {
+            let dns = format!("{AZURE_DNS}/32");
+            for private in [
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                dns.as_str(),
+            ] {
                 self.route("ase", &[private, "via", &gateway.to_string()])?;
             }
-            self.link("ase", "out", "inet", "app", APP_OUT, true)?;
-            self.route("ase", &["default", "via", APP_OUT.0])?;
+            self.link("ase", "out", "inet", "app", APP_OUT, false)?;
+            self.route(
+                "ase",
+                &["default", "via", APP_OUT.1, "src", &workload.to_string()],
+            )?;
         } else {
             self.route("ase", &["default", "via", &gateway.to_string()])?;
         }
@@ -254,24 +263,33 @@ impl Lab {
         }
         // The platform address is reached on the host, whatever the table says.
         self.route("vnet", &[&format!("{AZURE_DNS}/32"), "via", DNS.1])?;
-        // Hosts of the VNet that live in the back namespace.
+        // Hosts of the VNet live in the back namespace. One placed in the
+        // ASE subnet is reached through the router (proxy ARP); ASEv1 cannot
+        // reach VMs in its own subnet, so there the router drops it.
+        let ase = self.topology.ase_subnet().prefix;
+        let mut same_subnet = Vec::new();
         for ip in self.back_addresses() {
-            if !self.topology.ase_subnet().prefix.contains(&ip) {
-                self.route("vnet", &[&format!("{ip}/32"), "via", BACK.1])?;
+            self.route("vnet", &[&format!("{ip}/32"), "via", BACK.1])?;
+            if ase.contains(&ip) {
+                self.ns("vnet").sysctl("net.ipv4.conf.ase.proxy_arp", "1")?;
+                if self.topology.environment == Environment::Asev1 {
+                    same_subnet.push(format!("    ip daddr {ip} drop\n"));
+                }
             }
         }
-        let deny: String = self
-            .topology
-            .lab
-            .deny
-            .iter()
-            .map(|d| {
-                format!(
-                    "    ip daddr {} tcp dport {} drop\n    ip daddr {} udp dport {} drop\n",
-                    d.to, d.port, d.to, d.port
-                )
-            })
-            .collect();
+        let deny: String = same_subnet.concat()
+            + &self
+                .topology
+                .lab
+                .deny
+                .iter()
+                .map(|d| {
+                    format!(
+                        "    ip daddr {} tcp dport {} drop\n    ip daddr {} udp dport {} drop\n",
+                        d.to, d.port, d.to, d.port
+                    )
+                })
+                .collect::<String>();
         if !deny.is_empty() {
             self.nft(
                 "vnet",

@@ -52,6 +52,8 @@ impl Check {
 #[derive(Debug)]
 pub struct ScenarioResult {
     pub topology: String,
+    /// The lab's namespace prefix (all torn down when this is returned).
+    pub lab: String,
     pub description: Option<String>,
     pub out: PathBuf,
     pub outcomes: Vec<Outcome>,
@@ -113,6 +115,7 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
     }
 
     let lab = Lab::up(&topology)?;
+    let lab_name = lab.base.clone();
     let servers = Servers::start(&lab)?;
     let mut workload_ifaces = vec!["eth0=workload"];
     if lab.bypasses_vnet() {
@@ -160,7 +163,12 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
     let mut records = Vec::new();
     let mut lost = 0;
     for dir in [&workload_dir, &router_dir] {
-        for file in reader::read_flows(std::slice::from_ref(dir))? {
+        let files = match reader::read_flows(std::slice::from_ref(dir)) {
+            // An observation point that saw no traffic wrote no flow file.
+            Err(reader::ReadError::EmptyDirectory { .. }) => Vec::new(),
+            other => other?,
+        };
+        for file in files {
             lost += file
                 .metadata
                 .get("observer.lost_packets")
@@ -204,6 +212,7 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
         .collect();
     Ok(ScenarioResult {
         topology: topology.name.clone(),
+        lab: lab_name,
         description: topology.description.clone(),
         out,
         outcomes,
