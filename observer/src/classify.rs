@@ -234,8 +234,10 @@ impl Classifier {
     /// Classifies `records` in place, pairing directions for `blocked`.
     pub fn classify_all(&self, records: &mut [FlowRecord]) {
         let answers = answers(records, self.topology.ase_subnet().prefix);
+        // Records of one capture share few destinations: decide each once.
+        let mut decisions = HashMap::new();
         for (record, answer) in records.iter_mut().zip(answers) {
-            let c = self.classify(record, answer);
+            let c = self.classify_with(record, answer, &mut decisions);
             record.category = Some(c.category.as_str().into());
             record.dependency = c.dependency;
             if record.dst_name.is_none() {
@@ -251,6 +253,15 @@ impl Classifier {
 
     /// Classifies one record.
     pub fn classify(&self, record: &FlowRecord, answer: Answer) -> Classification {
+        self.classify_with(record, answer, &mut HashMap::new())
+    }
+
+    fn classify_with(
+        &self,
+        record: &FlowRecord,
+        answer: Answer,
+        decisions: &mut HashMap<Ipv4Addr, Decision>,
+    ) -> Classification {
         let ase = self.topology.ase_subnet().prefix;
         let reply = in_net(ase, record.dst_addr) && !in_net(ase, record.src_addr);
         let (remote, remote_port) = if reply {
@@ -280,7 +291,12 @@ impl Classifier {
             .iter()
             .find(|d| d.matches(&destination, &self.topology.service_tags));
         let decision = match remote {
-            IpAddr::V4(v4) => Some(self.routes.lookup(v4)),
+            IpAddr::V4(v4) => Some(
+                decisions
+                    .entry(v4)
+                    .or_insert_with(|| self.routes.lookup(v4))
+                    .clone(),
+            ),
             IpAddr::V6(_) => None,
         };
         let observed = record
