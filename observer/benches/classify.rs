@@ -14,7 +14,10 @@ use observer::{
 };
 
 fn topology() -> Topology {
-    let mut text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies/forced-tunnel-udr.toml")).unwrap();
+    let mut text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies/forced-tunnel-udr.toml"),
+    )
+    .unwrap();
     // A few hundred more-specific UDRs, as a locked-down ASE has.
     for i in 0..300u32 {
         let net = Ipv4Addr::from(0x1400_0000 + (i << 12));
@@ -29,8 +32,21 @@ fn topology() -> Topology {
 }
 
 fn records(n: usize) -> Vec<FlowRecord> {
-    let point = ObservationPoint { host: Arc::from("bench"), netns: None, iface: Arc::from("eth0"), iface_role: Some(Arc::from("workload")) };
-    let dsts = ["10.0.2.5", "203.0.113.40", "203.0.113.50", "20.1.2.3", "192.168.1.10", "172.16.5.5", "8.8.8.8"];
+    let point = ObservationPoint {
+        host: Arc::from("bench"),
+        netns: None,
+        iface: Arc::from("eth0"),
+        iface_role: Some(Arc::from("workload")),
+    };
+    let dsts = [
+        "10.0.2.5",
+        "203.0.113.40",
+        "203.0.113.50",
+        "20.1.2.3",
+        "192.168.1.10",
+        "172.16.5.5",
+        "8.8.8.8",
+    ];
     (0..n)
         .map(|i| FlowRecord {
             start_ns: i as i64,
