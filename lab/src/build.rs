@@ -103,6 +103,13 @@ impl Lab {
             .collect()
     }
 
+    /// The address the internet edge SNATs to (the ASE's outbound VIP).
+    fn vip(&self) -> Ipv4Addr {
+        self.topology
+            .outbound_vip
+            .unwrap_or(Ipv4Addr::new(198, 51, 100, 10))
+    }
+
     /// Whether the app's public traffic bypasses the VNet (Route All off).
     pub fn bypasses_vnet(&self) -> bool {
         self.topology.environment == Environment::MultiTenant && !self.topology.route_all
@@ -347,7 +354,7 @@ impl Lab {
     /// Return routes and NAT at the edges.
     fn edges(&self) -> anyhow::Result<()> {
         let t = &self.topology;
-        let vip = t.outbound_vip.unwrap_or(Ipv4Addr::new(198, 51, 100, 10));
+        let vip = self.vip();
         let inside: Vec<Ipv4Net> = t
             .vnet
             .address_space
@@ -392,7 +399,7 @@ impl Lab {
     /// The ACLs of the docs: VNet-only backends, VIP-only public endpoints.
     fn acls(&self) -> anyhow::Result<()> {
         let t = &self.topology;
-        let vip = t.outbound_vip.unwrap_or(Ipv4Addr::new(198, 51, 100, 10));
+        let vip = self.vip();
         let vnet: Vec<String> = t.vnet.address_space.iter().map(|n| n.to_string()).collect();
         let mut back = String::new();
         let mut public = String::new();

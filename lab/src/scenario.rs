@@ -160,47 +160,30 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
     drop(servers);
     drop(lab);
 
-    let mut records = Vec::new();
-    let mut lost = 0;
+    let mut files = Vec::new();
     for dir in [&workload_dir, &router_dir] {
-        let files = match reader::read_flows(std::slice::from_ref(dir)) {
+        match reader::read_flows(std::slice::from_ref(dir)) {
             // An observation point that saw no traffic wrote no flow file.
-            Err(reader::ReadError::EmptyDirectory { .. }) => Vec::new(),
-            other => other?,
-        };
-        for file in files {
-            lost += file
-                .metadata
-                .get("observer.lost_packets")
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            records.extend(file.records);
+            Err(reader::ReadError::EmptyDirectory { .. }) => {}
+            other => files.extend(other?),
         }
     }
-    let mut dns = reader::read_dns(std::slice::from_ref(&workload_dir))?;
-    dns.extend(reader::read_dns(std::slice::from_ref(&router_dir))?);
+    let lost = reader::lost_packets(&files);
+    let records: Vec<FlowRecord> = files.into_iter().flat_map(|f| f.records).collect();
+    let dns = reader::read_dns(&[workload_dir.clone(), router_dir.clone()])?;
     let checks = topology
         .lab
         .traffic
         .iter()
         .zip(&outcomes)
         .map(|(t, o)| {
+            // The workload's own interfaces: `eth0`, and `out` with Route All off.
             let record = records.iter().find(|r| {
-                r.point.iface_role.as_deref() == Some("workload")
-                    && r.point.iface.as_ref() != "ase"
+                matches!(r.point.iface.as_ref(), "eth0" | "out")
                     && r.direction == Direction::Egress
                     && Some(r.dst_addr) == o.resolved
                     && r.dst_port == Some(t.port)
                     && r.protocol == t.protocol.number()
-            });
-            // With Route All off the public flow leaves by `out`.
-            let record = record.or_else(|| {
-                records.iter().find(|r| {
-                    r.point.iface.as_ref() == "out"
-                        && r.direction == Direction::Egress
-                        && Some(r.dst_addr) == o.resolved
-                        && r.dst_port == Some(t.port)
-                })
             });
             Check {
                 traffic: t.name.clone(),

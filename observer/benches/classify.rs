@@ -5,29 +5,29 @@
 use std::{hint::black_box, net::Ipv4Addr, path::Path, sync::Arc};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ipnet::Ipv4Net;
 use observer::{
     catalog::Catalog,
     classify::Classifier,
     files::{ParquetFiles, read_flows},
     flow::{Direction, EndReason, FlowRecord, ObservationPoint},
-    topology::Topology,
+    topology::{NextHop, RouteTarget, Topology, UserRoute},
 };
 
 fn topology() -> Topology {
-    let mut text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies/forced-tunnel-udr.toml"),
-    )
-    .unwrap();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies/forced-tunnel-udr.toml");
+    let mut t = Topology::load(&path).unwrap();
     // A few hundred more-specific UDRs, as a locked-down ASE has.
     for i in 0..300u32 {
-        let net = Ipv4Addr::from(0x1400_0000 + (i << 12));
-        text.push_str(&format!("\n[[route_table.route]]\nname = \"r{i}\"\nprefix = \"{net}/20\"\nnext_hop = \"Internet\"\n"));
+        let net = Ipv4Net::new(Ipv4Addr::from(0x1400_0000 + (i << 12)), 20).unwrap();
+        t.route_table.routes.push(UserRoute {
+            name: format!("r{i}"),
+            target: RouteTarget::Prefix(net),
+            next_hop: NextHop::Internet,
+            next_hop_ip: None,
+        });
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies");
-    let path = dir.join(".bench.toml");
-    std::fs::write(&path, text).unwrap();
-    let t = Topology::load(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
     t
 }
 

@@ -137,14 +137,16 @@ impl Catalog {
 
     /// Appends the entries of one catalog text.
     pub fn add(&mut self, cloud: Cloud, text: &str) -> Result<(), String> {
-        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
-        let builtin: File = toml::from_str(BUILTIN).map_err(|e| e.to_string())?;
-        let suffixes = file
-            .clouds
-            .get(cloud.as_str())
-            .or_else(|| builtin.clouds.get(cloud.as_str()))
-            .cloned()
-            .unwrap_or_default();
+        let mut file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        // A user file may use the built-in suffixes without repeating them.
+        let suffixes = match file.clouds.remove(cloud.as_str()) {
+            Some(own) => own,
+            None if text == BUILTIN => HashMap::new(),
+            None => {
+                let mut builtin: File = toml::from_str(BUILTIN).map_err(|e| e.to_string())?;
+                builtin.clouds.remove(cloud.as_str()).unwrap_or_default()
+            }
+        };
         for raw in file.dependency {
             self.entries.push(resolve(raw, &suffixes)?);
         }

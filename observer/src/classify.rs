@@ -292,10 +292,9 @@ impl Classifier {
             .find(|d| d.matches(&destination, &self.topology.service_tags));
         let decision = match remote {
             IpAddr::V4(v4) => Some(
-                decisions
+                &*decisions
                     .entry(v4)
-                    .or_insert_with(|| self.routes.lookup(v4))
-                    .clone(),
+                    .or_insert_with(|| self.routes.lookup(v4)),
             ),
             IpAddr::V6(_) => None,
         };
@@ -311,7 +310,7 @@ impl Classifier {
             reply,
             known,
             dependency,
-            decision: decision.as_ref(),
+            decision,
             observed,
             category,
             answer,
@@ -543,30 +542,12 @@ impl Classifier {
         if !j.reply
             && let Some(d) = j.decision
         {
-            let belongs_inside = matches!(
-                j.category,
-                Category::Vnet
-                    | Category::AseInternal
-                    | Category::Onprem
-                    | Category::PrivateEndpoint
-            );
             if j.observed == Some(NextHop::Internet) && d.next_hop() != NextHop::Internet {
                 return (
                     Verdict::LeakRoute,
                     format!(
                         "Azure routes {remote} via {} but it left by the internet path",
                         route_text(d)
-                    ),
-                );
-            }
-            if belongs_inside
-                && j.observed
-                    .is_some_and(|seen| seen != d.next_hop() && seen == NextHop::Internet)
-            {
-                return (
-                    Verdict::LeakRoute,
-                    format!(
-                        "{remote} belongs in the VNet or on-premises but left by the internet path"
                     ),
                 );
             }

@@ -101,7 +101,6 @@ pub fn parse_response(payload: &[u8]) -> Result<Parsed, Skip> {
         addresses.push(addr);
     }
     Ok(Parsed {
-        query: chain[0].clone(),
         query_type: query.query_type.to_string(),
         rcode: rcode_name(u16::from(message.metadata.response_code)),
         chain,
@@ -112,12 +111,19 @@ pub fn parse_response(payload: &[u8]) -> Result<Parsed, Skip> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Parsed {
-    pub query: String,
     pub query_type: String,
     pub rcode: String,
+    /// The question's name, then every CNAME target.
     pub chain: Vec<String>,
     pub addresses: Vec<IpAddr>,
     pub ttl: u32,
+}
+
+impl Parsed {
+    /// The name asked for.
+    pub fn query(&self) -> &str {
+        &self.chain[0]
+    }
 }
 
 /// The conventional upper-case name of an rcode (as `dig` prints it).

@@ -21,9 +21,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use observer_common::{
-    DnsEvent, DnsEventHeader, FlowEvent, FlowKey, counter, user::addr_from_bytes,
-};
+use observer_common::{DnsEventHeader, FlowEvent, FlowKey, counter, user::addr_from_bytes};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::{
@@ -210,9 +208,7 @@ impl Pipeline {
             }
             // SAFETY: each item starts with a whole header; read unaligned.
             let header: DnsEventHeader = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            let captured = usize::from(header.captured_len)
-                .min(item.len() - HEADER)
-                .min(size_of::<DnsEvent>() - HEADER);
+            let captured = usize::from(header.captured_len).min(item.len() - HEADER);
             let payload = &item[HEADER..HEADER + captured];
             let parsed = match parse_response(payload) {
                 Ok(parsed) => parsed,
@@ -232,7 +228,7 @@ impl Pipeline {
                 iface,
                 client: addr_from_bytes(header.dst_addr, header.ip_version),
                 server: addr_from_bytes(header.src_addr, header.ip_version),
-                query: parsed.query,
+                query: parsed.query().to_string(),
                 query_type: parsed.query_type,
                 rcode: parsed.rcode,
                 chain: parsed.chain,

@@ -14,7 +14,7 @@ use std::{fmt, net::Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
-use crate::topology::{Environment, NextHop, RouteTarget, ServiceTags, SubnetRole, Topology};
+use crate::topology::{Environment, NextHop, RouteTarget, SubnetRole, Topology};
 
 /// Where a route comes from (Azure's effective-routes "Source").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -380,11 +380,6 @@ fn v4(prefixes: &[IpNet]) -> impl Iterator<Item = Ipv4Net> + '_ {
         IpNet::V4(n) => Some(*n),
         IpNet::V6(_) => None,
     })
-}
-
-/// The service tag that owns a public address, for naming.
-pub fn tag_owner(tags: &ServiceTags, addr: Ipv4Addr) -> Option<String> {
-    tags.owner(addr.into()).map(|t| t.name.clone())
 }
 
 #[cfg(test)]

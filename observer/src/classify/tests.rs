@@ -279,30 +279,33 @@ fn categories_and_flow_types_follow_traffic_analytics() {
     assert!(!is_public("100.64.1.1".parse::<IpAddr>().unwrap()));
 }
 
+fn dns_answer(server: &str, rcode: &str, chain: &[&str], addr: &str) -> crate::dns::DnsAnswer {
+    crate::dns::DnsAnswer {
+        time_ns: 0,
+        iface: "eth0".into(),
+        client: "10.0.0.4".parse().unwrap(),
+        server: server.parse().unwrap(),
+        query: chain[0].into(),
+        query_type: "A".into(),
+        rcode: rcode.into(),
+        chain: chain.iter().map(|s| s.to_string()).collect(),
+        addresses: if addr.is_empty() {
+            vec![]
+        } else {
+            vec![addr.parse().unwrap()]
+        },
+        ttl: 60,
+        verdict: None,
+        reason: None,
+    }
+}
+
 #[test]
 fn dns_answers_are_judged() {
-    use crate::dns::DnsAnswer;
     let t = scenario("pe-zone-not-linked.toml");
     let classifier = Classifier::new(&t, &Catalog::load(t.cloud, &[]).unwrap());
     let judge = |server: &str, rcode: &str, chain: &[&str], addr: &str| {
-        let mut a = DnsAnswer {
-            time_ns: 0,
-            iface: "eth0".into(),
-            client: "10.0.0.4".parse().unwrap(),
-            server: server.parse().unwrap(),
-            query: chain[0].into(),
-            query_type: "A".into(),
-            rcode: rcode.into(),
-            chain: chain.iter().map(|s| s.to_string()).collect(),
-            addresses: if addr.is_empty() {
-                vec![]
-            } else {
-                vec![addr.parse().unwrap()]
-            },
-            ttl: 60,
-            verdict: None,
-            reason: None,
-        };
+        let mut a = dns_answer(server, rcode, chain, addr);
         classifier.judge_dns(&mut a);
         (a.verdict.unwrap(), a.reason.unwrap())
     };
@@ -331,20 +334,7 @@ fn dns_answers_are_judged() {
     custom.dns.servers = vec!["10.0.2.53".parse().unwrap()];
     custom.dns.forwards_to_azure = false;
     let classifier = Classifier::new(&custom, &Catalog::load(t.cloud, &[]).unwrap());
-    let mut a = DnsAnswer {
-        time_ns: 0,
-        iface: "eth0".into(),
-        client: "10.0.0.4".parse().unwrap(),
-        server: "10.0.2.53".parse().unwrap(),
-        query: pl[0].into(),
-        query_type: "A".into(),
-        rcode: "NOERROR".into(),
-        chain: pl.iter().map(|s| s.to_string()).collect(),
-        addresses: vec!["203.0.113.20".parse().unwrap()],
-        ttl: 60,
-        verdict: None,
-        reason: None,
-    };
+    let mut a = dns_answer("10.0.2.53", "NOERROR", &pl, "203.0.113.20");
     classifier.judge_dns(&mut a);
     assert!(a.reason.unwrap().contains("custom DNS server 10.0.2.53"));
 }

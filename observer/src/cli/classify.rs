@@ -50,11 +50,7 @@ impl ClassifyArgs {
             "observer.topology".into(),
             classifier.topology().name.clone(),
         ));
-        let lost: u64 = files
-            .iter()
-            .filter_map(|f| f.metadata.get("observer.lost_packets")?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0);
+        let lost = reader::lost_packets(&files);
 
         let mut records: Vec<FlowRecord> = files.into_iter().flat_map(|f| f.records).collect();
         for r in &mut records {
@@ -89,10 +85,7 @@ impl ClassifyArgs {
 /// Reads `inputs` for `report`: records, DNS answers and the capture's loss.
 pub fn read_inputs(inputs: &[PathBuf]) -> anyhow::Result<(Vec<FlowRecord>, Vec<DnsAnswer>, u64)> {
     let files = reader::read_flows(inputs).context("reading flow files")?;
-    let lost = files
-        .iter()
-        .filter_map(|f| f.metadata.get("observer.lost_packets")?.parse::<u64>().ok())
-        .sum();
+    let lost = reader::lost_packets(&files);
     let dns = reader::read_dns(inputs)?;
     Ok((
         files.into_iter().flat_map(|f| f.records).collect(),

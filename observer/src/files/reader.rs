@@ -9,6 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use arrow::array::RecordBatch;
 use parquet::{arrow::arrow_reader::ParquetRecordBatchReaderBuilder, errors::ParquetError};
 use thiserror::Error;
 
@@ -37,8 +38,12 @@ pub struct FlowFile {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Reads one flow file.
-pub fn read_flow_file(path: &Path) -> Result<FlowFile, ReadError> {
+/// Opens a Parquet file, hands each record batch to `each`, and returns the
+/// file's key/value metadata.
+fn read_batches(
+    path: &Path,
+    mut each: impl FnMut(&RecordBatch) -> Result<(), ReadError>,
+) -> Result<BTreeMap<String, String>, ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Open {
         path: path.to_owned(),
         source,
@@ -58,21 +63,68 @@ pub fn read_flow_file(path: &Path) -> Result<FlowFile, ReadError> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut records = Vec::new();
     for batch in builder.build().map_err(parquet)? {
-        let batch = batch.map_err(|e| parquet(e.into()))?;
+        each(&batch.map_err(|e| parquet(e.into()))?)?;
+    }
+    Ok(metadata)
+}
+
+/// Reads one flow file.
+pub fn read_flow_file(path: &Path) -> Result<FlowFile, ReadError> {
+    let mut records = Vec::new();
+    let metadata = read_batches(path, |batch| {
         records.extend(
-            schema::from_batch(&batch).map_err(|source| ReadError::Schema {
+            schema::from_batch(batch).map_err(|source| ReadError::Schema {
                 path: path.to_owned(),
                 source,
             })?,
         );
-    }
+        Ok(())
+    })?;
     Ok(FlowFile {
         path: path.to_owned(),
         records,
         metadata,
     })
+}
+
+/// Packets the captures behind `files` lost: each run's last (largest)
+/// cumulative count, summed over runs.
+pub fn lost_packets(files: &[FlowFile]) -> u64 {
+    let mut by_run: BTreeMap<&str, u64> = BTreeMap::new();
+    for file in files {
+        let lost = file
+            .metadata
+            .get("observer.lost_packets")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let run = file
+            .metadata
+            .get("observer.run_id")
+            .map_or("", String::as_str);
+        let entry = by_run.entry(run).or_default();
+        *entry = (*entry).max(lost);
+    }
+    by_run.values().sum()
+}
+
+/// `DIR/KIND-*.parquet`, in name order.
+fn files_of_kind(dir: &Path, kind: &str) -> Result<Vec<PathBuf>, ReadError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ReadError::Open {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let prefix = format!("{kind}-");
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".parquet"))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
 }
 
 /// The flow files named by `inputs`: files as given, directories expanded
@@ -84,24 +136,12 @@ pub fn flow_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
             paths.push(input.clone());
             continue;
         }
-        let entries = std::fs::read_dir(input).map_err(|source| ReadError::Open {
-            path: input.clone(),
-            source,
-        })?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("flows-") && n.ends_with(".parquet"))
-            })
-            .collect();
+        let found = files_of_kind(input, "flows")?;
         if found.is_empty() {
             return Err(ReadError::EmptyDirectory {
                 path: input.clone(),
             });
         }
-        found.sort();
         paths.extend(found);
     }
     Ok(paths)
@@ -123,46 +163,25 @@ pub fn dns_paths(inputs: &[PathBuf]) -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     dirs.dedup();
-    let mut paths: Vec<PathBuf> = dirs
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
+    dirs.iter()
+        .filter_map(|d| files_of_kind(d, "dns").ok())
         .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("dns-") && n.ends_with(".parquet"))
-        })
-        .collect();
-    paths.sort();
-    paths
+        .collect()
 }
 
 /// Reads the DNS answers recorded next to `inputs` (none is fine).
 pub fn read_dns(inputs: &[PathBuf]) -> Result<Vec<crate::dns::DnsAnswer>, ReadError> {
     let mut answers = Vec::new();
     for path in dns_paths(inputs) {
-        let file = File::open(&path).map_err(|source| ReadError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        let parquet = |source| ReadError::Parquet {
-            path: path.clone(),
-            source,
-        };
-        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(parquet)?
-            .build()
-            .map_err(parquet)?
-        {
-            let batch = batch.map_err(|e| parquet(e.into()))?;
+        read_batches(&path, |batch| {
             answers.extend(
-                crate::dns::from_batch(&batch).map_err(|message| ReadError::Dns {
+                crate::dns::from_batch(batch).map_err(|message| ReadError::Dns {
                     path: path.clone(),
                     message,
                 })?,
             );
-        }
+            Ok(())
+        })?;
     }
     answers.sort_by_key(|a| a.time_ns);
     Ok(answers)
