@@ -1,11 +1,11 @@
 //! Capture: known traffic between two namespaces must come back from the
 //! Parquet files exactly, packet for packet and byte for byte.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use observer_tests::{
-    A4, A6, B4, B6, Flow, Observer, Pair, Scratch, counter, link_stats, not_accounted, read_flows,
-    summary, total,
+    A4, A6, B4, B6, Flow, Observer, Pair, Scratch, counter, frames, link_stats, not_accounted,
+    read_flows, summary, total,
     traffic::{self, drain_udp, udp_socket},
 };
 
@@ -176,5 +176,86 @@ fn gso_packets_count_their_wire_segments() -> anyhow::Result<()> {
         tuple(f, "egress", 17, A4, B4) && f.dst_port == Some(5011)
     });
     assert_eq!(udp, (10, 10 * 1028), "one GSO write, ten wire datagrams");
+    Ok(())
+}
+
+/// VLAN-tagged frames, 802.1Q and QinQ (802.1ad outside 802.1Q), are counted
+/// exactly under their outer VLAN id: on the sender's egress, where the
+/// tags are in the frame, and on the receiver's ingress, where the kernel
+/// has moved the outer tag into skb metadata.
+#[test]
+fn vlan_tagged_traffic_comes_back_exactly() -> anyhow::Result<()> {
+    let pair = Pair::new(false)?;
+    let (mac_a, mac_b) = (
+        frames::mac(&observer_tests::mac(&pair.a, "veth0")?),
+        frames::mac(&observer_tests::mac(&pair.b, "veth0")?),
+    );
+    let scratch = Scratch::new("vlan");
+    let (out_a, out_b) = (scratch.path().join("a"), scratch.path().join("b"));
+    let observer_a = Observer::start(&pair.a, &out_a, &["--iface", "veth0", "--quiet"])?;
+    let observer_b = Observer::start(&pair.b, &out_b, &["--iface", "veth0", "--quiet"])?;
+    let (before_a, before_b) = (link_stats(&pair.a, "veth0")?, link_stats(&pair.b, "veth0")?);
+
+    let (v4a, v4b) = (Ipv4Addr::new(10, 100, 0, 1), Ipv4Addr::new(10, 100, 0, 2));
+    let (v6a, v6b): (Ipv6Addr, Ipv6Addr) = ("fd00:100::1".parse()?, "fd00:100::2".parse()?);
+    let (q4a, q4b) = (Ipv4Addr::new(10, 200, 0, 1), Ipv4Addr::new(10, 200, 0, 2));
+    let dot1q = [(frames::TPID_8021Q, 100)];
+    let qinq = [(frames::TPID_8021AD, 200), (frames::TPID_8021Q, 300)];
+    let udp4 = frames::ipv4(v4a, v4b, 17, &[], 0, &frames::udp(41000, 6100, &[7; 200]));
+    let udp6 = frames::ipv6(v6a, v6b, 17, &frames::udp(41001, 6101, &[6; 100]));
+    let echo = frames::ipv4(q4a, q4b, 1, &[], 0, &frames::icmp(8, 0, &[1; 56]));
+    let mut sent = Vec::new();
+    for (tags, ethertype, packet, count) in [
+        (&dot1q[..], frames::IPV4, &udp4, 40),
+        (&dot1q[..], frames::IPV6, &udp6, 20),
+        (&qinq[..], frames::IPV4, &echo, 10),
+    ] {
+        let frame = frames::ethernet(mac_b, mac_a, tags, ethertype, packet);
+        sent.extend(std::iter::repeat_n(frame, count));
+    }
+    traffic::send_frames(&pair.a, "veth0", &sent)?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (after_a, after_b) = (link_stats(&pair.a, "veth0")?, link_stats(&pair.b, "veth0")?);
+    observer_a.stop()?;
+    observer_b.stop()?;
+
+    let sent_bytes: u64 = sent.iter().map(|f| f.len() as u64).sum();
+    assert_eq!(after_a.tx_packets - before_a.tx_packets, sent.len() as u64);
+    assert_eq!(after_a.tx_bytes - before_a.tx_bytes, sent_bytes);
+    assert_eq!(after_b.rx_packets - before_b.rx_packets, sent.len() as u64);
+    assert_eq!(after_b.rx_bytes - before_b.rx_bytes, sent_bytes);
+    for (out, direction) in [(&out_a, "egress"), (&out_b, "ingress")] {
+        let flows = read_flows(out)?;
+        let flow = |proto: u8, src: &str, dst: &str, vlan: u16| {
+            total(&flows, |f| {
+                tuple(f, direction, proto, src, dst) && f.vlan_id == Some(vlan)
+            })
+        };
+        assert_eq!(
+            flow(17, "10.100.0.1", "10.100.0.2", 100),
+            (40, 40 * 228),
+            "{direction}"
+        );
+        assert_eq!(
+            flow(17, "fd00:100::1", "fd00:100::2", 100),
+            (20, 20 * 148),
+            "{direction}"
+        );
+        assert_eq!(
+            flow(1, "10.200.0.1", "10.200.0.2", 200),
+            (10, 10 * 84),
+            "{direction}"
+        );
+        assert_eq!(
+            total(&flows, |_| true),
+            (70, 40 * 228 + 20 * 148 + 10 * 84),
+            "{direction}: nothing else"
+        );
+        assert_eq!(
+            not_accounted(&summary(out)?),
+            (0, 0),
+            "{direction}: nothing unparsed"
+        );
+    }
     Ok(())
 }

@@ -137,11 +137,19 @@ pub fn attach(
             LinkKind::Ethernet => ETHERNET_PROGRAMS,
             LinkKind::RawIp => RAW_IP_PROGRAMS,
         };
+        // A qdisc whose only filters were a killed observer's is ours to remove.
+        let adopt_qdisc = remove_stale_filters(&iface.name) && clsact_is_unused(&iface.name);
+        if tcx && adopt_qdisc {
+            attachments.created_qdiscs.push(iface.name.clone());
+        }
         if !tcx {
-            remove_stale_filters(&iface.name);
             match tc::qdisc_add_clsact(&iface.name) {
                 Ok(()) => attachments.created_qdiscs.push(iface.name.clone()),
-                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    if adopt_qdisc {
+                        attachments.created_qdiscs.push(iface.name.clone());
+                    }
+                }
                 Err(source) => {
                     return Err(CaptureError::Qdisc {
                         iface: iface.name.clone(),
@@ -198,19 +206,23 @@ fn hook_name(hook: TcAttachType) -> &'static str {
 }
 
 /// cls_bpf filters outlive their process; remove any an earlier observer left
-/// behind (e.g. after SIGKILL) so packets are not counted twice. TCX links
-/// need no such cleanup: they are released with the process.
-fn remove_stale_filters(iface: &str) {
+/// behind (e.g. after SIGKILL) so packets are not counted twice, whatever
+/// this run attaches with. TCX links need no such cleanup: they are released
+/// with the process. Returns whether anything was removed.
+fn remove_stale_filters(iface: &str) -> bool {
+    let mut removed = false;
     for name in PROGRAM_NAMES {
         for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
             if tc::qdisc_detach_program(iface, hook, name).is_ok() {
-                tracing::info!(
-                    "removed a stale {name} filter from {iface} ({})",
+                removed = true;
+                tracing::warn!(
+                    "removed a stale {name} filter from {iface} ({}) left by an observer that did not exit cleanly",
                     hook_name(hook)
                 );
             }
         }
     }
+    removed
 }
 
 /// Whether the clsact qdisc on `iface` carries no filter any more.

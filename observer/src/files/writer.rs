@@ -26,7 +26,7 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 #[derive(Debug, Error)]
 pub enum WriteError {
-    #[error("output directory `{}` is not writable: {source}", dir.display())]
+    #[error("output directory `{}` is not writable (choose another --out or fix its permissions)", dir.display())]
     Directory { dir: PathBuf, source: io::Error },
     #[error("disk full while writing `{}`; free some space or point --out at another filesystem", path.display())]
     DiskFull { path: PathBuf },
