@@ -58,7 +58,7 @@ pub fn ipv4(
     fragment: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    assert!(options.len() % 4 == 0 && options.len() <= 40);
+    assert!(options.len().is_multiple_of(4) && options.len() <= 40);
     let header_len = 20 + options.len();
     let mut packet = vec![0u8; header_len + payload.len()];
     let mut ip = MutableIpv4Packet::new(&mut packet).expect("IPv4 header");

@@ -346,6 +346,8 @@ pub struct LinkStats {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Packets the device dropped on transmit (after the egress hook saw them).
+    pub tx_dropped: u64,
 }
 
 pub fn link_stats(ns: &Netns, iface: &str) -> anyhow::Result<LinkStats> {
@@ -358,6 +360,7 @@ pub fn link_stats(ns: &Netns, iface: &str) -> anyhow::Result<LinkStats> {
         rx_bytes: get("rx", "bytes")?,
         tx_packets: get("tx", "packets")?,
         tx_bytes: get("tx", "bytes")?,
+        tx_dropped: get("tx", "dropped")?,
     })
 }
 
@@ -367,14 +370,44 @@ pub fn mac(ns: &Netns, iface: &str) -> anyhow::Result<String> {
     Ok(json[0]["address"].as_str().context("mac")?.to_owned())
 }
 
-/// Whether any BPF program is attached (TCX or tc) in the namespace.
+/// The observer's programs attached in the namespace, one line each: TCX
+/// links (queried per interface, which bpftool 7.1 cannot show) and
+/// cls_bpf filters. Empty when nothing is attached.
 pub fn bpf_attachments(ns: &Netns) -> anyhow::Result<String> {
-    let out = ns.exec("bpftool", ["net", "show"])?;
-    Ok(out
-        .lines()
-        .filter(|l| l.contains("observe_"))
-        .collect::<Vec<_>>()
-        .join("\n"))
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let links: serde_json::Value = serde_json::from_str(&ns.ip(["-j", "link", "show"])?)?;
+    let names: Vec<String> = links
+        .as_array()
+        .context("ip -j link")?
+        .iter()
+        .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
+        .collect();
+    let mut lines = ns.enter(|| -> anyhow::Result<Vec<String>> {
+        let mut lines = Vec::new();
+        for name in &names {
+            for (hook, attach) in [
+                ("ingress", TcAttachType::Ingress),
+                ("egress", TcAttachType::Egress),
+            ] {
+                let (_, programs) = SchedClassifier::query_tcx(name, attach)
+                    .with_context(|| format!("query TCX programs on {name}"))?;
+                for program in programs {
+                    let program = program.name_as_str().unwrap_or_default().to_owned();
+                    if program.starts_with("observe_") {
+                        lines.push(format!("tcx {name}/{hook}: {program}"));
+                    }
+                }
+            }
+        }
+        Ok(lines)
+    })??;
+    let tc = ns.exec("bpftool", ["net", "show"])?;
+    lines.extend(
+        tc.lines()
+            .filter(|l| l.contains("observe_"))
+            .map(|l| format!("tc {}", l.trim())),
+    );
+    Ok(lines.join("\n"))
 }
 
 /// Two namespaces joined by `veth0` <-> `veth0`.

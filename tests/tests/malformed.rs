@@ -20,7 +20,7 @@ struct Case {
     counter: Option<&'static str>,
 }
 
-#[allow(clippy::too_many_lines)]
+#[expect(clippy::too_many_lines)]
 fn cases(a: pnet::util::MacAddr, b: pnet::util::MacAddr) -> Vec<Case> {
     let (a6, b6): (Ipv6Addr, Ipv6Addr) = ("fd88::1".parse().unwrap(), "fd88::2".parse().unwrap());
     let eth = |ethertype: u16, payload: &[u8]| frames::ethernet(b, a, &[], ethertype, payload);

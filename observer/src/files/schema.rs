@@ -272,7 +272,7 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
         "verdict",
         "reason",
     ]
-    .map(|name| opt_texts(name));
+    .map(opt_texts);
     let [
         dst_name,
         category,
