@@ -144,7 +144,8 @@ pub mod counter {
     pub const FLOW_EVENTS_LOST: u32 = 11;
     /// Non-first IP fragments (informational; they are flow packets with ports 0).
     pub const FRAGMENTS: u32 = 12;
-    /// DNS messages handed to userspace (bytes: DNS message bytes).
+    /// DNS messages seen from port 53 (bytes: DNS message bytes); each is
+    /// handed to userspace unless counted in `DNS_EVENTS_LOST`.
     pub const DNS_MESSAGES: u32 = 13;
     /// DNS messages whose event could not be queued (ring buffer full): lost.
     pub const DNS_EVENTS_LOST: u32 = 14;

@@ -138,6 +138,11 @@ pub struct RunSummary {
     pub dns_answers: u64,
     /// DNS messages that could not be decoded (counted, skipped).
     pub dns_malformed: u64,
+    /// DNS queries seen (skipped: only responses name flows).
+    pub dns_queries: u64,
+    /// (client, address) pairs the DNS tracker forgot to stay within
+    /// `--dns-capacity` (oldest first).
+    pub dns_evicted: u64,
     /// DNS answers written to `dns-*.parquet`.
     pub dns_files: Vec<PathBuf>,
 }
@@ -212,7 +217,10 @@ impl Pipeline {
             let payload = &item[HEADER..HEADER + captured];
             let parsed = match parse_response(payload) {
                 Ok(parsed) => parsed,
-                Err(Skip::Query) => continue,
+                Err(Skip::Query) => {
+                    self.summary.dns_queries += 1;
+                    continue;
+                }
                 Err(skip) => {
                     self.summary.dns_malformed += 1;
                     tracing::debug!("DNS message skipped: {skip:?}");
@@ -276,6 +284,15 @@ impl Pipeline {
         .flatten()
         {
             tracing::debug!("wrote {}", path.display());
+        }
+        Ok(())
+    }
+
+    /// Flushes early when a table holds a full row group, so memory stays
+    /// bounded under a flood whatever the flush interval.
+    fn flush_if_full(&mut self) -> Result<(), RunError> {
+        if self.files.is_full() || self.dns_files.is_full() {
+            self.flush()?;
         }
         Ok(())
     }
@@ -486,7 +503,10 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
     let deadline = options.duration.map(|d| time::Instant::now() + d);
     let stop_reason = loop {
         tokio::select! {
-            _ = drain.tick() => pipeline.drain()?,
+            _ = drain.tick() => {
+                pipeline.drain()?;
+                pipeline.flush_if_full()?;
+            }
             _ = flush.tick() => pipeline.flush()?,
             _ = status.tick(), if options.status_interval.is_some() => pipeline.status(),
             guard = flow_events.readable_mut() => {
@@ -498,6 +518,7 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
                 let mut guard = guard.map_err(io_err("poll the DNS ring buffer"))?;
                 pipeline.read_dns_events(guard.get_inner_mut());
                 guard.clear_ready();
+                pipeline.flush_if_full()?;
             }
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
@@ -559,6 +580,7 @@ fn finish(
     summary.stop_reason = stop_reason.to_owned();
     summary.files = pipeline.files.files().to_vec();
     summary.dns_files = pipeline.dns_files.files().to_vec();
+    summary.dns_evicted = pipeline.dns.evicted();
     summary.counters = counter_values(&pipeline.counters);
     summary.lost_packets = lost_packets(&pipeline.counters);
     let path = out.join(format!("run-{}.json", summary.run_id));

@@ -213,6 +213,29 @@ pub fn read_flows(dir: &Path) -> anyhow::Result<Vec<Flow>> {
     Ok(flows)
 }
 
+/// Rows in every Parquet file of `dir` whose name starts with `prefix`.
+pub fn read_table(dir: &Path, prefix: &str) -> anyhow::Result<usize> {
+    let mut rows = 0;
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(prefix)
+        {
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path)?)?.build()?;
+            for batch in reader {
+                rows += batch
+                    .with_context(|| path.display().to_string())?
+                    .num_rows();
+            }
+        }
+    }
+    Ok(rows)
+}
+
 fn rows(batch: &RecordBatch) -> anyhow::Result<Vec<Flow>> {
     let col = |name: &str| {
         batch

@@ -19,6 +19,8 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("ping", "iputils-ping"),
     ("setpriv", "util-linux"),
+    ("unshare", "util-linux"),
+    ("mount", "mount"),
     ("bpftool", "bpftool"),
     ("dnsmasq", "dnsmasq-base"),
 ];

@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// Do not copy DNS responses to userspace (no names, no `dns` table).
     #[arg(long)]
     no_dns: bool,
+    /// Size of the DNS ring buffer, in MiB (a power of two; ~2 KiB per message).
+    #[arg(long, value_name = "MIB", default_value_t = 4)]
+    dns_ring_mib: u32,
     /// (client, address) pairs the DNS tracker remembers.
     #[arg(long, value_name = "N", default_value_t = 262_144)]
     dns_capacity: usize,
@@ -90,6 +93,11 @@ impl RunArgs {
             "--event-ring-mib must be a power of two (1, 2, 4, 8, ...), not {}",
             self.event_ring_mib
         );
+        anyhow::ensure!(
+            self.dns_ring_mib.is_power_of_two(),
+            "--dns-ring-mib must be a power of two (1, 2, 4, 8, ...), not {}",
+            self.dns_ring_mib
+        );
         anyhow::ensure!(self.flow_map_size > 0, "--flow-map-size must be at least 1");
         Ok(RunOptions {
             interfaces: self.interfaces.clone(),
@@ -106,6 +114,7 @@ impl RunArgs {
                 attach: self.attach,
                 flow_map_size: self.flow_map_size,
                 flow_ring_bytes: self.event_ring_mib << 20,
+                dns_ring_bytes: self.dns_ring_mib << 20,
                 capture_dns: !self.no_dns,
                 ..CaptureConfig::default()
             },

@@ -138,6 +138,12 @@ impl<T: Rows> ParquetFiles<T> {
         self.pending.len()
     }
 
+    /// Whether a full row group is waiting: write it now rather than hold
+    /// more in memory until the next flush tick.
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= ROW_GROUP_ROWS
+    }
+
     pub fn written_rows(&self) -> u64 {
         self.written_rows
     }
