@@ -86,7 +86,7 @@ fn flood(
     let end = Instant::now() + PHASE;
     while sent < PHASE_MAX && (sent % 256 != 0 || Instant::now() < end) {
         *next += 1;
-        if *next % HOSTILE_EVERY == 0 {
+        if (*next).is_multiple_of(HOSTILE_EVERY) {
             server.send_to(&HOSTILE, client)?;
             hostile += 1;
         } else {
