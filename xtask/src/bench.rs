@@ -55,6 +55,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let (a, b) = (Netns::new("obbench")?, Netns::new("obbench")?);
     veth(&a, "veth0", &b, "veth0")?;
     for (ns, addr) in [(&a, A), (&b, B)] {
+        // A quiet link: no IPv6 link-local address, so no router
+        // solicitations (retried for hours with backoff) or MLD reports
+        // land in the counted loads.
+        ns.ip(["link", "set", "veth0", "addrgenmode", "none"])?;
         ns.ip(["addr", "add", &format!("{addr}/24"), "dev", "veth0"])?;
         ns.ip(["link", "set", "veth0", "up"])?;
     }
