@@ -47,7 +47,8 @@ pub struct Unaccounted {
 }
 
 /// The one packet accessor: copies `size_of::<T>()` bytes at `offset` into
-/// `dst`, or fails when the frame is shorter.
+/// `dst`, or fails when the frame is shorter. `bpf_skb_load_bytes` checks
+/// the bounds and works on non-linear skbs.
 #[inline(always)]
 fn load_into<T>(ctx: &TcContext, offset: u32, dst: &mut T) -> Result<(), ()> {
     // SAFETY: `dst` is valid for `size_of::<T>()` bytes; the helper checks
@@ -61,6 +62,26 @@ fn load_into<T>(ctx: &TcContext, offset: u32, dst: &mut T) -> Result<(), ()> {
         )
     };
     if ret == 0 { Ok(()) } else { Err(()) }
+}
+
+/// Offsets up to this are read straight from the linear packet data.
+const DIRECT_MAX_OFFSET: usize = 128;
+
+/// [`read`] for the headers every packet has (Ethernet type, IP header,
+/// transport ports): straight from the linear skb data when it holds them,
+/// which saves a helper call each on the hot path, else through [`read`].
+/// Not used inside loops, where the two paths would multiply the
+/// verifier's states.
+#[inline(always)]
+fn read_fast<T: Default>(ctx: &TcContext, offset: u32) -> Result<T, ()> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let at = offset as usize;
+    if at <= DIRECT_MAX_OFFSET && start + at + size_of::<T>() <= end {
+        // SAFETY: the bytes lie inside the linear packet data, as just
+        // checked against `data_end`; `T` is plain data.
+        return Ok(unsafe { core::ptr::read_unaligned((start + at) as *const T) });
+    }
+    read(ctx, offset)
 }
 
 /// [`load_into`] a fresh value.
@@ -142,7 +163,7 @@ pub fn parse(ctx: &TcContext, link: LinkKind, packet: &mut Packet) -> Result<(),
 /// in skb metadata when VLAN offload took it out of the frame).
 #[inline(always)]
 fn ethernet(ctx: &TcContext, skb: &__sk_buff, key: &mut FlowKey) -> Result<(u32, u16), u32> {
-    let mut ethertype = be16(read(ctx, 12).map_err(|()| counter::ETH_TRUNCATED)?);
+    let mut ethertype = be16(read_fast(ctx, 12).map_err(|()| counter::ETH_TRUNCATED)?);
     let mut offset = ETH_HEADER_LEN;
     let mut tags = 0u32;
     if skb.vlan_present != 0 {
@@ -215,7 +236,7 @@ fn ipv4(
     is_gso: bool,
     key: &mut FlowKey,
 ) -> Result<L3, u32> {
-    let header: Ipv4Header = read(ctx, offset).map_err(|()| counter::IPV4_TRUNCATED)?;
+    let header: Ipv4Header = read_fast(ctx, offset).map_err(|()| counter::IPV4_TRUNCATED)?;
     let header_len = u32::from(header.version_ihl & 0x0f) * 4;
     if header.version_ihl >> 4 != 4 || header_len < 20 {
         return Err(counter::IPV4_BAD_HEADER);
@@ -268,7 +289,7 @@ fn ipv6(
     is_gso: bool,
     key: &mut FlowKey,
 ) -> Result<L3, u32> {
-    let header: Ipv6Prefix = read(ctx, offset).map_err(|()| counter::IPV6_TRUNCATED)?;
+    let header: Ipv6Prefix = read_fast(ctx, offset).map_err(|()| counter::IPV6_TRUNCATED)?;
     if header.version_class_flow[0] >> 4 != 6 {
         return Err(counter::IPV6_BAD_HEADER);
     }
@@ -343,7 +364,7 @@ struct L4 {
 fn transport(ctx: &TcContext, offset: u32, key: &mut FlowKey) -> Result<L4, u32> {
     match key.protocol {
         proto::TCP => {
-            let tcp: [u8; 14] = read(ctx, offset).map_err(|()| counter::L4_TRUNCATED)?;
+            let tcp: [u8; 14] = read_fast(ctx, offset).map_err(|()| counter::L4_TRUNCATED)?;
             let header_len = u32::from(tcp[12] >> 4) * 4;
             if header_len < 20 {
                 return Err(counter::L4_TRUNCATED);
@@ -356,7 +377,7 @@ fn transport(ctx: &TcContext, offset: u32, key: &mut FlowKey) -> Result<L4, u32>
             })
         }
         proto::UDP => {
-            let udp: [u8; 8] = read(ctx, offset).map_err(|()| counter::L4_TRUNCATED)?;
+            let udp: [u8; 8] = read_fast(ctx, offset).map_err(|()| counter::L4_TRUNCATED)?;
             key.src_port = be16([udp[0], udp[1]]);
             key.dst_port = be16([udp[2], udp[3]]);
             Ok(L4 {
@@ -365,7 +386,7 @@ fn transport(ctx: &TcContext, offset: u32, key: &mut FlowKey) -> Result<L4, u32>
             })
         }
         proto::ICMP | proto::ICMPV6 => {
-            let icmp: [u8; 4] = read(ctx, offset).map_err(|()| counter::L4_TRUNCATED)?;
+            let icmp: [u8; 4] = read_fast(ctx, offset).map_err(|()| counter::L4_TRUNCATED)?;
             key.src_port = u16::from(icmp[0]);
             key.dst_port = u16::from(icmp[1]);
             Ok(L4 {
