@@ -1,7 +1,9 @@
 //! Packet parsing: Ethernet (up to two VLAN tags, hardware-accelerated or
 //! in-band), IPv4 (options, fragments), IPv6 (extension headers), TCP, UDP,
-//! ICMP, ICMPv6. Every packet access goes through [`read`], which is bounds
-//! checked by `bpf_skb_load_bytes` and works on non-linear skbs.
+//! ICMP, ICMPv6. Every packet access goes through [`read`], bounds checked by
+//! `bpf_skb_load_bytes` (which works on non-linear skbs), or [`read_fast`],
+//! which reads the headers every packet has straight from the linear data
+//! when it holds them and falls back to [`read`] otherwise.
 
 use aya_ebpf::{bindings::__sk_buff, helpers::bpf_skb_load_bytes, programs::TcContext};
 use observer_common::{FlowKey, counter, proto};
