@@ -75,7 +75,7 @@ const DIRECT_MAX_OFFSET: usize = 128;
 /// Not used inside loops, where the two paths would multiply the
 /// verifier's states.
 #[inline(always)]
-fn read_fast<T: Default>(ctx: &TcContext, offset: u32) -> Result<T, ()> {
+fn read_fast<T>(ctx: &TcContext, offset: u32) -> Result<T, ()> {
     let (start, end) = (ctx.data(), ctx.data_end());
     let at = offset as usize;
     if at <= DIRECT_MAX_OFFSET && start + at + size_of::<T>() <= end {
@@ -88,10 +88,13 @@ fn read_fast<T: Default>(ctx: &TcContext, offset: u32) -> Result<T, ()> {
 
 /// [`load_into`] a fresh value.
 #[inline(always)]
-fn read<T: Default>(ctx: &TcContext, offset: u32) -> Result<T, ()> {
-    let mut value = T::default();
+fn read<T>(ctx: &TcContext, offset: u32) -> Result<T, ()> {
+    // Not `T::default()`: zeroing first costs a byte-wise memset call per read.
+    let mut value = core::mem::MaybeUninit::<T>::uninit();
     load_into(ctx, offset, &mut value)?;
-    Ok(value)
+    // SAFETY: the helper wrote all `size_of::<T>()` bytes (on failure it
+    // zeroes them, and we returned above); `T` is plain data.
+    Ok(unsafe { value.assume_init() })
 }
 
 #[inline(always)]

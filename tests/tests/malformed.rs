@@ -320,41 +320,54 @@ fn malformed_frames_pass_untouched_and_are_counted() -> anyhow::Result<()> {
             .into_iter()
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        find(17, Some(5353), Some(7000)),
-        [("10.88.0.1", 1, 32 + 8 + 20)],
-        "IPv4 options"
-    );
-    assert_eq!(
-        find(17, Some(5000), Some(7001)),
-        [("10.88.0.1", 1, 20 + 8 + 24)],
-        "first fragment"
-    );
-    assert_eq!(
-        find(17, None, None),
-        [("10.88.0.1", 1, 20 + 16), ("fd88::1", 1, 40 + 8 + 16)],
-        "non-first fragments have no ports"
-    );
-    assert_eq!(
-        find(253, None, None),
-        [("10.88.0.1", 1, 50)],
-        "unknown protocol"
-    );
-    assert_eq!(
-        find(17, Some(5001), Some(7002)),
-        [("fd88::1", 1, 40 + (8 + 16 + 8) + 8 + 16)],
-        "an extension-header chain leads to UDP"
-    );
-    assert_eq!(
-        find(17, Some(5004), Some(7004)),
-        [("fd88::1", 1, 40 + 12 + 24)],
-        "AH, then UDP"
-    );
-    assert_eq!(
-        find(17, Some(5002), Some(7003)),
-        [("fd88::1", 1, 40 + 8 + 32)],
-        "IPv6 first fragment"
-    );
-    assert_eq!(find(59, None, None), [("fd88::1", 1, 40)], "no next header");
+    let expected: [(&str, u8, Option<u16>, Option<u16>, &[(&str, u64, u64)]); 8] = [
+        (
+            "IPv4 options",
+            17,
+            Some(5353),
+            Some(7000),
+            &[("10.88.0.1", 1, 32 + 8 + 20)],
+        ),
+        (
+            "first fragment",
+            17,
+            Some(5000),
+            Some(7001),
+            &[("10.88.0.1", 1, 20 + 8 + 24)],
+        ),
+        (
+            "non-first fragments have no ports",
+            17,
+            None,
+            None,
+            &[("10.88.0.1", 1, 20 + 16), ("fd88::1", 1, 40 + 8 + 16)],
+        ),
+        ("unknown protocol", 253, None, None, &[("10.88.0.1", 1, 50)]),
+        (
+            "an extension-header chain leads to UDP",
+            17,
+            Some(5001),
+            Some(7002),
+            &[("fd88::1", 1, 40 + (8 + 16 + 8) + 8 + 16)],
+        ),
+        (
+            "AH, then UDP",
+            17,
+            Some(5004),
+            Some(7004),
+            &[("fd88::1", 1, 40 + 12 + 24)],
+        ),
+        (
+            "IPv6 first fragment",
+            17,
+            Some(5002),
+            Some(7003),
+            &[("fd88::1", 1, 40 + 8 + 32)],
+        ),
+        ("no next header", 59, None, None, &[("fd88::1", 1, 40)]),
+    ];
+    for (what, protocol, src_port, dst_port, rows) in expected {
+        assert_eq!(find(protocol, src_port, dst_port), rows, "{what}");
+    }
     Ok(())
 }

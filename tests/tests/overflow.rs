@@ -2,7 +2,7 @@
 //! reaches the Parquet files through the overflow ring buffer, and when
 //! that ring is full too, the loss counters say exactly what was missed.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use observer_tests::{
     A4, B4, Flow, LinkStats, Observer, Pair, Scratch, counter, link_stats, read_flows, summary,
@@ -48,23 +48,24 @@ fn udp_flows(flows: &[Flow], ports: &std::ops::Range<u16>) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn a_full_flow_map_loses_no_flow() -> anyhow::Result<()> {
+/// A pair and an observer on its first end with `args`.
+fn observed(label: &str, args: &[&str]) -> anyhow::Result<(Pair, Scratch, PathBuf, Observer)> {
     let pair = Pair::addressed(false)?;
-    let scratch = Scratch::new("overflow");
+    let scratch = Scratch::new(label);
     let out = scratch.path().join("out");
     let observer = Observer::start(
         &pair.a,
         &out,
-        &[
-            "--iface",
-            "veth0",
-            "--flow-map-size",
-            "256",
-            "--drain-interval",
-            "2",
-            "--quiet",
-        ],
+        &[&["--iface", "veth0", "--quiet"], args].concat(),
+    )?;
+    Ok((pair, scratch, out, observer))
+}
+
+#[test]
+fn a_full_flow_map_loses_no_flow() -> anyhow::Result<()> {
+    let (pair, _scratch, out, observer) = observed(
+        "overflow",
+        &["--flow-map-size", "256", "--drain-interval", "2"],
     )?;
     let ports = 20_000..25_000;
     assert_eq!(one_packet_flows(&pair, ports.clone())?, 5000);
@@ -94,21 +95,9 @@ fn a_full_flow_map_loses_no_flow() -> anyhow::Result<()> {
 /// ring: both fill, and every packet beyond them is counted as lost.
 #[test]
 fn when_the_ring_is_full_too_the_loss_is_counted_exactly() -> anyhow::Result<()> {
-    let pair = Pair::addressed(false)?;
-    let scratch = Scratch::new("ring-full");
-    let out = scratch.path().join("out");
-    let observer = Observer::start(
-        &pair.a,
-        &out,
-        &[
-            "--iface",
-            "veth0",
-            "--flow-map-size",
-            "64",
-            "--event-ring-mib",
-            "1",
-            "--quiet",
-        ],
+    let (pair, _scratch, out, observer) = observed(
+        "ring-full",
+        &["--flow-map-size", "64", "--event-ring-mib", "1"],
     )?;
     let before = link_stats(&pair.a, "veth0")?;
     observer.signal(libc::SIGSTOP);

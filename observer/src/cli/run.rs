@@ -116,7 +116,6 @@ impl RunArgs {
                 flow_ring_bytes: self.event_ring_mib << 20,
                 dns_ring_bytes: self.dns_ring_mib << 20,
                 capture_dns: !self.no_dns,
-                ..CaptureConfig::default()
             },
             drain_interval: seconds("drain-interval", self.drain_interval)?,
             flush_interval: seconds("flush-interval", self.flush_interval)?,
