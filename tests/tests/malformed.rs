@@ -320,7 +320,15 @@ fn malformed_frames_pass_untouched_and_are_counted() -> anyhow::Result<()> {
             .into_iter()
             .collect::<Vec<_>>()
     };
-    let expected: [(&str, u8, Option<u16>, Option<u16>, &[(&str, u64, u64)]); 8] = [
+    /// (what, protocol, source port, destination port, [(source, packets, bytes)]).
+    type Expected = (
+        &'static str,
+        u8,
+        Option<u16>,
+        Option<u16>,
+        &'static [(&'static str, u64, u64)],
+    );
+    let expected: [Expected; 8] = [
         (
             "IPv4 options",
             17,
