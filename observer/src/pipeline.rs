@@ -140,8 +140,8 @@ pub struct RunSummary {
     pub dns_malformed: u64,
     /// DNS queries seen (skipped: only responses name flows).
     pub dns_queries: u64,
-    /// (client, address) pairs the DNS tracker forgot to stay within
-    /// `--dns-capacity` (oldest first).
+    /// Resolutions the DNS tracker dropped to stay within `--dns-capacity`
+    /// (oldest first).
     pub dns_evicted: u64,
     /// DNS answers written to `dns-*.parquet`.
     pub dns_files: Vec<PathBuf>,

@@ -139,17 +139,13 @@ pub fn attach(
         };
         // A qdisc whose only filters were a killed observer's is ours to remove.
         let adopt_qdisc = remove_stale_filters(&iface.name) && clsact_is_unused(&iface.name);
-        if tcx && adopt_qdisc {
+        if adopt_qdisc {
             attachments.created_qdiscs.push(iface.name.clone());
         }
         if !tcx {
             match tc::qdisc_add_clsact(&iface.name) {
                 Ok(()) => attachments.created_qdiscs.push(iface.name.clone()),
-                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    if adopt_qdisc {
-                        attachments.created_qdiscs.push(iface.name.clone());
-                    }
-                }
+                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
                 Err(source) => {
                     return Err(CaptureError::Qdisc {
                         iface: iface.name.clone(),
