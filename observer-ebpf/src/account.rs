@@ -4,7 +4,7 @@
 
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_or, atomic_xadd};
 
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
 use observer_common::{FlowEvent, FlowStats, counter, tcp_flag};
 
 use crate::{
@@ -25,14 +25,11 @@ pub fn count(index: u32, packets: u64, bytes: u64) {
     }
 }
 
+/// The packet as a one-packet flow seen at `now`.
 #[inline(always)]
-pub fn account_flow(packet: &Packet, now: u64) {
-    let segments = u64::from(packet.segments);
-    if packet.non_first_fragment {
-        count(counter::FRAGMENTS, segments, packet.bytes);
-    }
-    let fresh = FlowStats {
-        packets: segments,
+fn one_packet(packet: &Packet, now: u64) -> FlowStats {
+    FlowStats {
+        packets: u64::from(packet.segments),
         bytes: packet.bytes,
         first_seen_ns: now,
         last_seen_ns: now,
@@ -40,34 +37,59 @@ pub fn account_flow(packet: &Packet, now: u64) {
         syn_count: u64::from(packet.tcp_flags & tcp_flag::SYN != 0),
         fin_count: u64::from(packet.tcp_flags & tcp_flag::FIN != 0),
         rst_count: u64::from(packet.tcp_flags & tcp_flag::RST != 0),
+    }
+}
+
+/// Accounts one packet. `coarse_now` (CLOCK_MONOTONIC_COARSE) stamps
+/// packets of known flows; a flow's first packet in the map, and a packet
+/// sent whole to userspace, get the exact `bpf_ktime_get_ns`. Userspace
+/// never lets `last_seen` fall below `first_seen` within one tick.
+#[inline(always)]
+pub fn account_flow(packet: &Packet, coarse_now: u64) {
+    let segments = u64::from(packet.segments);
+    if packet.non_first_fragment {
+        count(counter::FRAGMENTS, segments, packet.bytes);
+    }
+    let Some(flows) = FLOWS.get(0) else {
+        divert(packet);
+        return;
     };
-    if let Some(flows) = FLOWS.get(0) {
-        if let Some(stats) = flows.get_ptr_mut(&packet.key) {
-            add(stats, &fresh, now);
+    if let Some(stats) = flows.get_ptr_mut(&packet.key) {
+        add(stats, &one_packet(packet, coarse_now), coarse_now);
+        count(counter::FLOW_PACKETS, segments, packet.bytes);
+        return;
+    }
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let fresh = one_packet(packet, now);
+    match flows.insert(&packet.key, &fresh, u64::from(BPF_NOEXIST)) {
+        Ok(()) => {
             count(counter::FLOW_PACKETS, segments, packet.bytes);
             return;
         }
-        match flows.insert(&packet.key, &fresh, u64::from(BPF_NOEXIST)) {
-            Ok(()) => {
+        // EEXIST: another CPU created the entry between our lookup and insert.
+        Err(_) => {
+            if let Some(stats) = flows.get_ptr_mut(&packet.key) {
+                add(stats, &fresh, now);
                 count(counter::FLOW_PACKETS, segments, packet.bytes);
                 return;
             }
-            // EEXIST: another CPU created the entry between our lookup and insert.
-            Err(_) => {
-                if let Some(stats) = flows.get_ptr_mut(&packet.key) {
-                    add(stats, &fresh, now);
-                    count(counter::FLOW_PACKETS, segments, packet.bytes);
-                    return;
-                }
-            }
         }
     }
-    // The map is full (E2BIG) or no map is installed: send the packet itself.
+    divert(packet);
+}
+
+/// The map is full (E2BIG) or no map is installed: send the packet itself.
+#[inline(always)]
+fn divert(packet: &Packet) {
+    let segments = u64::from(packet.segments);
     match FLOW_EVENTS.reserve(0) {
         Some(mut entry) => {
+            // SAFETY: a helper without arguments.
+            let now = unsafe { bpf_ktime_get_ns() };
             entry.write(FlowEvent {
                 key: packet.key,
-                stats: fresh,
+                stats: one_packet(packet, now),
             });
             entry.submit(0);
             count(counter::FLOW_MAP_FULL, segments, packet.bytes);

@@ -31,7 +31,8 @@ mod parse;
 #[cfg(target_arch = "bpf")]
 mod entry {
     use aya_ebpf::{
-        bindings::TC_ACT_UNSPEC, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext,
+        bindings::TC_ACT_UNSPEC, helpers::bpf_ktime_get_coarse_ns, macros::classifier,
+        programs::TcContext,
     };
     use observer_common::{DIRECTION_EGRESS, DIRECTION_INGRESS};
 
@@ -63,8 +64,11 @@ mod entry {
 
     #[inline(always)]
     fn observe(ctx: &TcContext, direction: u8, link: LinkKind) -> i32 {
+        // The coarse clock (one tick of resolution) is a fraction of the cost
+        // of `bpf_ktime_get_ns` on virtualised hosts; a flow's first packet
+        // still gets the exact time (see `account_flow`).
         // SAFETY: a helper without arguments.
-        let now = unsafe { bpf_ktime_get_ns() };
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
         let mut packet = Packet::default();
         // SAFETY: the context pointer is valid for the program's run.
         packet.key.ifindex = unsafe { (*ctx.skb.skb).ifindex };

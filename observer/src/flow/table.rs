@@ -79,7 +79,12 @@ impl Live {
         } else {
             self.first_ns = self.first_ns.min(delta.first_seen_ns);
         }
-        self.last_ns = self.last_ns.max(delta.last_seen_ns);
+        // The kernel stamps later packets with the coarse clock, which can
+        // lag a flow's exact first timestamp by up to one tick.
+        self.last_ns = self
+            .last_ns
+            .max(delta.last_seen_ns)
+            .max(delta.first_seen_ns);
         self.packets += delta.packets;
         self.bytes += delta.bytes;
         self.syn = self.syn.saturating_add(delta.syn_count as u32);
@@ -291,6 +296,20 @@ mod tests {
         );
         assert_eq!((e.stats.first_seen_ns, e.stats.last_seen_ns), (S, 2 * S));
         assert_eq!(e.stats.tcp_flags as u8, tcp_flag::SYN | tcp_flag::ACK);
+    }
+
+    #[test]
+    fn a_coarse_last_seen_never_ends_before_the_exact_first_seen() {
+        let (mut t, mut out) = (table(), Vec::new());
+        // First packet at S + 3 ms exactly; the next, same tick, stamped S.
+        let mut d = delta(S + 3_000_000, 2, 0);
+        d.last_seen_ns = S;
+        t.add(&key(1), &d, &mut out);
+        t.finish(&mut out);
+        assert_eq!(
+            (out[0].stats.first_seen_ns, out[0].stats.last_seen_ns),
+            (S + 3_000_000, S + 3_000_000)
+        );
     }
 
     #[test]
