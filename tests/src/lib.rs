@@ -187,8 +187,9 @@ impl Flow {
     }
 }
 
-/// Reads every `flows-*.parquet` in `dir`; fails on any `.tmp` leftover.
-pub fn read_flows(dir: &Path) -> anyhow::Result<Vec<Flow>> {
+/// Every record batch of the Parquet files in `dir` whose name starts with
+/// `prefix`, in file order, each with its file; fails on any `.tmp` leftover.
+fn batches(dir: &Path, prefix: &str) -> anyhow::Result<Vec<(PathBuf, RecordBatch)>> {
     let mut paths: Vec<PathBuf> = fs::read_dir(dir)?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
@@ -198,42 +199,46 @@ pub fn read_flows(dir: &Path) -> anyhow::Result<Vec<Flow>> {
         "temporary files left in {}",
         dir.display()
     );
-    let mut flows = Vec::new();
-    for path in paths.iter().filter(|p| {
-        p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("flows-")
-    }) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path)?)?.build()?;
+    let mut batches = Vec::new();
+    for path in paths
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+    {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path)?)?.build()?;
         for batch in reader {
-            flows.extend(rows(&batch?).with_context(|| path.display().to_string())?);
+            let batch = batch.with_context(|| path.display().to_string())?;
+            batches.push((path.clone(), batch));
         }
+    }
+    Ok(batches)
+}
+
+/// Reads every `flows-*.parquet` in `dir`; fails on any `.tmp` leftover.
+pub fn read_flows(dir: &Path) -> anyhow::Result<Vec<Flow>> {
+    let mut flows = Vec::new();
+    for (path, batch) in batches(dir, "flows-")? {
+        flows.extend(rows(&batch).with_context(|| path.display().to_string())?);
     }
     Ok(flows)
 }
 
 /// Rows in every Parquet file of `dir` whose name starts with `prefix`.
-pub fn read_table(dir: &Path, prefix: &str) -> anyhow::Result<usize> {
-    let mut rows = 0;
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with(prefix)
-        {
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path)?)?.build()?;
-            for batch in reader {
-                rows += batch
-                    .with_context(|| path.display().to_string())?
-                    .num_rows();
-            }
-        }
+pub fn table_rows(dir: &Path, prefix: &str) -> anyhow::Result<usize> {
+    Ok(batches(dir, prefix)?
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum())
+}
+
+/// A socket address from an IPv4 or IPv6 text address and a port.
+pub fn sa(ip: &str, port: u16) -> std::net::SocketAddr {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
     }
-    Ok(rows)
+    .parse()
+    .expect("a socket address")
 }
 
 fn rows(batch: &RecordBatch) -> anyhow::Result<Vec<Flow>> {

@@ -1,23 +1,13 @@
 //! Capture: known traffic between two namespaces must come back from the
 //! Parquet files exactly, packet for packet and byte for byte.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use observer_tests::{
     A4, A6, B4, B6, Flow, Observer, Pair, Scratch, counter, frames, link_stats, not_accounted,
-    read_flows, summary, total,
+    read_flows, sa, summary, total,
     traffic::{self, drain_udp, udp_socket},
 };
-
-fn sa(ip: &str, port: u16) -> SocketAddr {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    }
-    .parse()
-    .unwrap()
-}
 
 fn tuple(f: &Flow, direction: &str, protocol: u8, src: &str, dst: &str) -> bool {
     f.direction == direction && f.protocol == protocol && f.src_addr == src && f.dst_addr == dst

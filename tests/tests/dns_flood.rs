@@ -180,7 +180,7 @@ fn a_dns_flood_is_accounted_and_memory_stays_bounded() -> anyhow::Result<()> {
         "the tracker stayed at {CAPACITY} entries"
     );
 
-    let rows: usize = observer_tests::read_table(&out, "dns-")?;
+    let rows: usize = observer_tests::table_rows(&out, "dns-")?;
     assert_eq!(rows as u64, answers, "every parsed answer is a dns row");
 
     // The second phase added as many new names again; peak memory does not

@@ -3,7 +3,6 @@
 //! complete files (or none) and nothing attached.
 
 use std::{
-    net::SocketAddr,
     process::{Command, Stdio},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -11,12 +10,8 @@ use std::{
 
 use observer_tests::{
     A4, B4, Observer, Pair, Scratch, bpf_attachments, counter, observer_bin, observer_output,
-    read_flows, summary, total, traffic,
+    read_flows, sa, summary, total, traffic,
 };
-
-fn sa(ip: &str, port: u16) -> SocketAddr {
-    format!("{ip}:{port}").parse().unwrap()
-}
 
 fn udp_to(flows: &[observer_tests::Flow], port: u16) -> (u64, u64) {
     total(flows, |f| {

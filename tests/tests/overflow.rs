@@ -2,16 +2,12 @@
 //! reaches the Parquet files through the overflow ring buffer, and when
 //! that ring is full too, the loss counters say exactly what was missed.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use observer_tests::{
-    A4, B4, Flow, LinkStats, Observer, Pair, Scratch, counter, link_stats, read_flows, summary,
+    A4, B4, Flow, LinkStats, Observer, Pair, Scratch, counter, link_stats, read_flows, sa, summary,
     total,
 };
-
-fn sa(ip: &str, port: u16) -> SocketAddr {
-    format!("{ip}:{port}").parse().unwrap()
-}
 
 /// One 16-byte datagram to each of `ports` (a flow each), paced so the
 /// peer's backlog keeps up; returns how many were sent.
