@@ -63,7 +63,38 @@ pub struct FlowKey {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
 
-/// Counters of one flow, accumulated by the kernel between two drains.
+/// Counters of one flow between two drains, as the kernel keeps them in the
+/// flow map.
+///
+/// Timing: reading the exact clock costs a helper call (~95 ns on a
+/// virtualised host), so only a flow's first packet reads it; later packets
+/// store `jiffies`, which the JIT inlines as one load. Userspace turns the
+/// pair back into nanoseconds ([`FlowCounters::stats`] with the tick length):
+/// `last_seen = first_seen_ns + (last_seen_jiffies - first_seen_jiffies) * tick`,
+/// exact to one tick (4 ms at HZ=250).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the first packet.
+    pub first_seen_ns: u64,
+    /// `jiffies` when `first_seen_ns` was read.
+    pub first_seen_jiffies: u64,
+    /// `jiffies` at the latest packet.
+    pub last_seen_jiffies: u64,
+    /// As in [`FlowStats`]; 64-bit because the BPF target's baseline CPU has
+    /// 64-bit atomics only.
+    pub tcp_flags: u64,
+    pub syn_count: u64,
+    pub fin_count: u64,
+    pub rst_count: u64,
+}
+const _: () = assert!(core::mem::size_of::<FlowCounters>() == 72);
+
+/// Counters of one flow with both timestamps in CLOCK_MONOTONIC nanoseconds:
+/// what userspace works with, and what the kernel sends for a packet that
+/// missed a full flow map.
 ///
 /// `packets` counts segments as they appear on the wire (a GSO packet of N
 /// segments counts N) and `bytes` counts IP-layer bytes, IP header included
@@ -73,9 +104,9 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
 pub struct FlowStats {
     pub packets: u64,
     pub bytes: u64,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the first packet.
+    /// CLOCK_MONOTONIC of the first packet.
     pub first_seen_ns: u64,
-    /// `bpf_ktime_get_ns()` of the latest packet.
+    /// CLOCK_MONOTONIC of the latest packet (to one tick, see [`FlowCounters`]).
     pub last_seen_ns: u64,
     /// Bitwise OR of every TCP flag byte seen.
     ///

@@ -2,13 +2,15 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::{Counter, DIRECTION_EGRESS, DnsEvent, FlowEvent, FlowKey, FlowStats};
+use crate::{Counter, DIRECTION_EGRESS, DnsEvent, FlowCounters, FlowEvent, FlowKey, FlowStats};
 
 // SAFETY: all of these are `#[repr(C)]`, made only of integers and byte
 // arrays, with explicit padding, so every bit pattern is a valid value.
 unsafe impl aya::Pod for FlowKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowStats {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowCounters {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowEvent {}
 // SAFETY: as above.
@@ -46,6 +48,26 @@ impl FlowKey {
 
     pub fn is_egress(&self) -> bool {
         self.direction == DIRECTION_EGRESS
+    }
+}
+
+impl FlowCounters {
+    /// The counters with `last_seen` in nanoseconds, given the length of
+    /// one kernel tick (`clock_getres(CLOCK_MONOTONIC_COARSE)`).
+    pub fn stats(&self, tick_ns: u64) -> FlowStats {
+        let ticks = self
+            .last_seen_jiffies
+            .saturating_sub(self.first_seen_jiffies);
+        FlowStats {
+            packets: self.packets,
+            bytes: self.bytes,
+            first_seen_ns: self.first_seen_ns,
+            last_seen_ns: self.first_seen_ns + ticks * tick_ns,
+            tcp_flags: self.tcp_flags,
+            syn_count: self.syn_count,
+            fin_count: self.fin_count,
+            rst_count: self.rst_count,
+        }
     }
 }
 
@@ -119,5 +141,39 @@ mod tests {
         let mut empty = FlowStats::default();
         empty.merge(&b);
         assert_eq!(empty.first_seen_ns, 40);
+    }
+
+    #[test]
+    fn last_seen_is_the_exact_first_time_plus_whole_ticks() {
+        let counters = FlowCounters {
+            packets: 3,
+            bytes: 180,
+            first_seen_ns: 1_000_000_123,
+            first_seen_jiffies: 4_295_000_000,
+            last_seen_jiffies: 4_295_000_250,
+            tcp_flags: 0x1b,
+            syn_count: 1,
+            fin_count: 1,
+            rst_count: 0,
+        };
+        let stats = counters.stats(4_000_000);
+        assert_eq!(stats.first_seen_ns, 1_000_000_123);
+        assert_eq!(stats.last_seen_ns, 2_000_000_123);
+        assert_eq!(
+            (
+                stats.packets,
+                stats.bytes,
+                stats.tcp_flags,
+                stats.syn_count,
+                stats.fin_count
+            ),
+            (3, 180, 0x1b, 1, 1)
+        );
+        // A packet in the same tick as the first: last == first.
+        let same_tick = FlowCounters {
+            last_seen_jiffies: counters.first_seen_jiffies,
+            ..counters
+        };
+        assert_eq!(same_tick.stats(4_000_000).last_seen_ns, 1_000_000_123);
     }
 }

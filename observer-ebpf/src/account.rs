@@ -5,7 +5,7 @@
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_or, atomic_xadd};
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
-use observer_common::{FlowEvent, FlowStats, counter, tcp_flag};
+use observer_common::{FlowCounters, FlowEvent, FlowStats, counter, tcp_flag};
 
 use crate::{
     maps::{COUNTERS, FLOW_EVENTS, FLOWS},
@@ -25,7 +25,7 @@ pub fn count(index: u32, packets: u64, bytes: u64) {
     }
 }
 
-/// The packet as a one-packet flow seen at `now`.
+/// The packet as a one-packet flow seen at `now` (exact, nanoseconds).
 #[inline(always)]
 fn one_packet(packet: &Packet, now: u64) -> FlowStats {
     FlowStats {
@@ -40,12 +40,11 @@ fn one_packet(packet: &Packet, now: u64) -> FlowStats {
     }
 }
 
-/// Accounts one packet. `coarse_now` (CLOCK_MONOTONIC_COARSE) stamps
-/// packets of known flows; a flow's first packet in the map, and a packet
-/// sent whole to userspace, get the exact `bpf_ktime_get_ns`. Userspace
-/// never lets `last_seen` fall below `first_seen` within one tick.
+/// Accounts one packet seen at `jiffies`. Packets of known flows store only
+/// the tick; a flow's first packet in the map, and a packet sent whole to
+/// userspace, also read the exact clock (see `FlowCounters`).
 #[inline(always)]
-pub fn account_flow(packet: &Packet, coarse_now: u64) {
+pub fn account_flow(packet: &Packet, jiffies: u64) {
     let segments = u64::from(packet.segments);
     if packet.non_first_fragment {
         count(counter::FRAGMENTS, segments, packet.bytes);
@@ -54,14 +53,25 @@ pub fn account_flow(packet: &Packet, coarse_now: u64) {
         divert(packet);
         return;
     };
-    if let Some(stats) = flows.get_ptr_mut(&packet.key) {
-        add(stats, &one_packet(packet, coarse_now), coarse_now);
+    if let Some(counters) = flows.get_ptr_mut(&packet.key) {
+        add(counters, packet, jiffies);
         count(counter::FLOW_PACKETS, segments, packet.bytes);
         return;
     }
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let fresh = one_packet(packet, now);
+    let flags = packet.tcp_flags;
+    let fresh = FlowCounters {
+        packets: segments,
+        bytes: packet.bytes,
+        first_seen_ns: now,
+        first_seen_jiffies: jiffies,
+        last_seen_jiffies: jiffies,
+        tcp_flags: u64::from(flags),
+        syn_count: u64::from(flags & tcp_flag::SYN != 0),
+        fin_count: u64::from(flags & tcp_flag::FIN != 0),
+        rst_count: u64::from(flags & tcp_flag::RST != 0),
+    };
     match flows.insert(&packet.key, &fresh, u64::from(BPF_NOEXIST)) {
         Ok(()) => {
             count(counter::FLOW_PACKETS, segments, packet.bytes);
@@ -69,8 +79,8 @@ pub fn account_flow(packet: &Packet, coarse_now: u64) {
         }
         // EEXIST: another CPU created the entry between our lookup and insert.
         Err(_) => {
-            if let Some(stats) = flows.get_ptr_mut(&packet.key) {
-                add(stats, &fresh, now);
+            if let Some(counters) = flows.get_ptr_mut(&packet.key) {
+                add(counters, packet, jiffies);
                 count(counter::FLOW_PACKETS, segments, packet.bytes);
                 return;
             }
@@ -98,29 +108,33 @@ fn divert(packet: &Packet) {
     }
 }
 
-/// Adds one packet's counters to a shared entry with atomic adds (several
-/// CPUs may update one flow at once).
+/// Adds one packet to a shared entry with atomic adds (several CPUs may
+/// update one flow at once).
 #[inline(always)]
-fn add(stats: *mut FlowStats, packet: &FlowStats, now: u64) {
-    // SAFETY: `stats` points at a live, 8-byte aligned map value; every
+fn add(counters: *mut FlowCounters, packet: &Packet, jiffies: u64) {
+    // SAFETY: `counters` points at a live, 8-byte aligned map value; every
     // concurrent writer uses atomics or plain stores of monotonic values.
     unsafe {
-        atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).packets, packet.packets);
-        atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).bytes, packet.bytes);
-        core::ptr::write_volatile(&raw mut (*stats).last_seen_ns, now);
-        if packet.tcp_flags != 0 {
-            let seen = core::ptr::read_volatile(&raw const (*stats).tcp_flags);
-            if seen & packet.tcp_flags != packet.tcp_flags {
-                atomic_or::<u64, u64, { Relaxed }>(&raw mut (*stats).tcp_flags, packet.tcp_flags);
+        atomic_xadd::<u64, u64, { Relaxed }>(
+            &raw mut (*counters).packets,
+            u64::from(packet.segments),
+        );
+        atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*counters).bytes, packet.bytes);
+        core::ptr::write_volatile(&raw mut (*counters).last_seen_jiffies, jiffies);
+        let flags = u64::from(packet.tcp_flags);
+        if flags != 0 {
+            let seen = core::ptr::read_volatile(&raw const (*counters).tcp_flags);
+            if seen & flags != flags {
+                atomic_or::<u64, u64, { Relaxed }>(&raw mut (*counters).tcp_flags, flags);
             }
-            if packet.syn_count != 0 {
-                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).syn_count, 1);
+            if packet.tcp_flags & tcp_flag::SYN != 0 {
+                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*counters).syn_count, 1);
             }
-            if packet.fin_count != 0 {
-                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).fin_count, 1);
+            if packet.tcp_flags & tcp_flag::FIN != 0 {
+                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*counters).fin_count, 1);
             }
-            if packet.rst_count != 0 {
-                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).rst_count, 1);
+            if packet.tcp_flags & tcp_flag::RST != 0 {
+                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*counters).rst_count, 1);
             }
         }
     }

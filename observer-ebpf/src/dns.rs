@@ -2,7 +2,10 @@
 //! 53 (UDP, or TCP with its 2-byte length prefix at the start of the segment)
 //! through `DNS_EVENTS`, when userspace enabled `CAPTURE_DNS`.
 
-use aya_ebpf::{helpers::bpf_skb_load_bytes, programs::TcContext};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    programs::TcContext,
+};
 use observer_common::{DNS_PAYLOAD_MAX, DNS_PORT, DnsEvent, counter, proto};
 
 use crate::{
@@ -12,7 +15,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn copy_dns(ctx: &TcContext, packet: &Packet, now: u64) {
+pub fn copy_dns(ctx: &TcContext, packet: &Packet) {
     let key = &packet.key;
     if global(&CAPTURE_DNS) == 0
         || key.src_port != DNS_PORT
@@ -61,7 +64,7 @@ pub fn copy_dns(ctx: &TcContext, packet: &Packet, now: u64) {
     // `size_of::<DnsEvent>()` bytes; the copy length is at most DNS_PAYLOAD_MAX.
     let copied = unsafe {
         let header = &raw mut (*event).header;
-        (*header).timestamp_ns = now;
+        (*header).timestamp_ns = bpf_ktime_get_ns();
         (*header).src_addr = key.src_addr;
         (*header).dst_addr = key.dst_addr;
         (*header).ifindex = key.ifindex;

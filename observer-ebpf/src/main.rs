@@ -31,8 +31,7 @@ mod parse;
 #[cfg(target_arch = "bpf")]
 mod entry {
     use aya_ebpf::{
-        bindings::TC_ACT_UNSPEC, helpers::bpf_ktime_get_coarse_ns, macros::classifier,
-        programs::TcContext,
+        bindings::TC_ACT_UNSPEC, helpers::bpf_jiffies64, macros::classifier, programs::TcContext,
     };
     use observer_common::{DIRECTION_EGRESS, DIRECTION_INGRESS};
 
@@ -64,19 +63,19 @@ mod entry {
 
     #[inline(always)]
     fn observe(ctx: &TcContext, direction: u8, link: LinkKind) -> i32 {
-        // The coarse clock (one tick of resolution) is a fraction of the cost
-        // of `bpf_ktime_get_ns` on virtualised hosts; a flow's first packet
-        // still gets the exact time (see `account_flow`).
+        // The tick counter: the JIT inlines this helper as one load, where
+        // the exact clock is a call (see `FlowCounters` for the timing).
         // SAFETY: a helper without arguments.
-        let now = unsafe { bpf_ktime_get_coarse_ns() };
-        let mut packet = Packet::default();
+        let jiffies = unsafe { bpf_jiffies64() };
+        let mut slot = core::mem::MaybeUninit::uninit();
+        let packet = Packet::zeroed_in(&mut slot);
         // SAFETY: the context pointer is valid for the program's run.
         packet.key.ifindex = unsafe { (*ctx.skb.skb).ifindex };
         packet.key.direction = direction;
-        match parse(ctx, link, &mut packet) {
+        match parse(ctx, link, packet) {
             Ok(()) => {
-                account_flow(&packet, now);
-                copy_dns(ctx, &packet, now);
+                account_flow(packet, jiffies);
+                copy_dns(ctx, packet);
             }
             Err(unaccounted) => count(
                 unaccounted.reason,

@@ -5,12 +5,12 @@ use aya_ebpf::{
     btf_maps::{ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
-use observer_common::{Counter, DnsEvent, FlowEvent, FlowKey, FlowStats, counter};
+use observer_common::{Counter, DnsEvent, FlowCounters, FlowEvent, FlowKey, counter};
 
 /// Template of the flow maps. Userspace creates the real inner maps (sized by
 /// `--flow-map-size`; the kernel does not compare `max_entries` of hash inner
 /// maps) and swaps them in and out of `FLOWS[0]`.
-pub type FlowMap = HashMap<FlowKey, FlowStats, 1>;
+pub type FlowMap = HashMap<FlowKey, FlowCounters, 1>;
 
 /// Slot 0 holds the flow map the program writes to. Userspace drains by
 /// installing the other map: the update returns only after every program run

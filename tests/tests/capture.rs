@@ -249,3 +249,58 @@ fn vlan_tagged_traffic_comes_back_exactly() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Times: a flow's first packet is stamped exactly, later ones by the kernel
+/// tick (converted back to nanoseconds in userspace). One drain sees the
+/// whole flow here, so its end time comes from ticks alone; both ends must
+/// match the sender's clock to within two ticks (HZ >= 100: 20 ms).
+#[test]
+fn start_and_end_times_match_the_sender_clock() -> anyhow::Result<()> {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    let pair = Pair::addressed(false)?;
+    let scratch = Scratch::new("times");
+    let out = scratch.path().join("out");
+    let observer = Observer::start(
+        &pair.a,
+        &out,
+        &["--iface", "veth0", "--quiet", "--drain-interval", "10"],
+    )?;
+    let sink = udp_socket(&pair.b, sa(B4, 5010))?;
+    let unix_ns = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64);
+    let (first_wall, first, last) = pair.a.enter(|| -> anyhow::Result<_> {
+        let socket = std::net::UdpSocket::bind(sa(A4, 40010))?;
+        let first_wall = SystemTime::now();
+        let first = Instant::now();
+        let mut last = first;
+        for i in 0..11 {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(150));
+                last = Instant::now();
+            }
+            socket.send_to(&[7u8; 32], sa(B4, 5010))?;
+        }
+        Ok((unix_ns(first_wall)?, first, last))
+    })??;
+    assert_eq!(drain_udp(&sink).0, 11);
+    observer.stop()?;
+
+    let flows = read_flows(&out)?;
+    let flow = flows
+        .iter()
+        .find(|f| tuple(f, "egress", 17, A4, B4) && f.src_port == Some(40010))
+        .expect("the flow was recorded");
+    assert_eq!(flow.packets, 11, "one record: a single drain saw the flow");
+    let tolerance = Duration::from_millis(20).as_nanos() as i64;
+    let gap = (last - first).as_nanos() as i64;
+    let duration = flow.end_ns - flow.start_ns;
+    assert!(
+        (duration - gap).abs() <= tolerance,
+        "end - start = {duration} ns, the sender spread its packets over {gap} ns"
+    );
+    assert!(
+        (flow.start_ns - first_wall).abs() <= tolerance,
+        "start_time {} ns vs the sender's clock {first_wall} ns",
+        flow.start_ns
+    );
+    Ok(())
+}

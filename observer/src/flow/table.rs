@@ -79,8 +79,8 @@ impl Live {
         } else {
             self.first_ns = self.first_ns.min(delta.first_seen_ns);
         }
-        // The kernel stamps later packets with the coarse clock, which can
-        // lag a flow's exact first timestamp by up to one tick.
+        // The kernel times later packets in ticks; merged deltas must still
+        // never end before they start.
         self.last_ns = self
             .last_ns
             .max(delta.last_seen_ns)
