@@ -44,7 +44,9 @@ pub mod tcp_flag {
 /// (`::ffff:a.b.c.d`). For ICMP and ICMPv6, `src_port` holds the type and
 /// `dst_port` the code. Non-first IP fragments carry no layer-4 header, so
 /// their ports are 0.
-#[repr(C)]
+///
+/// 8-byte aligned, so the kernel can hash and compare it word by word.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     pub src_addr: [u8; 16],
@@ -63,13 +65,13 @@ pub struct FlowKey {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
 
-/// Counters of one flow between two drains, as the kernel keeps them in the
-/// flow map.
+/// Counters of one flow in a slot of the kernel's per-CPU flow cache.
 ///
 /// Timing: reading the exact clock costs a helper call (~95 ns on a
-/// virtualised host), so only a flow's first packet reads it; later packets
-/// store `jiffies`, which the JIT inlines as one load. Userspace turns the
-/// pair back into nanoseconds ([`FlowCounters::stats`] with the tick length):
+/// virtualised host), so only a flow's first packet in the slot reads it;
+/// later packets store `jiffies`, which the JIT inlines as one load. The
+/// pair turns back into nanoseconds with the tick length
+/// ([`FlowCounters::stats`], and the kernel when it evicts a slot):
 /// `last_seen = first_seen_ns + (last_seen_jiffies - first_seen_jiffies) * tick`,
 /// exact to one tick (4 ms at HZ=250).
 #[repr(C)]
@@ -83,8 +85,7 @@ pub struct FlowCounters {
     pub first_seen_jiffies: u64,
     /// `jiffies` at the latest packet.
     pub last_seen_jiffies: u64,
-    /// As in [`FlowStats`]; 64-bit because the BPF target's baseline CPU has
-    /// 64-bit atomics only.
+    /// As in [`FlowStats`].
     pub tcp_flags: u64,
     pub syn_count: u64,
     pub fin_count: u64,
@@ -92,9 +93,19 @@ pub struct FlowCounters {
 }
 const _: () = assert!(core::mem::size_of::<FlowCounters>() == 72);
 
+/// One slot of the per-CPU flow cache: a flow and what its packets on this
+/// CPU added since it took the slot (empty while `packets` is 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachedFlow {
+    pub key: FlowKey,
+    pub counters: FlowCounters,
+}
+const _: () = assert!(core::mem::size_of::<CachedFlow>() == 120);
+
 /// Counters of one flow with both timestamps in CLOCK_MONOTONIC nanoseconds:
-/// what userspace works with, and what the kernel sends for a packet that
-/// missed a full flow map.
+/// the value of the shared flow map (where the kernel merges the cache slots
+/// it evicts), of the overflow ring, and what userspace works with.
 ///
 /// `packets` counts segments as they appear on the wire (a GSO packet of N
 /// segments counts N) and `bytes` counts IP-layer bytes, IP header included
@@ -111,7 +122,7 @@ pub struct FlowStats {
     /// Bitwise OR of every TCP flag byte seen.
     ///
     /// This and the flag counts are 64-bit because the BPF target's baseline
-    /// CPU has 64-bit atomics only.
+    /// CPU has 64-bit atomics only (the flow map is shared between CPUs).
     pub tcp_flags: u64,
     pub syn_count: u64,
     pub fin_count: u64,
@@ -166,12 +177,16 @@ pub mod counter {
     /// Number of "not accounted" reasons; the indexes from here on are other counters.
     pub const NOT_ACCOUNTED: u32 = 9;
 
-    /// Packets accounted in the flow map (informational).
+    /// Flow packets: every frame that is not counted under a "not
+    /// accounted" reason. `FLOW_MAP_FULL` and `FLOW_EVENTS_LOST` say which
+    /// of them took the overflow ring or were lost.
     pub const FLOW_PACKETS: u32 = 9;
-    /// Packets diverted to the flow-event ring buffer because the flow map
-    /// was full (not lost: userspace merges them into the flow table).
+    /// Flow packets that reached userspace through the flow-event ring
+    /// buffer because the flow map was full (not lost: userspace merges them
+    /// into the flow table).
     pub const FLOW_MAP_FULL: u32 = 10;
-    /// Packets whose flow event could not be queued (ring buffer full): lost.
+    /// Flow packets whose flow event could not be queued (ring buffer
+    /// full): lost.
     pub const FLOW_EVENTS_LOST: u32 = 11;
     /// Non-first IP fragments (informational; they are flow packets with ports 0).
     pub const FRAGMENTS: u32 = 12;

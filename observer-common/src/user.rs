@@ -2,7 +2,9 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::{Counter, DIRECTION_EGRESS, DnsEvent, FlowCounters, FlowEvent, FlowKey, FlowStats};
+use crate::{
+    CachedFlow, Counter, DIRECTION_EGRESS, DnsEvent, FlowCounters, FlowEvent, FlowKey, FlowStats,
+};
 
 // SAFETY: all of these are `#[repr(C)]`, made only of integers and byte
 // arrays, with explicit padding, so every bit pattern is a valid value.
@@ -11,6 +13,8 @@ unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowStats {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowCounters {}
+// SAFETY: as above.
+unsafe impl aya::Pod for CachedFlow {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowEvent {}
 // SAFETY: as above.

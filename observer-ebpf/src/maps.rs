@@ -2,29 +2,43 @@
 //! userspace (`observer::capture`).
 
 use aya_ebpf::{
-    btf_maps::{ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
+    btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
-use observer_common::{Counter, DnsEvent, FlowCounters, FlowEvent, FlowKey, counter};
+use observer_common::{CachedFlow, Counter, DnsEvent, FlowEvent, FlowKey, FlowStats, counter};
 
 /// Template of the flow maps. Userspace creates the real inner maps (sized by
 /// `--flow-map-size`; the kernel does not compare `max_entries` of hash inner
 /// maps) and swaps them in and out of `FLOWS[0]`.
-pub type FlowMap = HashMap<FlowKey, FlowCounters, 1>;
+pub type FlowMap = HashMap<FlowKey, FlowStats, 1>;
 
-/// Slot 0 holds the flow map the program writes to. Userspace drains by
-/// installing the other map: the update returns only after every program run
-/// that could still see the old map has finished (the kernel waits for an RCU
-/// grace period on map-in-map updates), so the drained map is quiescent and
-/// the drain is exact.
+/// Slot 0 holds the flow map the program merges evicted cache slots into.
+/// Userspace drains by installing the other map: the update returns only
+/// after every program run that could still see the old map has finished
+/// (the kernel waits for an RCU grace period on map-in-map updates), so the
+/// drained map is quiescent and the drain is exact.
 #[btf_map]
 pub static FLOWS: ArrayOfMaps<FlowMap, 1> = ArrayOfMaps::new();
+
+/// The per-CPU flow caches, a direct-mapped table of `FLOW_CACHE_MASK + 1`
+/// slots each (size set by userspace). The program writes to the one
+/// `CACHE_SELECT[0]` names; userspace flips the selector before it swaps
+/// `FLOWS`, whose grace period then covers both, and reads the retired cache.
+/// Per-CPU and statically referenced, so their lookups are inlined and their
+/// updates need no atomics.
+#[btf_map]
+pub static FLOW_CACHE_0: PerCpuArray<CachedFlow, 1> = PerCpuArray::new();
+#[btf_map]
+pub static FLOW_CACHE_1: PerCpuArray<CachedFlow, 1> = PerCpuArray::new();
+#[btf_map]
+pub static CACHE_SELECT: Array<u32, 1> = Array::new();
 
 /// Per-reason packet and byte counters, see `observer_common::counter`.
 #[btf_map]
 pub static COUNTERS: PerCpuArray<Counter, { counter::LEN as usize }> = PerCpuArray::new();
 
-/// Packets that did not fit in the flow map, one event each (size set by userspace).
+/// Evicted flow records that did not fit in the flow map, one event each
+/// (size set by userspace).
 #[btf_map]
 pub static FLOW_EVENTS: RingBuf<FlowEvent, { 1 << 22 }> = RingBuf::new();
 
@@ -36,9 +50,17 @@ pub static DNS_EVENTS: RingBuf<DnsEvent, { 1 << 20 }> = RingBuf::new();
 #[unsafe(no_mangle)]
 pub static CAPTURE_DNS: u8 = 0;
 
+/// Load-time: slots of each flow cache minus one (a power of two minus one).
+#[unsafe(no_mangle)]
+pub static FLOW_CACHE_MASK: u32 = 0;
+
+/// Load-time: the length of one kernel tick (`jiffies`) in nanoseconds.
+#[unsafe(no_mangle)]
+pub static TICK_NS: u64 = 0;
+
 /// Reads a load-time global without letting the compiler fold its initial value.
 #[inline(always)]
-pub fn global(value: &'static u8) -> u8 {
+pub fn global<T: Copy>(value: &'static T) -> T {
     // SAFETY: a valid, aligned static; the loader rewrites it before load.
     unsafe { core::ptr::read_volatile(value) }
 }

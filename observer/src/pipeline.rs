@@ -345,8 +345,7 @@ impl Pipeline {
         tracing::info!(
             "{} live flows, {} packets seen, {} records written ({} pending), {} lost",
             self.table.len(),
-            self.counters[counter::FLOW_PACKETS as usize].packets
-                + self.counters[counter::FLOW_MAP_FULL as usize].packets,
+            self.counters[counter::FLOW_PACKETS as usize].packets,
             self.files.written_rows(),
             self.files.pending_len(),
             lost,

@@ -212,6 +212,18 @@ fn user_errors_fail_cleanly_with_nothing_attached() -> anyhow::Result<()> {
         &["--iface", "nosuch0", "--out", out],
         "interface `nosuch0` not found",
     )?;
+    refused(
+        &pair,
+        &[
+            "--iface",
+            "veth0",
+            "--flow-cache-slots",
+            "1000",
+            "--out",
+            out,
+        ],
+        "--flow-cache-slots must be a power of two",
+    )?;
     // The good interface is not attached when a later one is missing.
     refused(
         &pair,

@@ -514,29 +514,31 @@ fn bpf_prog_stats() -> anyhow::Result<(u64, u64)> {
 }
 
 /// Memory the kernel charges for the flow maps (hash maps with the 48-byte
-/// key and 64-byte value), per slot.
+/// key and 64-byte value), per slot, and for the two per-CPU flow caches
+/// (arrays of 120-byte slots).
 fn flow_map_bytes() -> anyhow::Result<Value> {
     let out = Command::new("bpftool")
         .args(["map", "show", "--json"])
         .output()?;
     let maps: Value = serde_json::from_slice(&out.stdout)?;
-    let flow_maps: Vec<&Value> = maps
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["type"] == "hash" && m["bytes_key"] == 48 && m["bytes_value"] == 64)
-        .collect();
-    let bytes: u64 = flow_maps
-        .iter()
-        .map(|m| m["bytes_memlock"].as_u64().unwrap_or(0))
-        .sum();
-    let slots: u64 = flow_maps
-        .iter()
-        .map(|m| m["max_entries"].as_u64().unwrap_or(0))
-        .sum();
-    Ok(
-        json!({ "maps": flow_maps.len(), "bytes": bytes, "slots": slots, "bytes_per_slot": if slots > 0 { bytes as f64 / slots as f64 } else { 0.0 } }),
-    )
+    let sizes = |kind: &str, value: u64| {
+        let found: Vec<&Value> = maps
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["type"] == kind && m["bytes_value"] == value)
+            .collect();
+        let sum =
+            |field: &str| -> u64 { found.iter().map(|m| m[field].as_u64().unwrap_or(0)).sum() };
+        (found.len(), sum("bytes_memlock"), sum("max_entries"))
+    };
+    let (count, bytes, slots) = sizes("hash", 64);
+    let (caches, cache_bytes, cache_slots) = sizes("percpu_array", 120);
+    Ok(json!({
+        "maps": count, "bytes": bytes, "slots": slots,
+        "bytes_per_slot": if slots > 0 { bytes as f64 / slots as f64 } else { 0.0 },
+        "caches": caches, "cache_bytes": cache_bytes, "cache_slots": cache_slots,
+    }))
 }
 
 /// `kernel.bpf_stats_enabled` on for the benchmark, restored after.

@@ -20,7 +20,7 @@ use aya::{
 use observer_common::{Counter, FlowKey, FlowStats, counter};
 use thiserror::Error;
 
-use self::flow_maps::FlowMaps;
+use self::flow_maps::{FlowMapHandles, FlowMaps};
 pub use self::{
     attach::{AttachMode, Attachments},
     iface::{Interface, InterfaceSpec, LinkKind},
@@ -74,6 +74,8 @@ pub struct CaptureConfig {
     pub attach: AttachMode,
     /// Entries of each of the two flow maps.
     pub flow_map_size: u32,
+    /// Slots of each of the two per-CPU flow caches (a power of two).
+    pub flow_cache_slots: u32,
     /// Bytes of the ring buffer for packets that miss a full flow map.
     pub flow_ring_bytes: u32,
     /// Bytes of the DNS message ring buffer.
@@ -86,6 +88,7 @@ impl Default for CaptureConfig {
         Self {
             attach: AttachMode::Auto,
             flow_map_size: 65_536,
+            flow_cache_slots: 4096,
             flow_ring_bytes: 8 << 20,
             dns_ring_bytes: 4 << 20,
             capture_dns: true,
@@ -125,8 +128,14 @@ impl Capture {
         }
         privileges::raise_memlock_limit();
         let capture_dns = u8::from(config.capture_dns);
+        let cache_mask = config.flow_cache_slots - 1;
+        let tick_ns = flow_maps::tick_ns()?;
         let mut ebpf = EbpfLoader::new()
             .override_global("CAPTURE_DNS", &capture_dns, true)
+            .override_global("FLOW_CACHE_MASK", &cache_mask, true)
+            .override_global("TICK_NS", &tick_ns, true)
+            .map_max_entries("FLOW_CACHE_0", config.flow_cache_slots)
+            .map_max_entries("FLOW_CACHE_1", config.flow_cache_slots)
             .map_max_entries("FLOW_EVENTS", config.flow_ring_bytes)
             .map_max_entries("DNS_EVENTS", config.dns_ring_bytes)
             .load(EBPF_OBJECT)
@@ -135,7 +144,17 @@ impl Capture {
             |name: &'static str| ebpf.take_map(name).ok_or(CaptureError::MissingMap { name });
         let map_err = |map: &'static str| move |source| CaptureError::Map { map, source };
         // The flow map is installed before anything is attached.
-        let flow_maps = FlowMaps::new(take("FLOWS")?, config.flow_map_size)?;
+        let handles = FlowMapHandles {
+            flows: take("FLOWS")?,
+            caches: [take("FLOW_CACHE_0")?, take("FLOW_CACHE_1")?],
+            select: take("CACHE_SELECT")?,
+        };
+        let flow_maps = FlowMaps::new(
+            handles,
+            config.flow_map_size,
+            config.flow_cache_slots,
+            tick_ns,
+        )?;
         let counters = PerCpuArray::try_from(take("COUNTERS")?).map_err(map_err("COUNTERS"))?;
         let flow_events =
             RingBuf::try_from(take("FLOW_EVENTS")?).map_err(map_err("FLOW_EVENTS"))?;

@@ -42,9 +42,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     flush_interval: f64,
     /// Flows the kernel map holds between two drains (each of two maps);
-    /// packets beyond it reach userspace one by one through a ring buffer.
+    /// records beyond it reach userspace one by one through a ring buffer.
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     flow_map_size: u32,
+    /// Slots of the kernel's per-CPU flow cache (a power of two; each of
+    /// two caches, 120 bytes per slot and CPU). A packet of a cached flow
+    /// costs no map lookup; a flow whose slot is taken moves the occupant to
+    /// the flow map.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    flow_cache_slots: u32,
     /// Live flows kept in userspace before the idlest are ended
     /// (end reason lack-of-resources).
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
@@ -99,6 +105,11 @@ impl RunArgs {
             self.dns_ring_mib
         );
         anyhow::ensure!(self.flow_map_size > 0, "--flow-map-size must be at least 1");
+        anyhow::ensure!(
+            self.flow_cache_slots.is_power_of_two(),
+            "--flow-cache-slots must be a power of two (1, 2, 4, ..., 4096, ...), not {}",
+            self.flow_cache_slots
+        );
         Ok(RunOptions {
             interfaces: self.interfaces.clone(),
             netns: self.netns.clone(),
@@ -113,6 +124,7 @@ impl RunArgs {
             capture: CaptureConfig {
                 attach: self.attach,
                 flow_map_size: self.flow_map_size,
+                flow_cache_slots: self.flow_cache_slots,
                 flow_ring_bytes: self.event_ring_mib << 20,
                 dns_ring_bytes: self.dns_ring_mib << 20,
                 capture_dns: !self.no_dns,
