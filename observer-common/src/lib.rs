@@ -93,6 +93,28 @@ pub struct FlowCounters {
 }
 const _: () = assert!(core::mem::size_of::<FlowCounters>() == 72);
 
+impl FlowCounters {
+    /// The counters with `last_seen` in nanoseconds, given the length of
+    /// one kernel tick (`clock_getres(CLOCK_MONOTONIC_COARSE)`). Used by the
+    /// kernel when it evicts a cache slot and by userspace when it drains one.
+    #[inline(always)]
+    pub fn stats(&self, tick_ns: u64) -> FlowStats {
+        let ticks = self
+            .last_seen_jiffies
+            .saturating_sub(self.first_seen_jiffies);
+        FlowStats {
+            packets: self.packets,
+            bytes: self.bytes,
+            first_seen_ns: self.first_seen_ns,
+            last_seen_ns: self.first_seen_ns + ticks * tick_ns,
+            tcp_flags: self.tcp_flags,
+            syn_count: self.syn_count,
+            fin_count: self.fin_count,
+            rst_count: self.rst_count,
+        }
+    }
+}
+
 /// One slot of the per-CPU flow cache: a flow and what its packets on this
 /// CPU added since it took the slot (empty while `packets` is 0).
 #[repr(C)]

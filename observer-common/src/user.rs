@@ -55,26 +55,6 @@ impl FlowKey {
     }
 }
 
-impl FlowCounters {
-    /// The counters with `last_seen` in nanoseconds, given the length of
-    /// one kernel tick (`clock_getres(CLOCK_MONOTONIC_COARSE)`).
-    pub fn stats(&self, tick_ns: u64) -> FlowStats {
-        let ticks = self
-            .last_seen_jiffies
-            .saturating_sub(self.first_seen_jiffies);
-        FlowStats {
-            packets: self.packets,
-            bytes: self.bytes,
-            first_seen_ns: self.first_seen_ns,
-            last_seen_ns: self.first_seen_ns + ticks * tick_ns,
-            tcp_flags: self.tcp_flags,
-            syn_count: self.syn_count,
-            fin_count: self.fin_count,
-            rst_count: self.rst_count,
-        }
-    }
-}
-
 impl FlowStats {
     /// Adds `other` into `self` (counts add, times widen, flags OR).
     pub fn merge(&mut self, other: &FlowStats) {

@@ -46,7 +46,10 @@ pub fn account_flow(packet: &Packet, jiffies: u64) {
         // drop a packet: account it straight in the flow map.
         // SAFETY: a helper without arguments.
         let now = unsafe { bpf_ktime_get_ns() };
-        evict(&packet.key, &stats(&fresh(packet, now, jiffies)));
+        evict(
+            &packet.key,
+            &fresh(packet, now, jiffies).stats(global(&TICK_NS)),
+        );
         return;
     };
     // SAFETY: a valid per-CPU slot; programs do not nest on a CPU, so this
@@ -67,7 +70,7 @@ pub fn account_flow(packet: &Packet, jiffies: u64) {
             }
             return;
         }
-        evict(&slot.key, &stats(counters));
+        evict(&slot.key, &counters.stats(global(&TICK_NS)));
     }
     // A flow's first packet in the slot reads the exact clock.
     // SAFETY: a helper without arguments.
@@ -135,23 +138,6 @@ fn fresh(packet: &Packet, now: u64, jiffies: u64) -> FlowCounters {
         syn_count: u64::from(flags & tcp_flag::SYN != 0),
         fin_count: u64::from(flags & tcp_flag::FIN != 0),
         rst_count: u64::from(flags & tcp_flag::RST != 0),
-    }
-}
-
-/// A cache slot's counters with the last packet's time in nanoseconds
-/// (`FlowCounters::stats` in userspace does the same).
-#[inline(always)]
-fn stats(counters: &FlowCounters) -> FlowStats {
-    let ticks = counters.last_seen_jiffies - counters.first_seen_jiffies;
-    FlowStats {
-        packets: counters.packets,
-        bytes: counters.bytes,
-        first_seen_ns: counters.first_seen_ns,
-        last_seen_ns: counters.first_seen_ns + ticks * global(&TICK_NS),
-        tcp_flags: counters.tcp_flags,
-        syn_count: counters.syn_count,
-        fin_count: counters.fin_count,
-        rst_count: counters.rst_count,
     }
 }
 
