@@ -17,6 +17,7 @@
 //! | category, expected/observed path, verdict | [`classify`] |
 //! | Parquet schema, writer, reader | [`files`] |
 //! | summaries for people and CI | [`report`] |
+//! | topologies in network namespaces, scenario traffic | [`lab`] |
 //! | command line | [`cli`] |
 
 pub mod capture;
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod dns;
 pub mod files;
 pub mod flow;
+pub mod lab;
 pub mod pipeline;
 pub mod report;
 pub mod routes;

@@ -21,7 +21,7 @@ use arrow::{
     array::{AsArray, RecordBatch},
     datatypes::{UInt8Type, UInt16Type, UInt64Type},
 };
-use lab::netns::{Netns, Process, veth};
+use observer::lab::netns::{Netns, Process, veth};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Prefix of every namespace the tests create (swept after a killed run).

@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use lab::netns::Netns;
+use observer::lab::netns::Netns;
 use pnet::datalink::{self, Channel, Config};
 
 /// Sends `count` datagrams of `payload` bytes from `from` to `to` inside

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lab::scenario::{self, RunConfig};
+use observer::lab::scenario::{self, RunConfig};
 use observer_tests::{Scratch, observer_bin};
 
 fn topologies() -> PathBuf {
@@ -21,7 +21,7 @@ fn config(out: &Path) -> RunConfig {
 
 /// Namespaces left by the lab named `base`.
 fn left_by(base: &str) -> Vec<String> {
-    lab::build::list()
+    observer::lab::build::list()
         .into_iter()
         .filter(|n| n.starts_with(&format!("{base}-")))
         .collect()
@@ -118,11 +118,11 @@ fn a_topology_error_fails_before_anything_is_built() {
         "name = \"bad\"\nenvironment = \"asev2-external\"\n[vnet]\nname = \"v\"\naddress_space = [\"192.168.250.0/16\"]\n",
     )
     .unwrap();
-    let before = lab::build::list();
+    let before = observer::lab::build::list();
     let err = scenario::run(&bad, &config(scratch.path()))
         .unwrap_err()
         .to_string();
     assert!(err.contains("bad.toml:5:"), "{err}");
     assert!(err.contains("192.168.0.0/16"), "{err}");
-    assert_eq!(lab::build::list(), before);
+    assert_eq!(observer::lab::build::list(), before);
 }

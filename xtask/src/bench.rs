@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use lab::netns::{Netns, Process, veth};
+use observer::lab::netns::{Netns, Process, veth};
 use serde_json::{Value, json};
 
 use crate::{build_observer, interrupted, setup, workspace_root};

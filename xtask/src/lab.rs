@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ::lab::{
+use observer::lab::{
     build::{Lab, PERSISTENT_PREFIX},
     scenario::{self, RunConfig, ScenarioResult},
 };
@@ -49,7 +49,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             setup::packages(setup::TEST_PACKAGES)?;
             let topology = Topology::load(&file)?;
             let name = name.unwrap_or_else(|| topology.name.clone());
-            let _ = ::lab::build::down(&name);
+            let _ = observer::lab::build::down(&name);
             let built = Lab::build(&topology, format!("{PERSISTENT_PREFIX}-{name}"))?;
             println!("lab {name} is up: {}", built.namespace_names().join(", "));
             println!("try: ip netns exec {PERSISTENT_PREFIX}-{name}-ase ping -c1 168.63.129.16");
@@ -57,7 +57,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LabCommand::Down { name } => {
-            let removed = ::lab::build::down(&name)?;
+            let removed = observer::lab::build::down(&name)?;
             if removed.is_empty() {
                 bail!("no lab named {name} (see `cargo xtask lab status`)");
             }
@@ -65,7 +65,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LabCommand::Status => {
-            let names = ::lab::build::list();
+            let names = observer::lab::build::list();
             if names.is_empty() {
                 println!("no lab namespaces");
             }

@@ -126,7 +126,7 @@ pub const NETNS_PREFIXES: &[&str] = &["obt", "obdemo", "obbench", "oblab"];
 
 fn sweep() {
     for prefix in NETNS_PREFIXES {
-        for name in ::lab::netns::sweep_stale(prefix) {
+        for name in observer::lab::netns::sweep_stale(prefix) {
             eprintln!("xtask: removed stale namespace {name}");
         }
     }

@@ -15,9 +15,9 @@ use std::{
 };
 
 use anyhow::Context as _;
-use observer::topology::{Protocol, Traffic};
+use crate::topology::{Protocol, Traffic};
 
-use crate::{build::Lab, netns::Netns};
+use crate::lab::{build::Lab, netns::Netns};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 const IO_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -207,7 +207,7 @@ pub fn resolve(ns: &Netns, server: IpAddr, name: &str) -> anyhow::Result<IpAddr>
     } else {
         format!("{name}.")
     };
-    let query = observer::dns::query_message(0x4f42, &fqdn, hickory_proto::rr::RecordType::A)
+    let query = crate::dns::query_message(0x4f42, &fqdn, hickory_proto::rr::RecordType::A)
         .map_err(anyhow::Error::msg)?;
     let reply = ns.enter(|| -> std::io::Result<Vec<u8>> {
         let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
@@ -218,7 +218,7 @@ pub fn resolve(ns: &Netns, server: IpAddr, name: &str) -> anyhow::Result<IpAddr>
         buf.truncate(n);
         Ok(buf)
     })??;
-    let parsed = observer::dns::parse_response(&reply).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let parsed = crate::dns::parse_response(&reply).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     parsed
         .addresses
         .first()

@@ -16,12 +16,12 @@ use std::{collections::BTreeSet, net::Ipv4Addr, process::Command};
 
 use anyhow::{Context as _, bail};
 use ipnet::Ipv4Net;
-use observer::{
+use crate::{
     routes::EffectiveRoutes,
     topology::{AZURE_DNS, Admits, Environment, NextHop, Topology},
 };
 
-use crate::netns::{Netns, Process, veth};
+use crate::lab::netns::{Netns, Process, veth};
 
 /// Prefix of ephemeral labs (`oblab-PID-N-ROLE`), swept after a crash.
 pub const EPHEMERAL_PREFIX: &str = "oblab";
@@ -574,7 +574,7 @@ pub fn down(name: &str) -> anyhow::Result<Vec<String>> {
         .collect();
     for ns in &names {
         // Processes inside (dnsmasq) first.
-        if let Ok(pids) = crate::cmd::ip(["netns", "pids", ns]) {
+        if let Ok(pids) = crate::lab::cmd::ip(["netns", "pids", ns]) {
             for pid in pids
                 .split_whitespace()
                 .filter_map(|p| p.parse::<i32>().ok())
@@ -583,7 +583,7 @@ pub fn down(name: &str) -> anyhow::Result<Vec<String>> {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
-        crate::cmd::ip(["netns", "del", ns])?;
+        crate::lab::cmd::ip(["netns", "del", ns])?;
     }
     Ok(names)
 }

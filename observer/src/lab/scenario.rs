@@ -11,14 +11,14 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use observer::{
+use crate::{
     files::reader,
     flow::{Direction, FlowRecord},
     report::Report,
     topology::Topology,
 };
 
-use crate::{
+use crate::lab::{
     build::{Lab, die_with_parent},
     netns::Process,
     traffic::{self, Outcome, Servers},

@@ -17,7 +17,7 @@ use std::{
 
 use thiserror::Error;
 
-use crate::cmd::{self, CmdError};
+use crate::lab::cmd::{self, CmdError};
 
 #[derive(Debug, Error)]
 pub enum NetnsError {
