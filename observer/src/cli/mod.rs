@@ -1,6 +1,7 @@
 //! Command line: one file per subcommand, `///` comments are the help text.
 
 mod classify;
+mod lab;
 mod report;
 mod route;
 mod run;
@@ -45,6 +46,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Show the route Azure picks for a destination (effective routes).
     Route(route::RouteArgs),
+    /// Emulated ASE networks in namespaces: list, up, down, status, run,
+    /// and exec (your own command in the lab, as a CI gate).
+    Lab(lab::LabArgs),
 }
 
 impl Command {
@@ -54,6 +58,7 @@ impl Command {
             Self::Classify(args) => args.execute(),
             Self::Report(args) => args.execute(),
             Self::Route(args) => args.execute(),
+            Self::Lab(args) => args.execute(),
         }
     }
 }
