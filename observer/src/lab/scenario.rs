@@ -10,13 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
 use crate::{
     files::reader,
     flow::{Direction, FlowRecord},
     report::Report,
     topology::Topology,
 };
+use anyhow::{Context as _, bail};
 
 use crate::lab::{
     build::{Lab, die_with_parent},
