@@ -212,6 +212,8 @@ fn every_lab_scenario_is_audited_as_its_description_says() {
         ("storage-blocked.toml", false),
         ("seed-004-nsg.toml", true),
         ("seed-004-nsg-missing-sql.toml", false),
+        ("sql-vm-nsg.toml", true),
+        ("forced-tunnel-bgp-specific.toml", false),
     ];
     for (file, works) in table {
         let a = audit(&scenario(file));

@@ -174,6 +174,15 @@ fn every_scenario_traffic_gets_its_expected_verdict() {
         ("multi-tenant-route-all-on.toml", "storage", Reply::SynAck),
         ("asev1-same-subnet.toml", "same-subnet-vm", Reply::Nothing),
         ("storage-blocked.toml", "storage", Reply::Nothing),
+        ("seed-004-nsg.toml", "azure-sql", Reply::SynAck),
+        ("seed-004-nsg.toml", "storage", Reply::SynAck),
+        ("seed-004-nsg.toml", "management", Reply::SynAck),
+        ("seed-004-nsg-missing-sql.toml", "azure-sql", Reply::Nothing),
+        ("seed-004-nsg-missing-sql.toml", "storage", Reply::SynAck),
+        ("sql-vm-nsg.toml", "sql-private", Reply::SynAck),
+        ("sql-vm-nsg.toml", "rdp", Reply::Nothing),
+        ("forced-tunnel-bgp-specific.toml", "azure-sql", Reply::Rst),
+        ("forced-tunnel-bgp-specific.toml", "example", Reply::SynAck),
     ];
     for (file, name, reply) in table {
         let t = scenario(file);
