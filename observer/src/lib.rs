@@ -16,6 +16,8 @@
 //! | documented ASE dependencies (data) | [`catalog`] |
 //! | category, expected/observed path, verdict | [`classify`] |
 //! | Parquet schema, writer, reader | [`files`] |
+//! | local or `az://` paths | [`storage`] |
+//! | Azure flow logs and pcaps into flow records | [`import`] |
 //! | summaries for people and CI | [`report`] |
 //! | topologies in network namespaces, scenario traffic | [`lab`] |
 //! | command line | [`cli`] |
@@ -27,8 +29,10 @@ pub mod cli;
 pub mod dns;
 pub mod files;
 pub mod flow;
+pub mod import;
 pub mod lab;
 pub mod pipeline;
 pub mod report;
 pub mod routes;
+pub mod storage;
 pub mod topology;

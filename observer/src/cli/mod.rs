@@ -1,6 +1,7 @@
 //! Command line: one file per subcommand, `///` comments are the help text.
 
 mod classify;
+mod import;
 mod report;
 mod route;
 mod run;
@@ -43,6 +44,9 @@ pub enum Command {
     Classify(classify::ClassifyArgs),
     /// Summarise classified flows; `--fail-on` for CI.
     Report(report::ReportArgs),
+    /// Convert Azure VNet/NSG flow logs or pcap files into flow records
+    /// (optionally classified), as local or Blob Parquet.
+    Import(import::ImportArgs),
     /// Show the route Azure picks for a destination (effective routes).
     Route(route::RouteArgs),
 }
@@ -53,6 +57,7 @@ impl Command {
             Self::Run(args) => args.execute(global),
             Self::Classify(args) => args.execute(),
             Self::Report(args) => args.execute(),
+            Self::Import(args) => args.execute(),
             Self::Route(args) => args.execute(),
         }
     }
