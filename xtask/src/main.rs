@@ -70,9 +70,9 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Setup => setup::toolchain().and_then(|()| {
-            setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat())
-        }),
+        Task::Setup => setup::toolchain()
+            .and_then(|()| setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat()))
+            .and_then(|()| setup::python_modules()),
         Task::Build => build_observer().map(drop),
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
@@ -146,6 +146,7 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
         );
     } else if !interrupted() {
         setup::packages(setup::TEST_PACKAGES)?;
+        setup::python_modules()?;
         sweep();
         let observer = build_observer()?;
         eprintln!("xtask: namespace tests");

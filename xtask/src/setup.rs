@@ -23,6 +23,7 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("mount", "mount"),
     ("bpftool", "bpftool"),
     ("dnsmasq", "dnsmasq-base"),
+    ("python3", "python3"),
 ];
 
 pub const BENCH_PACKAGES: &[(&str, &str)] = &[("iperf3", "iperf3"), ("pmacctd", "pmacct")];
@@ -91,6 +92,11 @@ pub fn packages(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
         .collect();
     missing.sort_unstable();
     missing.dedup();
+    apt_install(&missing)
+}
+
+/// `apt-get install` of `missing` (nothing when empty; root only).
+pub fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -106,8 +112,41 @@ pub fn packages(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
     sh(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing))
+        .args(missing))
     .context("apt-get install")
+}
+
+/// Python modules the tests import (the metrics test parses the endpoint's
+/// text with Prometheus' own parser): pip when it works, else Debian's
+/// package (a system Python that refuses pip installs).
+pub fn python_modules() -> anyhow::Result<()> {
+    let importable = |module: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    for (module, pip, debian) in [(
+        "prometheus_client",
+        "prometheus_client",
+        "python3-prometheus-client",
+    )] {
+        if importable(module) {
+            continue;
+        }
+        eprintln!("xtask: installing the Python module {module}");
+        let pip_ok = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", pip])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !pip_ok || !importable(module) {
+            apt_install(&[debian])?;
+        }
+        if !importable(module) {
+            bail!("the Python module {module} is still missing; install {pip} for python3");
+        }
+    }
+    Ok(())
 }
 
 pub fn on_path(program: &str) -> bool {
