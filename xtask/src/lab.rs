@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
 use observer::lab::{
     build::{Lab, PERSISTENT_PREFIX},
     scenario::{self, RunConfig, ScenarioResult},
 };
-use anyhow::{Context as _, bail};
-use clap::Subcommand;
 use observer::topology::Topology;
 
 use crate::{build_observer, interrupted, setup, sweep, workspace_root};

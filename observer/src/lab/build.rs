@@ -14,12 +14,12 @@
 
 use std::{collections::BTreeSet, net::Ipv4Addr, process::Command};
 
-use anyhow::{Context as _, bail};
-use ipnet::Ipv4Net;
 use crate::{
     routes::EffectiveRoutes,
     topology::{AZURE_DNS, Admits, Environment, NextHop, Topology},
 };
+use anyhow::{Context as _, bail};
+use ipnet::Ipv4Net;
 
 use crate::lab::netns::{Netns, Process, veth};
 

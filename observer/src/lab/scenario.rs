@@ -10,13 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
 use crate::{
     files::reader,
     flow::{Direction, FlowRecord},
-    report::Report,
+    report::{self, Summary},
     topology::Topology,
 };
+use anyhow::{Context as _, bail};
 
 use crate::lab::{
     build::{Lab, die_with_parent},
@@ -59,7 +59,7 @@ pub struct ScenarioResult {
     pub outcomes: Vec<Outcome>,
     pub checks: Vec<Check>,
     pub records: Vec<FlowRecord>,
-    pub report: Report,
+    pub summary: Summary,
 }
 
 impl ScenarioResult {
@@ -90,7 +90,7 @@ impl ScenarioResult {
                 c.expected.as_deref().unwrap_or("-"),
             );
         }
-        let _ = writeln!(s, "\n{}", self.report.render());
+        let _ = writeln!(s, "\n{}", report::text::render(&self.summary));
         let _ = writeln!(s, "Parquet: {}", self.out.display());
         s
     }
@@ -200,7 +200,7 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
         out,
         outcomes,
         checks,
-        report: Report::build(&records, &dns, lost),
+        summary: Summary::build(&records, &dns, lost),
         records,
     })
 }

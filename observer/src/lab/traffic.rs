@@ -14,8 +14,8 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
 use crate::topology::{Protocol, Traffic};
+use anyhow::Context as _;
 
 use crate::lab::{build::Lab, netns::Netns};
 
