@@ -72,7 +72,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::Setup => setup::toolchain()
             .and_then(|()| setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat()))
-            .and_then(|()| setup::python_modules()),
+            .and_then(|()| setup::python_modules())
+            .and_then(|()| setup::node_modules()),
         Task::Build => build_observer().map(drop),
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
@@ -147,6 +148,7 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
     } else if !interrupted() {
         setup::packages(setup::TEST_PACKAGES)?;
         setup::python_modules()?;
+        setup::node_modules()?;
         sweep();
         let observer = build_observer()?;
         eprintln!("xtask: namespace tests");

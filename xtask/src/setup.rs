@@ -24,6 +24,9 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("dnsmasq", "dnsmasq-base"),
     ("python3", "python3"),
+    ("chromium", "chromium"),
+    ("node", "nodejs"),
+    ("npm", "npm"),
 ];
 
 pub const BENCH_PACKAGES: &[(&str, &str)] = &[("iperf3", "iperf3"), ("pmacctd", "pmacct")];
@@ -147,6 +150,35 @@ pub fn python_modules() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The version of `playwright-core` that drives Chromium in the HTML
+/// report test (the last that runs on Debian 12's Node 18).
+const PLAYWRIGHT_CORE: &str = "1.55.1";
+
+/// `playwright-core` under `target/node` (project-local; it downloads no
+/// browser: the test uses Debian's chromium).
+pub fn node_modules() -> anyhow::Result<()> {
+    let prefix = crate::workspace_root().join("target/node");
+    let installed = prefix.join("node_modules/playwright-core/package.json");
+    let have = std::fs::read_to_string(&installed).unwrap_or_default();
+    if have.contains(&format!("\"version\": \"{PLAYWRIGHT_CORE}\"")) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing playwright-core {PLAYWRIGHT_CORE} under target/node");
+    std::fs::create_dir_all(&prefix)?;
+    sh(Command::new("npm")
+        .args([
+            "install",
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+        ])
+        .arg(&prefix)
+        .arg(format!("playwright-core@{PLAYWRIGHT_CORE}"))
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+    .context("npm install playwright-core")
 }
 
 pub fn on_path(program: &str) -> bool {
