@@ -10,6 +10,7 @@
 //! | load, attach, drain the kernel program | [`capture`] |
 //! | per-flow accumulation and end reasons | [`flow`] |
 //! | the live loop of `observer run` | [`pipeline`] |
+//! | live Prometheus metrics of a run | [`metrics`] |
 //! | DNS answers to names per flow | [`dns`] |
 //! | the customer's network, from its TOML file | [`topology`] |
 //! | Azure route selection | [`routes`] |
@@ -35,6 +36,7 @@ pub mod files;
 pub mod flow;
 pub mod import;
 pub mod lab;
+pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod routes;

@@ -76,7 +76,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::Setup => setup::toolchain()
             .and_then(|()| setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat()))
-            .and_then(|()| setup::import_tools().map(drop)),
+            .and_then(|()| setup::import_tools().map(drop))
+            .and_then(|()| setup::python_modules())
+            .and_then(|()| setup::node_modules()),
         Task::Build => build_observer().map(drop),
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
@@ -151,6 +153,8 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
     } else if !interrupted() {
         setup::packages(setup::TEST_PACKAGES)?;
         let (python, azurite) = setup::import_tools()?;
+        setup::python_modules()?;
+        setup::node_modules()?;
         sweep();
         let observer = build_observer()?;
         eprintln!("xtask: namespace tests");

@@ -25,6 +25,10 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("mount", "mount"),
     ("bpftool", "bpftool"),
     ("dnsmasq", "dnsmasq-base"),
+    ("python3", "python3"),
+    ("chromium", "chromium"),
+    ("node", "nodejs"),
+    ("npm", "npm"),
 ];
 
 pub const BENCH_PACKAGES: &[(&str, &str)] = &[("iperf3", "iperf3"), ("pmacctd", "pmacct")];
@@ -171,6 +175,11 @@ pub fn packages(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
         .collect();
     missing.sort_unstable();
     missing.dedup();
+    apt_install(&missing)
+}
+
+/// `apt-get install` of `missing` (nothing when empty; root only).
+pub fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -186,8 +195,70 @@ pub fn packages(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
     sh(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing))
+        .args(missing))
     .context("apt-get install")
+}
+
+/// Python modules the tests import (the metrics test parses the endpoint's
+/// text with Prometheus' own parser): pip when it works, else Debian's
+/// package (a system Python that refuses pip installs).
+pub fn python_modules() -> anyhow::Result<()> {
+    let importable = |module: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    for (module, pip, debian) in [(
+        "prometheus_client",
+        "prometheus_client",
+        "python3-prometheus-client",
+    )] {
+        if importable(module) {
+            continue;
+        }
+        eprintln!("xtask: installing the Python module {module}");
+        let pip_ok = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", pip])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !pip_ok || !importable(module) {
+            apt_install(&[debian])?;
+        }
+        if !importable(module) {
+            bail!("the Python module {module} is still missing; install {pip} for python3");
+        }
+    }
+    Ok(())
+}
+
+/// The version of `playwright-core` that drives Chromium in the HTML
+/// report test (the last that runs on Debian 12's Node 18).
+const PLAYWRIGHT_CORE: &str = "1.55.1";
+
+/// `playwright-core` under `target/node` (project-local; it downloads no
+/// browser: the test uses Debian's chromium).
+pub fn node_modules() -> anyhow::Result<()> {
+    let prefix = crate::workspace_root().join("target/node");
+    let installed = prefix.join("node_modules/playwright-core/package.json");
+    let have = std::fs::read_to_string(&installed).unwrap_or_default();
+    if have.contains(&format!("\"version\": \"{PLAYWRIGHT_CORE}\"")) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing playwright-core {PLAYWRIGHT_CORE} under target/node");
+    std::fs::create_dir_all(&prefix)?;
+    sh(Command::new("npm")
+        .args([
+            "install",
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+        ])
+        .arg(&prefix)
+        .arg(format!("playwright-core@{PLAYWRIGHT_CORE}"))
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+    .context("npm install playwright-core")
 }
 
 pub fn on_path(program: &str) -> bool {
