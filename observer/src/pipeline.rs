@@ -204,9 +204,16 @@ impl Pipeline {
     }
 
     /// Parses DNS responses into answers: tracked for naming, and written.
-    fn read_dns_events(&mut self, ring: &mut RingBuf<MapData>) {
+    /// Stops once a full row group is pending, so the caller flushes before
+    /// reading on: under a flood the kernel refills the ring as fast as it
+    /// is read, and reading until it is empty would hold every answer of
+    /// the flood in memory. Returns whether the ring was emptied.
+    fn read_dns_events(&mut self, ring: &mut RingBuf<MapData>) -> bool {
         const HEADER: usize = size_of::<DnsEventHeader>();
-        while let Some(item) = ring.next() {
+        while !self.dns_files.is_full() {
+            let Some(item) = ring.next() else {
+                return true;
+            };
             if item.len() < HEADER {
                 self.summary.dns_malformed += 1;
                 continue;
@@ -231,20 +238,13 @@ impl Pipeline {
                 || format!("if{}", header.ifindex).into(),
                 |p| p.iface.clone(),
             );
-            let mut answer = DnsAnswer {
-                time_ns: self.clock.utc_ns(header.timestamp_ns),
+            let mut answer = DnsAnswer::new(
+                parsed,
+                self.clock.utc_ns(header.timestamp_ns),
                 iface,
-                client: addr_from_bytes(header.dst_addr, header.ip_version),
-                server: addr_from_bytes(header.src_addr, header.ip_version),
-                query: parsed.query().to_string(),
-                query_type: parsed.query_type,
-                rcode: parsed.rcode,
-                chain: parsed.chain,
-                addresses: parsed.addresses,
-                ttl: parsed.ttl,
-                verdict: None,
-                reason: None,
-            };
+                addr_from_bytes(header.dst_addr, header.ip_version),
+                addr_from_bytes(header.src_addr, header.ip_version),
+            );
             if let Some(classifier) = &self.classifier {
                 classifier.judge_dns(&mut answer);
             }
@@ -252,6 +252,7 @@ impl Pipeline {
             self.summary.dns_answers += 1;
             self.dns_files.push(answer);
         }
+        false
     }
 
     /// Turns ended flows into records waiting for the next flush.
@@ -285,6 +286,7 @@ impl Pipeline {
         {
             tracing::debug!("wrote {}", path.display());
         }
+        release_freed_memory();
         Ok(())
     }
 
@@ -350,6 +352,19 @@ impl Pipeline {
             self.files.pending_len(),
             lost,
         );
+    }
+}
+
+/// Hands the pages freed by a flush back to the kernel. glibc keeps freed
+/// heap memory for reuse (it trims only the top of the heap), so after a
+/// burst of DNS answers the process would otherwise stay at its peak
+/// forever; a trim walks the free lists once, a few milliseconds against a
+/// flush that writes up to a row group.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -515,8 +530,11 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
             }
             guard = readable(dns_events.as_mut()) => {
                 let mut guard = guard.map_err(io_err("poll the DNS ring buffer"))?;
-                pipeline.read_dns_events(guard.get_inner_mut());
-                guard.clear_ready();
+                // Not emptied: stay ready, so the loop comes back after the
+                // flush (and after any timer or signal that is due).
+                if pipeline.read_dns_events(guard.get_inner_mut()) {
+                    guard.clear_ready();
+                }
                 pipeline.flush_if_full()?;
             }
             _ = sigint.recv() => break "SIGINT",
@@ -562,7 +580,9 @@ fn finish(
 ) -> Result<RunSummary, RunError> {
     pipeline.capture.detach();
     if let Some(mut dns_ring) = dns_ring {
-        pipeline.read_dns_events(&mut dns_ring);
+        while !pipeline.read_dns_events(&mut dns_ring) {
+            pipeline.flush_if_full()?;
+        }
     }
     // Two swaps: the first drains the map in use until now, the second the
     // one installed by the first (written to until the detach).

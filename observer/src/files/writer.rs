@@ -3,6 +3,12 @@
 //! 128 Ki rows), syncs it and renames it to `NAME`. A crash loses at most the
 //! rows of one flush interval and never leaves a half-written file under a
 //! final name.
+//!
+//! Memory: the pending rows are at most about one row group (the pipeline
+//! flushes when [`ParquetFiles::is_full`]), and a flush converts them to
+//! Arrow [`ENCODE_ROWS`] at a time, so the in-flight write holds one small
+//! batch plus the encoder's compressed pages of the row group, not a
+//! second columnar copy of every pending row.
 
 use std::{
     fs::{self, File},
@@ -22,7 +28,12 @@ use thiserror::Error;
 
 use crate::flow::FlowRecord;
 
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per Parquet row group, and the pending rows that make a table full.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Rows converted to one Arrow batch at a time while writing; the encoder
+/// gathers the batches of a row group as compressed pages.
+pub const ENCODE_ROWS: usize = 8 * 1024;
 
 #[derive(Debug, Error)]
 pub enum WriteError {
@@ -168,11 +179,13 @@ impl<T: Rows> ParquetFiles<T> {
         write_atomically(
             &path,
             &T::schema(),
-            self.pending.chunks(ROW_GROUP_ROWS).map(T::to_batch),
+            self.pending.chunks(ENCODE_ROWS).map(T::to_batch),
             metadata,
         )?;
         self.written_rows += self.pending.len() as u64;
-        self.pending.clear();
+        // Drop the rows and their capacity: a burst's row group is not held
+        // after it is written.
+        self.pending = Vec::new();
         self.files.push(path.clone());
         Ok(Some(path))
     }
