@@ -249,3 +249,43 @@ fn write_file(
         .map_err(|e| WriteError::io(tmp, e.into_error()))?;
     file.sync_all().map_err(|e| WriteError::io(tmp, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::files::{reader::read_flows, schema::tests::sample};
+
+    /// Rows go to the encoder `ENCODE_ROWS` at a time, yet a file's row
+    /// groups hold `ROW_GROUP_ROWS` rows each, every row in order.
+    #[test]
+    fn small_encode_batches_still_make_full_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = ParquetFiles::<FlowRecord>::new(dir.path(), "run1");
+        let rows = ROW_GROUP_ROWS + ENCODE_ROWS / 2 + 3;
+        for i in 0..rows {
+            files.push(sample(i as u16));
+            assert_eq!(files.is_full(), i + 1 >= ROW_GROUP_ROWS);
+        }
+        let path = files.flush(&[]).unwrap().unwrap();
+        assert_eq!(files.pending_len(), 0);
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let groups: Vec<i64> = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(
+            groups,
+            [ROW_GROUP_ROWS as i64, (rows - ROW_GROUP_ROWS) as i64]
+        );
+        let read = read_flows(&[path]).unwrap();
+        assert_eq!(read[0].records.len(), rows);
+        assert_eq!(
+            read[0].records[ROW_GROUP_ROWS + 1],
+            sample((ROW_GROUP_ROWS + 1) as u16)
+        );
+    }
+}
