@@ -13,13 +13,17 @@
 //! | DNS answers to names per flow | [`dns`] |
 //! | the customer's network, from its TOML file | [`topology`] |
 //! | Azure route selection | [`routes`] |
+//! | NSG evaluation (IP flow verify, effective rules) | [`security`] |
+//! | the static audit of `observer check` | [`audit`] |
 //! | documented ASE dependencies (data) | [`catalog`] |
 //! | category, expected/observed path, verdict | [`classify`] |
+//! | the verdict vocabulary (below topology and classify) | [`verdict`] |
 //! | Parquet schema, writer, reader | [`files`] |
 //! | summaries for people and CI | [`report`] |
 //! | topologies in network namespaces, scenario traffic | [`lab`] |
 //! | command line | [`cli`] |
 
+pub mod audit;
 pub mod capture;
 pub mod catalog;
 pub mod classify;
@@ -31,4 +35,6 @@ pub mod lab;
 pub mod pipeline;
 pub mod report;
 pub mod routes;
+pub mod security;
 pub mod topology;
+pub mod verdict;

@@ -42,7 +42,10 @@ fn run_and_check(file: &str, out: &Path) {
         );
         assert!(c.verdict.is_some(), "{file} {}: no record", c.traffic);
     }
-    assert_eq!(result.report.lost, 0, "{file}: the capture lost packets");
+    assert_eq!(
+        result.summary.loss.packets, 0,
+        "{file}: the capture lost packets"
+    );
     assert!(
         left_by(&result.lab).is_empty(),
         "{file} left {:?}",

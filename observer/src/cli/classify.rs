@@ -11,7 +11,7 @@ use crate::{
     dns::{DnsAnswer, DnsTracker},
     files::{ParquetFiles, check_writable, reader},
     flow::FlowRecord,
-    report::Report,
+    report::Summary,
 };
 
 #[derive(Debug, Args)]
@@ -62,7 +62,7 @@ impl ClassifyArgs {
 
         let run_id = format!("classified-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
         let mut out = ParquetFiles::<FlowRecord>::new(&self.out, &run_id);
-        let report = Report::build(&records, &dns, lost);
+        let summary = Summary::build(&records, &dns, lost);
         for r in records {
             out.push(r);
         }
@@ -72,7 +72,7 @@ impl ClassifyArgs {
             dns_out.push(a);
         }
         dns_out.flush(&metadata)?;
-        print!("{}", report.render());
+        print!("{}", crate::report::text::render(&summary));
         if let Some(path) = written {
             println!("\nwrote {}", path.display());
         } else {

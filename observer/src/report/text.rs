@@ -1,0 +1,119 @@
+//! The text report for people: problem connections first (leaks before the
+//! rest, one line each with packets and bytes both ways and the reason),
+//! then counts by verdict, dependency and path, DNS findings and loss.
+
+use std::fmt::Write as _;
+
+use super::{Connection, Summary};
+
+/// `12 pkt 1.2 KB`.
+fn counts(c: super::Counts) -> String {
+    format!("{} pkt {} B", c.packets, c.bytes)
+}
+
+fn line(s: &mut String, c: &Connection) {
+    let mark = if c.is_leak() { "LEAK" } else { "    " };
+    let verdict = c.verdict.as_deref().unwrap_or("unclassified");
+    let _ = writeln!(
+        s,
+        "  {mark} {verdict:<24} {}  [→ {}, ← {}; {} points]",
+        c.title(),
+        counts(c.forward),
+        counts(c.reverse),
+        c.points.len()
+    );
+    if let Some(reason) = &c.reason {
+        let _ = writeln!(s, "       {reason}");
+    }
+}
+
+/// Renders `summary` as text.
+pub fn render(summary: &Summary) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} connections from {} flow records",
+        summary.connections.len(),
+        summary.records
+    );
+    if summary.unclassified > 0 {
+        let _ = writeln!(
+            s,
+            "  {} records not classified (captured without --topology; run `observer classify`)",
+            summary.unclassified
+        );
+    }
+    let problems: Vec<&Connection> = summary
+        .connections
+        .iter()
+        .filter(|c| c.verdict.as_deref().is_some_and(|v| v != "ok"))
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(s, "\nProblems (leaks first):");
+        for c in problems {
+            line(&mut s, c);
+        }
+    }
+    if !summary.dns.problems.is_empty() {
+        let _ = writeln!(s, "\nDNS problems:");
+        for p in &summary.dns.problems {
+            let _ = writeln!(s, "  {p}");
+        }
+    }
+    let _ = writeln!(s, "\nConnections by verdict:");
+    let mut verdicts: Vec<_> = summary.by_verdict.iter().collect();
+    verdicts.sort_by_key(|(v, _)| v.parse::<crate::classify::Verdict>().ok());
+    for (v, n) in verdicts {
+        let _ = writeln!(s, "  {v:<26} {n}");
+    }
+    if !summary.by_dependency.is_empty() {
+        let _ = writeln!(s, "\nConnections by dependency:");
+        for (dep, verdicts) in &summary.by_dependency {
+            let detail: Vec<String> = verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+            let _ = writeln!(s, "  {dep:<26} {}", detail.join(", "));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nConnections by path (expected next hop / observed path):"
+    );
+    for p in &summary.by_path {
+        let _ = writeln!(
+            s,
+            "  {:<30} {:<24} {}",
+            p.expected_next_hop, p.observed_path, p.connections
+        );
+    }
+    if !summary.dns.by_verdict.is_empty() {
+        let detail: Vec<String> = summary
+            .dns
+            .by_verdict
+            .iter()
+            .map(|(v, n)| format!("{v} {n}"))
+            .collect();
+        let _ = writeln!(s, "\nDNS answers: {}", detail.join(", "));
+    }
+    let _ = writeln!(s, "\nPackets lost by the capture: {}", summary.loss.packets);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_connection_leaks_first() {
+        let s = Summary::build(&crate::report::tests::refused_and_ok(), &[], 0);
+        let text = render(&s);
+        assert!(
+            text.starts_with("2 connections from 6 flow records"),
+            "{text}"
+        );
+        let leak_lines = text.lines().filter(|l| l.contains("LEAK")).count();
+        assert_eq!(leak_lines, 1, "{text}");
+        assert!(
+            text.contains("[→ 1 pkt 100 B, ← 1 pkt 100 B; 2 points]"),
+            "{text}"
+        );
+    }
+}
