@@ -509,3 +509,78 @@ fn two_app_instances_are_each_an_observation_point() {
     assert!(points.iter().any(|n| n.ends_with("-ase")), "{peer:#}");
     assert!(out.join("workload2").is_dir());
 }
+
+#[test]
+fn through_sudo_the_command_runs_as_the_invoking_user() {
+    let scratch = Scratch::new("exec-sudo");
+    let out = scratch.path().join("out");
+    let o = Command::new(observer_bin())
+        .args(["--quiet", "lab", "exec", "default", "--out"])
+        .arg(&out)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -g; grep nameserver /etc/resolv.conf",
+        ])
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let stdout = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{}", text(&o.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["65534", "65534", "nameserver 168.63.129.16"],
+        "{stdout}"
+    );
+    // What the run wrote belongs to that user.
+    assert_eq!(
+        std::fs::metadata(out.join("report.json")).unwrap().uid(),
+        65534
+    );
+}
+
+#[test]
+fn keep_leaves_the_lab_live_and_says_how_to_remove_it() {
+    let o = exec(&["default", "--keep"], &["true"]);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let down = stderr
+        .lines()
+        .find_map(|l| l.split("remove it with: sudo ").nth(1))
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .to_string();
+    let name = down
+        .trim_start_matches("observer lab down ")
+        .trim()
+        .to_string();
+    let ase = format!("obup-{name}-ase");
+    // Still live: DNS and the servers answer.
+    let curl = Command::new("ip")
+        .args(["netns", "exec", &ase])
+        .args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "http://contoso-kv.vault.azure.net:443/",
+        ])
+        .output()
+        .unwrap();
+    let removed = Command::new(observer_bin())
+        .args(["--quiet", "lab", "down", &name])
+        .output()
+        .unwrap();
+    assert!(
+        text(&curl.stdout).contains("keyvault (private endpoint)"),
+        "{}",
+        text(&curl.stderr)
+    );
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(!Path::new("/run/netns").join(&ase).exists());
+    // The default output directory of that run.
+    let _ = std::fs::remove_dir_all(Path::new(env!("CARGO_MANIFEST_DIR")).join("observer-lab"));
+}
