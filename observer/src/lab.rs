@@ -12,11 +12,13 @@
 //! | [`traffic`] | the scenario's client (DNS, TCP, UDP) |
 //! | [`scenario`] | `lab run`: observers, traffic, classification, checks |
 //! | [`exec`] | `lab exec`: the user's command in the lab, as a CI gate |
+//! | [`nsg`] | the topology's NSGs as the VNet router's nftables ruleset |
 
 pub mod build;
 pub mod cmd;
 pub mod exec;
 pub mod netns;
+pub mod nsg;
 pub mod scenario;
 pub mod serve;
 pub mod topologies;

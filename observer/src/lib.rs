@@ -10,16 +10,23 @@
 //! | load, attach, drain the kernel program | [`capture`] |
 //! | per-flow accumulation and end reasons | [`flow`] |
 //! | the live loop of `observer run` | [`pipeline`] |
+//! | live Prometheus metrics of a run | [`metrics`] |
 //! | DNS answers to names per flow | [`dns`] |
 //! | the customer's network, from its TOML file | [`topology`] |
 //! | Azure route selection | [`routes`] |
+//! | NSG evaluation (IP flow verify, effective rules) | [`security`] |
+//! | the static audit of `observer check` | [`audit`] |
 //! | documented ASE dependencies (data) | [`catalog`] |
 //! | category, expected/observed path, verdict | [`classify`] |
+//! | the verdict vocabulary (below topology and classify) | [`verdict`] |
 //! | Parquet schema, writer, reader | [`files`] |
+//! | local or `az://` paths | [`storage`] |
+//! | Azure flow logs and pcaps into flow records | [`import`] |
 //! | summaries for people and CI | [`report`] |
 //! | topologies in network namespaces, scenario traffic | [`lab`] |
 //! | command line | [`cli`] |
 
+pub mod audit;
 pub mod capture;
 pub mod catalog;
 pub mod classify;
@@ -27,8 +34,13 @@ pub mod cli;
 pub mod dns;
 pub mod files;
 pub mod flow;
+pub mod import;
 pub mod lab;
+pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod routes;
+pub mod security;
+pub mod storage;
 pub mod topology;
+pub mod verdict;

@@ -135,6 +135,33 @@ impl Observer {
         Ok(text)
     }
 
+    /// What the observer logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the observer to exit by itself (killed
+    /// after); returns its status and log.
+    pub fn wait(self, timeout: Duration) -> anyhow::Result<(ExitStatus, String)> {
+        let log = self.log.clone();
+        let mut child = self.process.into_child();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, fs::read_to_string(&log).unwrap_or_default()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "observer did not exit by itself within {timeout:?}:\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: no cleanup at all.
     pub fn kill(self) {
         let mut child = self.process.into_child();

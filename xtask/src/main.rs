@@ -3,6 +3,7 @@
 //! fresh machine.
 
 mod bench;
+mod bench_import;
 mod demo;
 mod lab;
 mod setup;
@@ -73,9 +74,11 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Setup => setup::toolchain().and_then(|()| {
-            setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat())
-        }),
+        Task::Setup => setup::toolchain()
+            .and_then(|()| setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat()))
+            .and_then(|()| setup::import_tools().map(drop))
+            .and_then(|()| setup::python_modules())
+            .and_then(|()| setup::node_modules()),
         Task::Build => build_observer().map(drop),
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
@@ -149,6 +152,9 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
         );
     } else if !interrupted() {
         setup::packages(setup::TEST_PACKAGES)?;
+        let (python, azurite) = setup::import_tools()?;
+        setup::python_modules()?;
+        setup::node_modules()?;
         sweep();
         let observer = build_observer()?;
         eprintln!("xtask: namespace tests");
@@ -162,7 +168,9 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
                 "--",
             ])
             .args(filter)
-            .env("OBSERVER_BIN", &observer));
+            .env("OBSERVER_BIN", &observer)
+            .env("OBSERVER_PYTHON", &python)
+            .env("OBSERVER_AZURITE", &azurite));
         if let Err(error) = result {
             failed.push(format!("namespace tests: {error:#}"));
         }

@@ -22,7 +22,7 @@ use thiserror::Error;
 
 use crate::flow::FlowRecord;
 
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 #[derive(Debug, Error)]
 pub enum WriteError {
@@ -178,6 +178,27 @@ impl<T: Rows> ParquetFiles<T> {
     }
 }
 
+/// Encodes `batches` as one Parquet file in memory (for blob uploads and
+/// small tables).
+pub fn encode(
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = RecordBatch>,
+    metadata: &[(String, String)],
+) -> Result<bytes::Bytes, WriteError> {
+    let path = Path::new("<memory>");
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties(metadata)))
+        .map_err(|e| WriteError::parquet(path, e))?;
+    for batch in batches {
+        writer
+            .write(&batch)
+            .map_err(|e| WriteError::parquet(path, e))?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| WriteError::parquet(path, e))?;
+    Ok(bytes.into())
+}
+
 /// Writes `batches` to `path` via a synced temporary file and a rename.
 pub fn write_atomically(
     path: &Path,
@@ -198,14 +219,10 @@ pub fn write_atomically(
     result
 }
 
-fn write_file(
-    tmp: &Path,
-    schema: &SchemaRef,
-    batches: impl Iterator<Item = RecordBatch>,
-    metadata: &[(String, String)],
-) -> Result<(), WriteError> {
-    let file = File::create(tmp).map_err(|e| WriteError::io(tmp, e))?;
-    let properties = WriterProperties::builder()
+/// The writer settings of every file: zstd level 3, row groups of at most
+/// [`ROW_GROUP_ROWS`], `metadata` as file key/values.
+pub fn properties(metadata: &[(String, String)]) -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
@@ -216,11 +233,20 @@ fn write_file(
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
                 .collect(),
         ))
-        .build();
+        .build()
+}
+
+fn write_file(
+    tmp: &Path,
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = RecordBatch>,
+    metadata: &[(String, String)],
+) -> Result<(), WriteError> {
+    let file = File::create(tmp).map_err(|e| WriteError::io(tmp, e))?;
     let mut writer = ArrowWriter::try_new(
         BufWriter::with_capacity(1 << 20, file),
         schema.clone(),
-        Some(properties),
+        Some(properties(metadata)),
     )
     .map_err(|e| WriteError::parquet(tmp, e))?;
     for batch in batches {

@@ -541,28 +541,14 @@ impl Lab {
             if ase.contains(&ip) {
                 self.ns("vnet").sysctl("net.ipv4.conf.ase.proxy_arp", "1")?;
                 if self.topology.environment == Environment::Asev1 {
-                    same_subnet.push(format!("    ip daddr {ip} drop\n"));
+                    same_subnet.push(format!("ip daddr {ip} drop"));
                 }
             }
         }
-        let deny: String = same_subnet.concat()
-            + &self
-                .topology
-                .lab
-                .deny
-                .iter()
-                .map(|d| {
-                    format!(
-                        "    ip daddr {} tcp dport {} drop\n    ip daddr {} udp dport {} drop\n",
-                        d.to, d.port, d.to, d.port
-                    )
-                })
-                .collect::<String>();
-        if !deny.is_empty() {
-            self.nft(
-                "vnet",
-                &format!("table inet observer_lab {{\n  chain forward {{\n    type filter hook forward priority 0;\n{deny}  }}\n}}\n"),
-            )?;
+        // The NSGs (and ASEv1's same-subnet drop) on the router's forward path.
+        let security = crate::security::EffectiveSecurity::build(&self.topology);
+        if let Some(script) = super::nsg::ruleset(&security, &same_subnet) {
+            self.nft("vnet", &script)?;
         }
         Ok(())
     }

@@ -31,6 +31,10 @@ builtin!(
     "multi-tenant-route-all-on",
     "pe-zone-not-linked",
     "storage-blocked",
+    "forced-tunnel-bgp-specific",
+    "seed-004-nsg",
+    "seed-004-nsg-missing-sql",
+    "sql-vm-nsg",
 );
 
 #[derive(Debug, Error)]

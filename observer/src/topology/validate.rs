@@ -196,6 +196,8 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         });
     }
 
+    let (nsgs, nsg_tag_uses) = super::nsg::validate(&raw.nsg, &subnets, at)?;
+
     let mut routes = Vec::new();
     for spanned in &raw.route_table.route {
         routes.push(user_route(spanned, at, &mut names)?);
@@ -239,7 +241,7 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
             ));
         }
         if let Some(expect) = &t.expect
-            && !crate::classify::Verdict::ALL
+            && !crate::verdict::Verdict::ALL
                 .iter()
                 .any(|v| v.as_str() == expect)
         {
@@ -248,7 +250,7 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
                 format!("[[lab.traffic]] {}: unknown verdict `{expect}`", t.name),
                 Some(format!(
                     "use one of: {}",
-                    crate::classify::Verdict::ALL.map(|v| v.as_str()).join(", ")
+                    crate::verdict::Verdict::ALL.map(|v| v.as_str()).join(", ")
                 )),
             ));
         }
@@ -281,8 +283,10 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
             routes,
         },
         service_tags,
+        nsgs,
         lab: raw.lab,
         service_tags_file: raw.service_tags.map(|s| (s.get_ref().clone(), s.span())),
+        nsg_tag_uses,
     })
 }
 
