@@ -180,7 +180,7 @@ print("parsed", len(conns), len(cases))
     ] {
         let r = Command::new(observer_bin())
             .args(["report", "--format", format, "--fail-on", "leak"])
-            .arg(&out)
+            .args([out.join("workload"), out.join("router")])
             .output()
             .unwrap();
         assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
@@ -244,22 +244,29 @@ fn a_topology_error_fails_before_anything_is_built() {
         "name = \"bad\"\nenvironment = \"asev2-external\"\n[vnet]\nname = \"v\"\naddress_space = [\"192.168.250.0/16\"]\n",
     )
     .unwrap();
-    let before = observer::lab::build::list();
-    let o = exec(&[bad.to_str().unwrap()], &["true"]);
+    let out = scratch.path().join("out");
+    let o = exec(
+        &[bad.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &["true"],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(
         text(&o.stderr).contains("bad.toml:5:"),
         "{}",
         text(&o.stderr)
     );
-    let o = exec(&["defualt"], &["true"]);
+    let o = exec(&["defualt", "--out", out.to_str().unwrap()], &["true"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         text(&o.stderr).contains("built-in topologies are default"),
         "{}",
         text(&o.stderr)
     );
-    assert_eq!(observer::lab::build::list(), before);
+    // Nothing was built: no observer ever started, no report written
+    // (namespaces are checked by `lab.rs`, which runs in-process).
+    for left in ["workload", "router", "report.json"] {
+        assert!(!out.join(left).exists(), "{left} exists");
+    }
 }
 
 #[test]
@@ -501,4 +508,79 @@ fn two_app_instances_are_each_an_observation_point() {
     assert!(points.iter().any(|n| n.ends_with("-ase2")), "{peer:#}");
     assert!(points.iter().any(|n| n.ends_with("-ase")), "{peer:#}");
     assert!(out.join("workload2").is_dir());
+}
+
+#[test]
+fn through_sudo_the_command_runs_as_the_invoking_user() {
+    let scratch = Scratch::new("exec-sudo");
+    let out = scratch.path().join("out");
+    let o = Command::new(observer_bin())
+        .args(["--quiet", "lab", "exec", "default", "--out"])
+        .arg(&out)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -g; grep nameserver /etc/resolv.conf",
+        ])
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let stdout = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{}", text(&o.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["65534", "65534", "nameserver 168.63.129.16"],
+        "{stdout}"
+    );
+    // What the run wrote belongs to that user.
+    assert_eq!(
+        std::fs::metadata(out.join("report.json")).unwrap().uid(),
+        65534
+    );
+}
+
+#[test]
+fn keep_leaves_the_lab_live_and_says_how_to_remove_it() {
+    let o = exec(&["default", "--keep"], &["true"]);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let down = stderr
+        .lines()
+        .find_map(|l| l.split("remove it with: sudo ").nth(1))
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .to_string();
+    let name = down
+        .trim_start_matches("observer lab down ")
+        .trim()
+        .to_string();
+    let ase = format!("obup-{name}-ase");
+    // Still live: DNS and the servers answer.
+    let curl = Command::new("ip")
+        .args(["netns", "exec", &ase])
+        .args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "http://contoso-kv.vault.azure.net:443/",
+        ])
+        .output()
+        .unwrap();
+    let removed = Command::new(observer_bin())
+        .args(["--quiet", "lab", "down", &name])
+        .output()
+        .unwrap();
+    assert!(
+        text(&curl.stdout).contains("keyvault (private endpoint)"),
+        "{}",
+        text(&curl.stderr)
+    );
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(!Path::new("/run/netns").join(&ase).exists());
+    // The default output directory of that run.
+    let _ = std::fs::remove_dir_all(Path::new(env!("CARGO_MANIFEST_DIR")).join("observer-lab"));
 }

@@ -199,13 +199,14 @@ impl Bench {
     /// Wall time of `observer lab exec default -- true`, `rounds` times
     /// (the first one included: nothing is cached between runs).
     fn lab_exec(&mut self, rounds: u32) -> anyhow::Result<Value> {
-        let mut seconds = Vec::new();
+        let (mut seconds, mut cpu) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             if interrupted() {
                 break;
             }
             let out = self.scratch.join(format!("labexec-{round}"));
             let _ = std::fs::remove_dir_all(&out);
+            let cpu_before = children_cpu_seconds();
             let started = Instant::now();
             let status = Command::new(&self.observer)
                 .args(["--quiet", "lab", "exec", "default", "--out"])
@@ -215,15 +216,23 @@ impl Bench {
                 .stderr(Stdio::null())
                 .status()?;
             let elapsed = started.elapsed().as_secs_f64();
+            let cpu_used = children_cpu_seconds() - cpu_before;
             ensure!(
                 status.success(),
                 "observer lab exec default -- true failed ({status})"
             );
-            eprintln!("xtask: lab exec round {round}: {elapsed:.3} s");
+            eprintln!("xtask: lab exec round {round}: {elapsed:.3} s wall, {cpu_used:.3} s CPU");
             seconds.push(elapsed);
+            cpu.push(cpu_used);
         }
-        let all = seconds.clone();
-        Ok(json!({ "rounds": all, "median_s": median(&mut seconds) }))
+        let (all, all_cpu) = (seconds.clone(), cpu.clone());
+        Ok(json!({
+            "rounds": all,
+            "median_s": median(&mut seconds),
+            "cpu_rounds": all_cpu,
+            "median_cpu_s": median(&mut cpu),
+            "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        }))
     }
 
     /// BPF cost per packet under `load`, in a run of its own: the
@@ -557,6 +566,20 @@ fn summary(out: &Path) -> anyhow::Result<Value> {
         })
         .context("no run summary")?;
     Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+}
+
+/// User + system CPU seconds of every waited-for descendant so far (the
+/// observer, its observers, `ip`, dnsmasq, servers; the kernel's BPF
+/// verification counts as the loader's system time).
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 fn median(values: &mut [f64]) -> f64 {

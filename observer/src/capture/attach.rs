@@ -123,13 +123,23 @@ impl Attachments {
     }
 }
 
-/// Loads the four programs and attaches the right pair to each interface.
+/// Loads the program pairs the interfaces need (Ethernet, raw IP) and
+/// attaches the right pair to each interface. Each load is a verifier run
+/// (the bulk of the start-up time), so unused pairs stay unloaded.
 pub fn attach(
     ebpf: &mut Ebpf,
     interfaces: &[Interface],
     mode: AttachMode,
 ) -> Result<Attachments, CaptureError> {
-    for name in PROGRAM_NAMES {
+    let needed = |kind: LinkKind| interfaces.iter().any(|i| i.link == kind);
+    let mut pairs = Vec::new();
+    if needed(LinkKind::Ethernet) {
+        pairs.push(ETHERNET_PROGRAMS);
+    }
+    if needed(LinkKind::RawIp) {
+        pairs.push(RAW_IP_PROGRAMS);
+    }
+    for name in pairs.into_iter().flat_map(|(i, e)| [i, e]) {
         program(ebpf, name)?
             .load()
             .map_err(|source| CaptureError::Load {

@@ -340,10 +340,7 @@ impl ExecArgs {
             Some(code) => eprintln!("\nobserver lab exec: COMMAND exited with status {code}"),
         }
         if !outcome.failures.is_empty() {
-            eprintln!(
-                "\nobserver lab exec: FAILED: {} connections with a --fail-on verdict:",
-                outcome.failures.len()
-            );
+            eprintln!("\nobserver lab exec: FAILED by --fail-on:");
             for line in &outcome.failures {
                 eprintln!("  {line}");
             }

@@ -101,20 +101,45 @@ pub struct Lab {
     namespaces: Vec<(&'static str, Netns)>,
 }
 
+/// A step run once every interface of a lab exists, before its routes,
+/// NAT, ACLs, DNS and servers: observers attach there, so their start-up
+/// (BPF verification) overlaps the rest of the build.
+pub type AfterLinks<'a> = &'a mut dyn FnMut(&Lab) -> anyhow::Result<()>;
+
 impl Lab {
     /// Builds `topology` as an ephemeral lab with a unique name.
     pub fn up(topology: &Topology, options: &LabOptions) -> anyhow::Result<Self> {
+        Self::up_with(topology, options, &mut |_| Ok(()))
+    }
+
+    /// [`Lab::up`], running `after_links` once the interfaces exist.
+    pub fn up_with(
+        topology: &Topology,
+        options: &LabOptions,
+        after_links: AfterLinks<'_>,
+    ) -> anyhow::Result<Self> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self::build(
+        Self::build_with(
             topology,
             format!("{EPHEMERAL_PREFIX}-{}-{n}", std::process::id()),
             options,
+            after_links,
         )
     }
 
     /// Builds `topology` under an exact base name (`lab up`).
     pub fn build(topology: &Topology, base: String, options: &LabOptions) -> anyhow::Result<Self> {
+        Self::build_with(topology, base, options, &mut |_| Ok(()))
+    }
+
+    /// [`Lab::build`], running `after_links` once the interfaces exist.
+    pub fn build_with(
+        topology: &Topology,
+        base: String,
+        options: &LabOptions,
+        after_links: AfterLinks<'_>,
+    ) -> anyhow::Result<Self> {
         check_supported(topology)?;
         let mut lab = Self {
             topology: topology.clone(),
@@ -124,7 +149,7 @@ impl Lab {
             namespaces: Vec::new(),
         };
         // On error, `lab` drops here and removes what was made.
-        lab.create()
+        lab.create(after_links)
             .with_context(|| format!("building lab {}", lab.base))?;
         Ok(lab)
     }
@@ -203,7 +228,7 @@ impl Lab {
         roles
     }
 
-    fn create(&mut self) -> anyhow::Result<()> {
+    fn create(&mut self, after_links: AfterLinks<'_>) -> anyhow::Result<()> {
         let t = self.topology.clone();
         for role in Self::roles(&t) {
             self.add(role)?;
@@ -225,6 +250,7 @@ impl Lab {
             self.link("gw", "onprem", "onprem", "gw", ONPREM, false)?;
             self.link("onprem", "pub", "pub", "onprem", ONPREM_PUB, false)?;
         }
+        after_links(self)?;
 
         self.router_table()?;
         self.hosts()?;

@@ -159,12 +159,11 @@ pub fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
         helper: config.observer.clone(),
         persistent: config.keep,
     };
-    let lab = if config.keep {
-        let name = format!("exec-{}", std::process::id());
-        Lab::build(&topology, format!("{PERSISTENT_PREFIX}-{name}"), &options)?
-    } else {
-        Lab::up(&topology, &options)?
-    };
+    let base = config
+        .keep
+        .then(|| format!("{PERSISTENT_PREFIX}-exec-{}", std::process::id()));
+    let (lab, observers) =
+        Observers::with_lab(&topology, &options, &config.observer, &path, &out, base)?;
     let mut outcome = ExecOutcome {
         out: out.clone(),
         status: None,
@@ -178,9 +177,7 @@ pub fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
         outcome.phases.push((name, clock.elapsed().as_secs_f64()));
         clock = Instant::now();
     };
-    phase("build", &mut outcome);
-    let observers = Observers::start(&lab, &config.observer, &path, &out)?;
-    phase("observers", &mut outcome);
+    phase("build and attach", &mut outcome);
     if signalled().is_none() {
         outcome.status = Some(run_command(&lab, config)?);
     }

@@ -111,9 +111,15 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
 
-    let lab = Lab::up(&topology, &LabOptions::new(&config.observer))?;
+    let (lab, observers) = Observers::with_lab(
+        &topology,
+        &LabOptions::new(&config.observer),
+        &config.observer,
+        path,
+        &out,
+        None,
+    )?;
     let lab_name = lab.base.clone();
-    let observers = Observers::start(&lab, &config.observer, path, &out)?;
 
     let outcomes: Vec<Outcome> = topology
         .lab
@@ -190,6 +196,38 @@ pub struct Observers {
 impl Observers {
     /// Starts every observer (in parallel) and waits until all capture.
     pub fn start(lab: &Lab, observer: &Path, topology: &Path, out: &Path) -> anyhow::Result<Self> {
+        let mut observers = Self::spawn(lab, observer, topology, out)?;
+        observers.wait_ready()?;
+        Ok(observers)
+    }
+
+    /// Builds a lab with its observers started as soon as its interfaces
+    /// exist (their start-up overlaps the rest of the build), and waits
+    /// until they capture. `base`: an exact lab name (else ephemeral).
+    pub fn with_lab(
+        topology: &Topology,
+        options: &LabOptions,
+        observer: &Path,
+        topology_file: &Path,
+        out: &Path,
+        base: Option<String>,
+    ) -> anyhow::Result<(Lab, Self)> {
+        let mut observers = None;
+        let mut hook = |lab: &Lab| {
+            observers = Some(Self::spawn(lab, observer, topology_file, out)?);
+            Ok(())
+        };
+        let lab = match base {
+            Some(base) => Lab::build_with(topology, base, options, &mut hook)?,
+            None => Lab::up_with(topology, options, &mut hook)?,
+        };
+        let mut observers = observers.expect("the lab runs its after-links step");
+        observers.wait_ready()?;
+        Ok((lab, observers))
+    }
+
+    /// Starts every observer of `lab` without waiting.
+    pub fn spawn(lab: &Lab, observer: &Path, topology: &Path, out: &Path) -> anyhow::Result<Self> {
         let mut points: Vec<(&str, Vec<&str>, PathBuf)> = Vec::new();
         for (i, ns) in lab.workloads().into_iter().enumerate() {
             let mut ifaces = vec!["eth0=workload"];
@@ -215,8 +253,13 @@ impl Observers {
             let process = spawn_observer(observer, topology, netns, &ifaces, &dir)?;
             observers.running.push((process, dir));
         }
+        Ok(observers)
+    }
+
+    /// Waits until every observer captures (its ready file exists).
+    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
-        for (process, dir) in &mut observers.running {
+        for (process, dir) in &mut self.running {
             let ready = dir.join(".ready");
             while !ready.exists() {
                 if !process.is_running() || started.elapsed() > Duration::from_secs(30) {
@@ -227,7 +270,7 @@ impl Observers {
             }
             let _ = std::fs::remove_file(&ready);
         }
-        Ok(observers)
+        Ok(())
     }
 
     /// Stops every observer (SIGTERM: a last drain, then Parquet) and

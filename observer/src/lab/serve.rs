@@ -62,16 +62,24 @@ pub fn serve(config: &ServeConfig, ready: impl FnOnce()) -> Result<(), ServeErro
             })?;
         listeners.push(listener);
     }
+    // UDP answers must leave from the address the client sent to (NAT on
+    // the way back matches it), so one socket per named address.
+    let mut udp_addrs: Vec<IpAddr> = config.names.keys().copied().collect();
+    if udp_addrs.is_empty() {
+        udp_addrs.push(IpAddr::V4(config.bind));
+    }
     let mut sockets = Vec::new();
     for &port in &config.udp {
-        let socket = UdpSocket::bind(SocketAddr::from((config.bind, port))).map_err(|source| {
-            ServeError::Bind {
-                protocol: "udp",
-                port,
-                source,
-            }
-        })?;
-        sockets.push(socket);
+        for &addr in &udp_addrs {
+            let socket = UdpSocket::bind(SocketAddr::new(addr, port)).map_err(|source| {
+                ServeError::Bind {
+                    protocol: "udp",
+                    port,
+                    source,
+                }
+            })?;
+            sockets.push(socket);
+        }
     }
     ready();
     let busy = Arc::new(AtomicUsize::new(0));

@@ -30,10 +30,11 @@ fn line(s: &mut String, c: &Connection) {
 /// Renders `summary` as text.
 pub fn render(summary: &Summary) -> String {
     let mut s = String::new();
+    let n = summary.connections.len();
     let _ = writeln!(
         s,
-        "{} connections from {} flow records",
-        summary.connections.len(),
+        "{n} connection{} from {} flow records",
+        if n == 1 { "" } else { "s" },
         summary.records
     );
     if summary.unclassified > 0 {
