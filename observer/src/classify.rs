@@ -836,25 +836,21 @@ pub fn is_public(addr: IpAddr) -> bool {
 
 /// Pairs each TCP record with the reverse direction on the same interface.
 fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
-    type Key = (
-        std::sync::Arc<str>,
-        IpAddr,
-        Option<u16>,
-        IpAddr,
-        Option<u16>,
-    );
+    // Keys borrow the interface name (no reference-count traffic) and use
+    // the cheap hasher: this pass runs over every record.
+    type Key<'a> = (&'a str, IpAddr, Option<u16>, IpAddr, Option<u16>);
     // Interfaces where both directions were watched.
-    let mut seen: HashMap<std::sync::Arc<str>, (bool, bool)> = HashMap::new();
-    let mut flags: HashMap<Key, (u8, bool)> = HashMap::new();
+    let mut seen: HashMap<&str, (bool, bool), BuildFx> = HashMap::default();
+    let mut flags: HashMap<Key<'_>, (u8, bool), BuildFx> = HashMap::default();
     for r in records {
-        let dirs = seen.entry(r.point.iface.clone()).or_default();
+        let dirs = seen.entry(&*r.point.iface).or_default();
         match r.direction {
             Direction::Ingress => dirs.0 = true,
             Direction::Egress => dirs.1 = true,
         }
         if r.protocol == TCP {
             let key = (
-                r.point.iface.clone(),
+                &*r.point.iface,
                 r.src_addr,
                 r.src_port,
                 r.dst_addr,
@@ -868,7 +864,7 @@ fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
     records
         .iter()
         .map(|r| {
-            if r.protocol != TCP || seen.get(&r.point.iface) != Some(&(true, true)) {
+            if r.protocol != TCP || seen.get(&*r.point.iface) != Some(&(true, true)) {
                 return Answer::Unknown;
             }
             // The initiator's side is the one in the ASE subnet (or, failing
@@ -877,14 +873,14 @@ fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
             let (out_key, back_key) = if initiator_is_src {
                 (
                     (
-                        r.point.iface.clone(),
+                        &*r.point.iface,
                         r.src_addr,
                         r.src_port,
                         r.dst_addr,
                         r.dst_port,
                     ),
                     (
-                        r.point.iface.clone(),
+                        &*r.point.iface,
                         r.dst_addr,
                         r.dst_port,
                         r.src_addr,
@@ -894,14 +890,14 @@ fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
             } else {
                 (
                     (
-                        r.point.iface.clone(),
+                        &*r.point.iface,
                         r.dst_addr,
                         r.dst_port,
                         r.src_addr,
                         r.src_port,
                     ),
                     (
-                        r.point.iface.clone(),
+                        &*r.point.iface,
                         r.src_addr,
                         r.src_port,
                         r.dst_addr,

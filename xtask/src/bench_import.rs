@@ -202,6 +202,13 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
             .context("the import's encoder time")?;
+        // "classified N record(s) in S s"
+        let classify_s: f64 = printed
+            .lines()
+            .find(|l| l.starts_with("classified "))
+            .and_then(|l| l.rsplit(' ').nth(1))
+            .and_then(|n| n.parse().ok())
+            .context("the import's classification time")?;
         let duck_out = root.join("out-duckdb.parquet");
         let _ = fs::remove_file(&duck_out);
         let threads = if one_cpu { 1 } else { cores };
@@ -224,6 +231,8 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
             "observer_s": observer_s,
             "observer_rss_bytes": rss,
             "observer_encoder_busy_s": encoder_busy,
+            "observer_classify_s": classify_s,
+            "classified_per_s": tuples as f64 / classify_s,
             "observer_tuples_per_s": tuples as f64 / observer_s,
             "duckdb_s": duck_s,
             "duckdb_rss_bytes": duck_rss,
