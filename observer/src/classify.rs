@@ -10,17 +10,19 @@
 
 use std::{
     collections::HashMap,
-    fmt,
     net::{IpAddr, Ipv4Addr},
 };
 
 use ipnet::Ipv4Net;
 
+pub use crate::topology::is_public;
+pub use crate::verdict::Verdict;
 use crate::{
     catalog::{Catalog, Dependency, Destination},
     dns::DnsAnswer,
     flow::{Direction, FlowRecord},
     routes::{Decision, EffectiveRoutes},
+    security::{EffectiveSecurity, Flow, Scope, SecurityDecision},
     topology::{AZURE_DNS, Environment, NextHop, Topology},
 };
 
@@ -48,77 +50,6 @@ impl Category {
             Self::Internet => "internet",
             Self::Unknown => "unknown",
         }
-    }
-}
-
-/// The verdict vocabulary; leaks first (the report's order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Verdict {
-    LeakPublicEndpoint,
-    LeakDns,
-    LeakRoute,
-    MisrouteForcedTunnel,
-    Blocked,
-    SameSubnetUnreachable,
-    DroppedNoRoute,
-    Undocumented,
-    Ok,
-}
-
-impl Verdict {
-    pub const ALL: [Self; 9] = [
-        Self::LeakPublicEndpoint,
-        Self::LeakDns,
-        Self::LeakRoute,
-        Self::MisrouteForcedTunnel,
-        Self::Blocked,
-        Self::SameSubnetUnreachable,
-        Self::DroppedNoRoute,
-        Self::Undocumented,
-        Self::Ok,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LeakPublicEndpoint => "leak-public-endpoint",
-            Self::LeakDns => "leak-dns",
-            Self::LeakRoute => "leak-route",
-            Self::MisrouteForcedTunnel => "misroute-forced-tunnel",
-            Self::Blocked => "blocked",
-            Self::SameSubnetUnreachable => "same-subnet-unreachable",
-            Self::DroppedNoRoute => "dropped-no-route",
-            Self::Undocumented => "undocumented",
-            Self::Ok => "ok",
-        }
-    }
-
-    pub fn is_leak(self) -> bool {
-        matches!(
-            self,
-            Self::LeakPublicEndpoint | Self::LeakDns | Self::LeakRoute | Self::MisrouteForcedTunnel
-        )
-    }
-}
-
-impl std::str::FromStr for Verdict {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown verdict `{s}` (one of: {})",
-                    Self::ALL.map(|v| v.as_str()).join(", ")
-                )
-            })
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -169,6 +100,7 @@ enum Known {
 pub struct Classifier {
     topology: Topology,
     routes: EffectiveRoutes,
+    security: EffectiveSecurity,
     dependencies: Vec<Dependency>,
     known: HashMap<Ipv4Addr, Known>,
 }
@@ -222,6 +154,7 @@ impl Classifier {
         Self {
             topology: topology.clone(),
             routes: EffectiveRoutes::build(topology),
+            security: EffectiveSecurity::build(topology),
             dependencies: catalog.for_environment(topology.environment),
             known,
         }
@@ -282,11 +215,27 @@ impl Classifier {
     ) -> Classification {
         let ase = self.topology.ase_subnet().prefix;
         let reply = in_net(ase, record.dst_addr) && !in_net(ase, record.src_addr);
-        let (remote, remote_port) = if reply {
-            (record.src_addr, record.src_port)
+        let (remote, remote_port, local, local_port) = if reply {
+            (
+                record.src_addr,
+                record.src_port,
+                record.dst_addr,
+                record.dst_port,
+            )
         } else {
-            (record.dst_addr, record.dst_port)
+            (
+                record.dst_addr,
+                record.dst_port,
+                record.src_addr,
+                record.src_port,
+            )
         };
+        // The remote end opened the flow (inbound management, a client of
+        // the app): the ASE side listens on the lower, well-known port.
+        let inbound = matches!(
+            (local_port, remote_port),
+            (Some(l), Some(r)) if l < r && r >= 1024 && in_net(ase, local)
+        );
         let known = match remote {
             IpAddr::V4(v4) => self.known.get(&v4),
             IpAddr::V6(_) => None,
@@ -304,9 +253,18 @@ impl Classifier {
             protocol: record.protocol,
             port: remote_port,
         };
+        // A destination the topology names (a backend, a private endpoint)
+        // is that resource, even when its name falls under a dependency's
+        // domain (a customer storage account behind a private endpoint is
+        // not the ASE's Storage dependency).
+        let named = matches!(
+            known,
+            Some(Known::Backend { .. } | Known::PrivateEndpoint { .. })
+        );
         let dependency = self
             .dependencies
             .iter()
+            .filter(|_| !named && !inbound)
             .find(|d| d.matches(&destination, &self.topology.service_tags));
         let decision = match remote {
             IpAddr::V4(v4) => Some(
@@ -322,10 +280,36 @@ impl Classifier {
             .as_deref()
             .and_then(NextHop::from_role);
         let category = self.category(remote, remote_port, known, dependency);
+        let security = match (remote, local) {
+            (IpAddr::V4(r), IpAddr::V4(l)) if !decision.is_some_and(|d| d.bypasses_vnet) => {
+                // The flow as its initiator sent it.
+                let flow = if inbound {
+                    Flow {
+                        src: r,
+                        dst: l,
+                        protocol: record.protocol,
+                        src_port: remote_port,
+                        dst_port: local_port,
+                    }
+                } else {
+                    Flow {
+                        src: l,
+                        dst: r,
+                        protocol: record.protocol,
+                        src_port: local_port,
+                        dst_port: remote_port,
+                    }
+                };
+                Some(self.security.verify(&flow, Scope::Path))
+            }
+            _ => None,
+        };
         let judged = Judged {
             record,
             remote,
             reply,
+            inbound,
+            security: security.as_ref(),
             known,
             dependency,
             decision,
@@ -440,6 +424,10 @@ impl Classifier {
             )
         };
 
+        if j.inbound {
+            return self.inbound_verdict(j);
+        }
+
         if !j.reply
             && let Some(d) = j.decision
             && d.next_hop() == NextHop::None
@@ -520,12 +508,37 @@ impl Classifier {
             );
         }
 
+        if let Some(sec) = j.security
+            && sec.access == crate::topology::Access::Deny
+        {
+            let port = sec.flow.dst_port.map_or(String::new(), |p| format!(":{p}"));
+            let then = match j.dependency {
+                Some(dep) => format!(
+                    "; {} is a documented dependency of the ASE: if it is blocked the ASE stops working, allow it with a rule of a lower priority number",
+                    dep.name
+                ),
+                None => String::new(),
+            };
+            return (
+                Verdict::DeniedByNsg,
+                format!(
+                    "{} to {}{port} is denied: {}{then}",
+                    protocol_name(sec.flow.protocol),
+                    sec.flow.dst,
+                    sec.describe()
+                ),
+            );
+        }
+
         if !j.reply
             && let (Some(dep), Some(d)) = (j.dependency, j.decision)
         {
             let expected = d.next_hop();
             let path = j.observed.unwrap_or(expected);
-            if !dep.allows(path) || !dep.allows(expected) {
+            // The VNet's own route is never forced tunnelling.
+            let vnet_local =
+                expected == NextHop::VnetLocal || j.observed == Some(NextHop::VnetLocal);
+            if !vnet_local && (!dep.allows(path) || !dep.allows(expected)) {
                 let how = match (j.observed, expected) {
                     (Some(seen), _) if !dep.allows(seen) => {
                         format!("was seen leaving by the {seen} path")
@@ -629,6 +642,71 @@ impl Classifier {
             _ => format!("{} flow", j.category.as_str()),
         };
         (Verdict::Ok, reason)
+    }
+
+    /// Flows the remote end opened: the destination subnet's NSG must admit
+    /// them, and the reply to inbound management must leave by the path the
+    /// request came in (the Internet), or TCP breaks.
+    fn inbound_verdict(&self, j: &Judged<'_>) -> (Verdict, String) {
+        let remote = j.remote;
+        let service_port = if j.reply {
+            j.record.dst_port
+        } else {
+            j.record.src_port
+        };
+        let management = service_port.is_some_and(|p| MANAGEMENT_PORTS.contains(&p));
+        if let Some(sec) = j.security
+            && sec.access == crate::topology::Access::Deny
+        {
+            let then = if management {
+                "; inbound management (454-455 from AppServiceManagement) is required: the ASE stops working; add an inbound Allow rule for it"
+            } else {
+                ""
+            };
+            return (
+                Verdict::DeniedByNsg,
+                format!(
+                    "inbound {} from {remote} to {}:{} is denied: {}{then}",
+                    protocol_name(j.record.protocol),
+                    sec.flow.dst,
+                    service_port.unwrap_or(0),
+                    sec.describe()
+                ),
+            );
+        }
+        if management
+            && is_public(remote)
+            && let Some(d) = j.decision
+            && (d.next_hop() != NextHop::Internet
+                || j.observed
+                    .is_some_and(|o| o != NextHop::Internet && !j.reply))
+        {
+            let leaves = j
+                .observed
+                .filter(|o| !j.reply && *o != NextHop::Internet)
+                .unwrap_or(d.next_hop());
+            return (
+                Verdict::AsymmetricRoute,
+                format!(
+                    "management traffic from {remote} to port {} comes in from the Internet, but the reply leaves by {leaves} ({} route {}, {}): the connection breaks; add a user route for the AppServiceManagement service tag (or the management addresses) with next hop Internet",
+                    service_port.unwrap_or(0),
+                    d.chosen.source.as_str(),
+                    d.chosen.prefix,
+                    d.chosen.origin
+                ),
+            );
+        }
+        let allowed = j
+            .security
+            .map_or_else(|| "no NSG applies".to_string(), SecurityDecision::describe);
+        (
+            Verdict::Ok,
+            format!(
+                "inbound {} from {remote} to port {}: {allowed}",
+                protocol_name(j.record.protocol),
+                service_port.unwrap_or(0)
+            ),
+        )
     }
 
     /// Judges one DNS answer: the server, privatelink names answered
@@ -795,6 +873,10 @@ struct Judged<'a> {
     record: &'a FlowRecord,
     remote: IpAddr,
     reply: bool,
+    /// The remote end opened the flow.
+    inbound: bool,
+    /// The NSGs' verdict on the flow as its initiator sent it.
+    security: Option<&'a SecurityDecision>,
     known: Option<&'a Known>,
     dependency: Option<&'a Dependency>,
     decision: Option<&'a Decision>,
@@ -804,34 +886,20 @@ struct Judged<'a> {
     dst_name: Option<&'a str>,
 }
 
-fn in_net(net: Ipv4Net, addr: IpAddr) -> bool {
-    matches!(addr, IpAddr::V4(v4) if net.contains(&v4))
+/// The ASE's inbound management ports (from AppServiceManagement).
+pub const MANAGEMENT_PORTS: [u16; 2] = [454, 455];
+
+fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        1 => "ICMP".into(),
+        p => format!("protocol {p}"),
+    }
 }
 
-/// Globally routable, roughly: not private, loopback, link-local, CGNAT,
-/// multicast or unspecified. (Documentation ranges count as public: the lab
-/// uses them for its fake Azure endpoints.)
-pub fn is_public(addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => {
-            let cgnat = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).expect("constant");
-            !(a.is_private()
-                || a.is_loopback()
-                || a.is_link_local()
-                || a.is_multicast()
-                || a.is_broadcast()
-                || a.is_unspecified()
-                || cgnat.contains(&a))
-        }
-        IpAddr::V6(a) => {
-            let first = a.segments()[0];
-            !(a.is_loopback()
-                || a.is_multicast()
-                || a.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
-    }
+fn in_net(net: Ipv4Net, addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V4(v4) if net.contains(&v4))
 }
 
 /// Pairs each TCP record with the reverse direction on the same interface.

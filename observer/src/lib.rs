@@ -13,8 +13,11 @@
 //! | DNS answers to names per flow | [`dns`] |
 //! | the customer's network, from its TOML file | [`topology`] |
 //! | Azure route selection | [`routes`] |
+//! | NSG evaluation (IP flow verify, effective rules) | [`security`] |
+//! | the static audit of `observer check` | [`audit`] |
 //! | documented ASE dependencies (data) | [`catalog`] |
 //! | category, expected/observed path, verdict | [`classify`] |
+//! | the verdict vocabulary (below topology and classify) | [`verdict`] |
 //! | Parquet schema, writer, reader | [`files`] |
 //! | local or `az://` paths | [`storage`] |
 //! | Azure flow logs and pcaps into flow records | [`import`] |
@@ -22,6 +25,7 @@
 //! | topologies in network namespaces, scenario traffic | [`lab`] |
 //! | command line | [`cli`] |
 
+pub mod audit;
 pub mod capture;
 pub mod catalog;
 pub mod classify;
@@ -34,5 +38,7 @@ pub mod lab;
 pub mod pipeline;
 pub mod report;
 pub mod routes;
+pub mod security;
 pub mod storage;
 pub mod topology;
+pub mod verdict;

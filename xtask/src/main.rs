@@ -45,9 +45,12 @@ enum Task {
     },
     /// Benchmarks of the capture path (needs root); writes target/bench/*.json.
     Bench(bench::BenchArgs),
-    /// Reproduce topologies in network namespaces (needs root).
-    #[command(subcommand)]
-    Lab(lab::LabCommand),
+    /// `observer lab ARGS...` with the release observer (needs root):
+    /// list, up, down, status, run, exec.
+    Lab {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Set by SIGINT/SIGTERM. Children get the terminal's signal themselves;
@@ -78,7 +81,7 @@ fn main() -> ExitCode {
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
         Task::Bench(args) => bench::run(&args),
-        Task::Lab(command) => lab::run(command),
+        Task::Lab { args } => lab::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

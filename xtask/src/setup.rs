@@ -18,6 +18,8 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("ethtool", "ethtool"),
     ("ping", "iputils-ping"),
+    ("curl", "curl"),
+    ("python3", "python3"),
     ("setpriv", "util-linux"),
     ("unshare", "util-linux"),
     ("mount", "mount"),

@@ -175,6 +175,15 @@ fn every_scenario_traffic_gets_its_expected_verdict() {
         ("multi-tenant-route-all-on.toml", "storage", Reply::SynAck),
         ("asev1-same-subnet.toml", "same-subnet-vm", Reply::Nothing),
         ("storage-blocked.toml", "storage", Reply::Nothing),
+        ("seed-004-nsg.toml", "azure-sql", Reply::SynAck),
+        ("seed-004-nsg.toml", "storage", Reply::SynAck),
+        ("seed-004-nsg.toml", "management", Reply::SynAck),
+        ("seed-004-nsg-missing-sql.toml", "azure-sql", Reply::Nothing),
+        ("seed-004-nsg-missing-sql.toml", "storage", Reply::SynAck),
+        ("sql-vm-nsg.toml", "sql-private", Reply::SynAck),
+        ("sql-vm-nsg.toml", "rdp", Reply::Nothing),
+        ("forced-tunnel-bgp-specific.toml", "azure-sql", Reply::Rst),
+        ("forced-tunnel-bgp-specific.toml", "example", Reply::SynAck),
     ];
     for (file, name, reply) in table {
         let t = scenario(file);
@@ -338,4 +347,398 @@ fn dns_answers_are_judged() {
     let mut a = dns_answer("10.0.2.53", "NOERROR", &pl, "203.0.113.20");
     classifier.judge_dns(&mut a);
     assert!(a.reason.unwrap().contains("custom DNS server 10.0.2.53"));
+}
+
+// ---- NSGs, inbound management, named destinations ----------------------------
+
+fn inline(text: &str) -> Topology {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies");
+    let base = format!(
+        "service_tags = \"service-tags.json\"\n{text}\n[[lab.traffic]]\nname = \"x\"\nto = \"10.0.0.9\"\nport = 1\n"
+    );
+    let mut t = Topology::parse(&dir.join("inline.toml"), &base).unwrap_or_else(|e| panic!("{e}"));
+    let tags = crate::topology::ServiceTags::load(&dir.join("service-tags.json")).unwrap();
+    t.service_tags.extend(tags);
+    t
+}
+
+const ASE: &str = r#"name = "t"
+environment = "asev2-external"
+[vnet]
+name = "ase-vnet"
+address_space = ["10.0.0.0/16"]
+[[vnet.subnet]]
+name = "ase"
+prefix = "10.0.0.0/24"
+role = "ase"
+[[vnet.subnet]]
+name = "pe"
+prefix = "10.0.2.0/24"
+role = "private-endpoints"
+[[vnet.subnet]]
+name = "apps"
+prefix = "10.0.1.0/24"
+role = "backend"
+"#;
+
+const FORCED: &str = r#"
+[onprem]
+gateway = "expressroute"
+prefixes = ["192.168.0.0/16"]
+advertises = ["0.0.0.0/0"]
+"#;
+
+const STORAGE_PE: &str = r#"
+[[private_endpoint]]
+name = "files"
+fqdn = "contosofiles.file.core.windows.net"
+private_ip = "10.0.2.7"
+public_ip = "203.0.113.31"
+zone = "privatelink.file.core.windows.net"
+zone_linked = true
+ports = [443, 445]
+[[backend]]
+name = "blob-proxy"
+private_ip = "10.0.1.9"
+fqdn = "contosoblob.blob.core.windows.net"
+ports = [443]
+"#;
+
+/// A destination the topology names is that resource even under a
+/// dependency's domain; a VnetLocal route is never forced tunnelling.
+#[test]
+fn named_destinations_and_vnet_local_routes_are_not_platform_dependencies() {
+    // (topology, destination, port, name the app used, category, dependency, verdict)
+    type Case<'a> = (
+        String,
+        &'a str,
+        u16,
+        Option<&'a str>,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: &[Case<'_>] = &[
+        (
+            format!("{ASE}{FORCED}{STORAGE_PE}"),
+            "10.0.2.7",
+            443,
+            Some("contosofiles.file.core.windows.net"),
+            "private-endpoint",
+            None,
+            "ok",
+        ),
+        (
+            format!("{ASE}{STORAGE_PE}"),
+            "10.0.2.7",
+            445,
+            Some("contosofiles.file.core.windows.net"),
+            "private-endpoint",
+            None,
+            "ok",
+        ),
+        (
+            format!("{ASE}{FORCED}{STORAGE_PE}"),
+            "10.0.1.9",
+            443,
+            Some("contosoblob.blob.core.windows.net"),
+            "vnet",
+            None,
+            "ok",
+        ),
+        // NTP and port 12000 to a server inside the VNet: VnetLocal is fine.
+        (
+            format!("{ASE}{FORCED}"),
+            "10.0.1.20",
+            123,
+            None,
+            "dependency",
+            Some("ntp"),
+            "ok",
+        ),
+        (
+            format!("{ASE}{FORCED}"),
+            "10.0.1.20",
+            12000,
+            None,
+            "dependency",
+            Some("system-monitoring"),
+            "ok",
+        ),
+        // The same dependency over the forced tunnel is still a misroute.
+        (
+            format!("{ASE}{FORCED}"),
+            "192.0.2.50",
+            12000,
+            None,
+            "dependency",
+            Some("system-monitoring"),
+            "misroute-forced-tunnel",
+        ),
+        // A storage account without a private endpoint is the dependency.
+        (
+            format!("{ASE}{FORCED}"),
+            "203.0.113.30",
+            443,
+            Some("other.blob.core.windows.net"),
+            "dependency",
+            Some("azure-storage"),
+            "misroute-forced-tunnel",
+        ),
+    ];
+    for (text, dst, port, name, category, dependency, verdict) in cases {
+        let t = inline(text);
+        let classifier = Classifier::new(&t, &Catalog::load(t.cloud, &[]).unwrap());
+        let mut r = record(
+            "10.0.0.4",
+            dst,
+            40000,
+            *port,
+            SYN | ACK,
+            Direction::Egress,
+            "eth0",
+            "workload",
+        );
+        r.dst_name = name.map(String::from);
+        let c = classifier.classify(&r, Answer::Answered);
+        assert_eq!(
+            (
+                c.category.as_str(),
+                c.dependency.as_deref(),
+                c.verdict.as_str()
+            ),
+            (*category, *dependency, *verdict),
+            "{dst}:{port}: {}",
+            c.reason
+        );
+    }
+}
+
+const NSG: &str = r#"
+[[nsg]]
+name = "ase-nsg"
+subnets = ["ase"]
+[[nsg.rule]]
+name = "allow-management"
+priority = 100
+direction = "Inbound"
+access = "Allow"
+protocol = "Tcp"
+source = ["AppServiceManagement"]
+destination_ports = ["454-455"]
+[[nsg.rule]]
+name = "deny-sql"
+priority = 200
+direction = "Outbound"
+access = "Deny"
+protocol = "Tcp"
+destination = ["Sql"]
+destination_ports = ["1433"]
+[[nsg.rule]]
+name = "deny-apps"
+priority = 210
+direction = "Outbound"
+access = "Deny"
+protocol = "*"
+destination = ["10.0.1.0/24"]
+"#;
+
+const UDR_MANAGEMENT: &str = r#"
+[[route_table.route]]
+name = "management"
+service_tag = "AppServiceManagement"
+next_hop = "Internet"
+"#;
+
+/// Outbound and inbound NSG denials, and the reply path of inbound
+/// management under forced tunnelling.
+#[test]
+fn nsg_denials_and_asymmetric_management_replies() {
+    // (topology, src, dst, sport, dport, direction, role, verdict, reason contains)
+    type Case<'a> = (
+        String,
+        &'a str,
+        &'a str,
+        u16,
+        u16,
+        Direction,
+        &'a str,
+        &'a str,
+        &'a str,
+    );
+    let cases: &[Case<'_>] = &[
+        (
+            format!("{ASE}{NSG}"),
+            "10.0.0.4",
+            "203.0.113.40",
+            40000,
+            1433,
+            Direction::Egress,
+            "workload",
+            "denied-by-nsg",
+            "nsg ase-nsg rule deny-sql (priority 200)",
+        ),
+        (
+            format!("{ASE}{NSG}"),
+            "10.0.0.4",
+            "203.0.113.40",
+            40000,
+            1433,
+            Direction::Egress,
+            "workload",
+            "denied-by-nsg",
+            "the ASE stops working",
+        ),
+        (
+            format!("{ASE}{NSG}"),
+            "10.0.0.4",
+            "10.0.1.5",
+            40000,
+            8080,
+            Direction::Egress,
+            "workload",
+            "denied-by-nsg",
+            "deny-apps",
+        ),
+        (
+            format!("{ASE}{NSG}"),
+            "10.0.0.4",
+            "203.0.113.30",
+            40000,
+            443,
+            Direction::Egress,
+            "workload",
+            "ok",
+            "azure-storage",
+        ),
+        // Inbound management: allowed, then refused by the NSG from elsewhere.
+        (
+            format!("{ASE}{NSG}"),
+            "203.0.113.81",
+            "10.0.0.4",
+            40001,
+            454,
+            Direction::Ingress,
+            "workload",
+            "ok",
+            "allow-management",
+        ),
+        (
+            format!("{ASE}{NSG}"),
+            "192.0.2.9",
+            "10.0.0.4",
+            40001,
+            454,
+            Direction::Ingress,
+            "workload",
+            "denied-by-nsg",
+            "DenyAllInBound",
+        ),
+        (
+            format!("{ASE}{NSG}"),
+            "192.0.2.9",
+            "10.0.0.4",
+            40001,
+            454,
+            Direction::Ingress,
+            "workload",
+            "denied-by-nsg",
+            "the ASE stops working",
+        ),
+        // Forced tunnelling: the request and the reply are asymmetric.
+        (
+            format!("{ASE}{FORCED}"),
+            "203.0.113.81",
+            "10.0.0.4",
+            40001,
+            454,
+            Direction::Ingress,
+            "workload",
+            "asymmetric-route",
+            "the reply leaves by VirtualNetworkGateway",
+        ),
+        (
+            format!("{ASE}{FORCED}"),
+            "10.0.0.4",
+            "203.0.113.81",
+            455,
+            40001,
+            Direction::Egress,
+            "workload",
+            "asymmetric-route",
+            "AppServiceManagement",
+        ),
+        (
+            format!("{ASE}{FORCED}"),
+            "10.0.0.4",
+            "203.0.113.81",
+            455,
+            40001,
+            Direction::Egress,
+            "gateway",
+            "asymmetric-route",
+            "VirtualNetworkGateway",
+        ),
+        // Fixed with the UDR for the management tag.
+        (
+            format!("{ASE}{FORCED}{UDR_MANAGEMENT}"),
+            "203.0.113.81",
+            "10.0.0.4",
+            40001,
+            454,
+            Direction::Ingress,
+            "workload",
+            "ok",
+            "inbound TCP",
+        ),
+        (
+            format!("{ASE}{FORCED}{UDR_MANAGEMENT}"),
+            "10.0.0.4",
+            "203.0.113.81",
+            454,
+            40001,
+            Direction::Egress,
+            "workload",
+            "ok",
+            "inbound TCP",
+        ),
+        // An ordinary reply to an outbound flow is not inbound.
+        (
+            format!("{ASE}{FORCED}"),
+            "203.0.113.40",
+            "10.0.0.4",
+            1433,
+            40000,
+            Direction::Ingress,
+            "workload",
+            "ok",
+            "azure-sql",
+        ),
+    ];
+    for (text, src, dst, sport, dport, direction, role, verdict, needle) in cases {
+        let t = inline(text);
+        let classifier = Classifier::new(&t, &Catalog::load(t.cloud, &[]).unwrap());
+        let r = record(
+            src,
+            dst,
+            *sport,
+            *dport,
+            SYN | ACK,
+            *direction,
+            "eth0",
+            role,
+        );
+        let c = classifier.classify(&r, Answer::Unknown);
+        assert_eq!(
+            c.verdict.as_str(),
+            *verdict,
+            "{src}:{sport} -> {dst}:{dport}: {}",
+            c.reason
+        );
+        assert!(
+            c.reason.contains(needle),
+            "{src} -> {dst}:{dport}: `{needle}` not in {}",
+            c.reason
+        );
+    }
 }

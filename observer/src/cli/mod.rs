@@ -1,10 +1,14 @@
 //! Command line: one file per subcommand, `///` comments are the help text.
 
+mod check;
 mod classify;
+mod lab;
+mod nsg;
 mod import;
 mod report;
 mod route;
 mod run;
+mod verify;
 
 use std::{
     path::{Path, PathBuf},
@@ -49,6 +53,17 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Show the route Azure picks for a destination (effective routes).
     Route(route::RouteArgs),
+    /// Emulated ASE networks in namespaces: list, up, down, status, run,
+    /// and exec (your own command in the lab, as a CI gate).
+    Lab(lab::LabArgs),
+    /// Verify one flow against the NSGs (like Network Watcher's IP flow
+    /// verify): Allow or Deny, the rule that decided, the route.
+    Verify(verify::VerifyArgs),
+    /// Show the effective security rules of the topology's subnets.
+    Nsg(nsg::NsgArgs),
+    /// Audit a topology before any traffic: every documented requirement
+    /// against its routes, NSGs and DNS; exit 1 if the ASE would not work.
+    Check(check::CheckArgs),
 }
 
 impl Command {
@@ -59,6 +74,10 @@ impl Command {
             Self::Report(args) => args.execute(),
             Self::Import(args) => args.execute(),
             Self::Route(args) => args.execute(),
+            Self::Lab(args) => args.execute(),
+            Self::Verify(args) => args.execute(),
+            Self::Nsg(args) => args.execute(),
+            Self::Check(args) => args.execute(),
         }
     }
 }

@@ -21,9 +21,9 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    classify::Verdict,
     dns::DnsAnswer,
     flow::{Direction, FlowRecord},
+    verdict::Verdict,
 };
 
 /// What makes `observer report --fail-on` (and `lab exec`) exit non-zero.

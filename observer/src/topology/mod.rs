@@ -8,6 +8,7 @@
 //! carries file, line, column and a hint. See `docs/topology.md`.
 
 mod model;
+pub mod nsg;
 pub mod service_tags;
 mod validate;
 
@@ -19,6 +20,7 @@ use std::{
 
 pub use self::{
     model::*,
+    nsg::{Access, AddressPrefix, Nsg, PortRange, RuleDirection, RuleProtocol, SecurityRule},
     service_tags::{ServiceTag, ServiceTags},
 };
 
@@ -112,6 +114,7 @@ impl Topology {
                 )
             })?;
             topology.service_tags.extend(tags);
+            topology.check_nsg_tags(&locator)?;
         }
         for route in &topology.route_table.routes {
             if let RouteTarget::ServiceTag(tag) = &route.target
@@ -137,7 +140,28 @@ impl Topology {
             let hint = hint_for(&message);
             locator.error(span, message, hint)
         })?;
-        validate::validate(raw, &locator)
+        let topology = validate::validate(raw, &locator)?;
+        if topology.service_tags_file.is_none() {
+            topology.check_nsg_tags(&locator)?;
+        }
+        Ok(topology)
+    }
+
+    /// Every service tag an NSG rule names must be Azure's or defined here.
+    fn check_nsg_tags(&self, locator: &Locator<'_>) -> Result<(), TopologyError> {
+        match nsg::unknown_tag(&self.nsg_tag_uses, |tag| {
+            self.service_tags.get(tag).is_some()
+        }) {
+            Some((tag, span)) => Err(locator.error(
+                span.clone(),
+                format!("unknown service tag `{tag}`"),
+                Some(format!(
+                    "use {}, a tag of the service_tags file or of a [[service_tag]] table (names are case-sensitive)",
+                    nsg::BUILTIN_TAGS.join(", ")
+                )),
+            )),
+            None => Ok(()),
+        }
     }
 }
 

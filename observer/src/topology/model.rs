@@ -263,6 +263,8 @@ pub(crate) struct RawTopology {
     #[serde(default)]
     pub service_tag: Vec<Spanned<InlineTag>>,
     #[serde(default)]
+    pub nsg: Vec<Spanned<super::nsg::RawNsg>>,
+    #[serde(default)]
     pub lab: LabSpec,
 }
 
@@ -361,8 +363,12 @@ pub struct Topology {
     pub onprem: Option<OnPrem>,
     pub route_table: RouteTable,
     pub service_tags: ServiceTags,
+    /// Network security groups and their subnet associations.
+    pub nsgs: Vec<super::nsg::Nsg>,
     pub lab: LabSpec,
     pub(crate) service_tags_file: Option<(String, Range<usize>)>,
+    /// Service tags the NSG rules name, checked once the tag file is read.
+    pub(crate) nsg_tag_uses: Vec<super::nsg::TagUse>,
 }
 
 #[derive(Clone, Debug)]
@@ -521,19 +527,13 @@ pub struct LabSpec {
     /// The workload's address in the ASE subnet (default: the subnet's `.4`).
     #[serde(default)]
     pub workload: Option<Ipv4Addr>,
+    /// App instances in the ASE subnet (1 to 8, default 1): instance `i`
+    /// gets the workload address plus `i`, in a namespace of its own, each
+    /// an observation point.
+    #[serde(default)]
+    pub instances: Option<Spanned<u8>>,
     #[serde(default)]
     pub traffic: Vec<Traffic>,
-    /// NSG-style outbound deny rules the lab's VNet router enforces.
-    #[serde(default)]
-    pub deny: Vec<Deny>,
-}
-
-/// An outbound deny rule: TCP/UDP to `to`:`port` is dropped.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Deny {
-    pub to: Ipv4Addr,
-    pub port: u16,
 }
 
 /// One flow a scenario opens from the workload.
@@ -569,6 +569,19 @@ impl Topology {
         })
     }
 
+    /// How many app instances the lab runs (`[lab] instances`, default 1).
+    pub fn instances(&self) -> u8 {
+        self.lab.instances.as_ref().map_or(1, |n| *n.get_ref())
+    }
+
+    /// The address of every app instance, the first being the workload's.
+    pub fn instance_addresses(&self) -> Vec<Ipv4Addr> {
+        let first = u32::from(self.workload_address());
+        (0..u32::from(self.instances()))
+            .map(|i| Ipv4Addr::from(first + i))
+            .collect()
+    }
+
     pub fn in_vnet(&self, addr: Ipv4Addr) -> bool {
         self.vnet.address_space.iter().any(|n| n.contains(&addr))
     }
@@ -589,5 +602,38 @@ impl Topology {
 
     pub fn subnet_of(&self, addr: Ipv4Addr) -> Option<&Subnet> {
         self.vnet.subnets.iter().find(|s| s.prefix.contains(&addr))
+    }
+
+    /// The NSG associated with subnet `name`, if any.
+    pub fn nsg_of(&self, subnet: &str) -> Option<&super::nsg::Nsg> {
+        self.nsgs
+            .iter()
+            .find(|n| n.subnets.iter().any(|s| s == subnet))
+    }
+}
+
+/// Globally routable, roughly: not private, loopback, link-local, CGNAT,
+/// multicast or unspecified. (Documentation ranges count as public: the lab
+/// uses them for its fake Azure endpoints.)
+pub fn is_public(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            let cgnat = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).expect("constant");
+            !(a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_unspecified()
+                || cgnat.contains(&a))
+        }
+        IpAddr::V6(a) => {
+            let first = a.segments()[0];
+            !(a.is_loopback()
+                || a.is_multicast()
+                || a.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
     }
 }
