@@ -2,9 +2,9 @@
 
 mod check;
 mod classify;
+mod import;
 mod lab;
 mod nsg;
-mod import;
 mod report;
 mod route;
 mod run;
