@@ -124,6 +124,7 @@ import sys, duckdb
 src, dst, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 con = duckdb.connect()
 con.execute(f"SET threads = {threads}")
+con.execute("SET enable_progress_bar = false")
 con.execute(f"""
 COPY (
   WITH recs AS (
@@ -154,6 +155,7 @@ import sys, duckdb
 src, dst = sys.argv[1], sys.argv[2]
 con = duckdb.connect()
 con.execute("SET threads = 1")
+con.execute("SET enable_progress_bar = false")
 con.execute(f"CREATE TABLE t AS SELECT * FROM read_parquet('{src}/**/*.parquet')")
 import time
 start = time.perf_counter()
@@ -258,7 +260,12 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
         "duckdb copy: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let duck_copy_s: f64 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    let duck_copy_s: f64 = printed
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("duckdb copy printed {printed:?}"))?;
     let encoder_s = rows[0]["observer_encoder_busy_s"]
         .as_f64()
         .unwrap_or(f64::NAN);
