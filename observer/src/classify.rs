@@ -20,7 +20,7 @@ pub use crate::verdict::Verdict;
 use crate::{
     catalog::{Catalog, Dependency, Destination},
     dns::DnsAnswer,
-    flow::{Direction, FlowRecord},
+    flow::{Direction, FlowRecord, NsgDecision},
     routes::{Decision, EffectiveRoutes},
     security::{EffectiveSecurity, Flow, Scope, SecurityDecision},
     topology::{AZURE_DNS, Environment, NextHop, Topology},
@@ -176,10 +176,16 @@ impl Classifier {
         let mut routes = HashMap::new();
         let mut table: Vec<Classification> = Vec::new();
         let mut slots: Vec<u32> = Vec::with_capacity(records.len());
+        // Default rules match any source port; only user rules may not.
+        let source_port_rules = self.topology.nsgs.iter().any(|nsg| {
+            nsg.rules
+                .iter()
+                .any(|r| r.source_ports.iter().any(|p| !p.is_any()))
+        });
         {
             let mut index: HashMap<MemoKey<'_>, u32, BuildFx> = HashMap::default();
             for (record, &answer) in records.iter().zip(&answers) {
-                let key = MemoKey::of(record, answer, ase);
+                let key = MemoKey::of(record, answer, ase, source_port_rules);
                 let slot = *index.entry(key).or_insert_with(|| {
                     table.push(self.classify_with(record, answer, &mut routes));
                     (table.len() - 1) as u32
@@ -213,29 +219,14 @@ impl Classifier {
         answer: Answer,
         decisions: &mut HashMap<Ipv4Addr, Decision>,
     ) -> Classification {
-        let ase = self.topology.ase_subnet().prefix;
-        let reply = in_net(ase, record.dst_addr) && !in_net(ase, record.src_addr);
-        let (remote, remote_port, local, local_port) = if reply {
-            (
-                record.src_addr,
-                record.src_port,
-                record.dst_addr,
-                record.dst_port,
-            )
-        } else {
-            (
-                record.dst_addr,
-                record.dst_port,
-                record.src_addr,
-                record.src_port,
-            )
-        };
-        // The remote end opened the flow (inbound management, a client of
-        // the app): the ASE side listens on the lower, well-known port.
-        let inbound = matches!(
-            (local_port, remote_port),
-            (Some(l), Some(r)) if l < r && r >= 1024 && in_net(ase, local)
-        );
+        let Sides {
+            reply,
+            remote,
+            remote_port,
+            local,
+            local_port,
+            inbound,
+        } = Sides::of(record, self.topology.ase_subnet().prefix);
         let known = match remote {
             IpAddr::V4(v4) => self.known.get(&v4),
             IpAddr::V6(_) => None,
@@ -318,7 +309,25 @@ impl Classifier {
             answer,
             dst_name: dst_name.as_deref(),
         };
-        let (verdict, reason) = self.verdict(&judged);
+        let (mut verdict, mut reason) = self.verdict(&judged);
+        // The flow log saw Azure deny this flow: that is what happened,
+        // whatever the topology's model says.
+        if record.origin.nsg_decision == Some(NsgDecision::Deny) {
+            let rule = record
+                .origin
+                .nsg_rule
+                .as_deref()
+                .unwrap_or("an unnamed rule");
+            let source = record.origin.source.as_str();
+            reason = if verdict == Verdict::DeniedByNsg {
+                format!("{reason}; the {source} recorded the deny by {rule}")
+            } else {
+                format!(
+                    "the {source} recorded this flow as denied by {rule}; the topology's NSGs would not deny it ({verdict}: {reason}), so they differ from what is deployed"
+                )
+            };
+            verdict = Verdict::DeniedByNsg;
+        }
         Classification {
             category,
             dependency: dependency.map(|d| d.name.clone()),
@@ -797,28 +806,86 @@ impl Classifier {
     }
 }
 
+/// A record from the workload's side: which end is remote, and who opened it.
+struct Sides {
+    /// The record goes from the remote end to the ASE subnet.
+    reply: bool,
+    remote: IpAddr,
+    remote_port: Option<u16>,
+    local: IpAddr,
+    local_port: Option<u16>,
+    /// The remote end opened the flow (inbound management, a client of
+    /// the app): the ASE side listens on the lower, well-known port.
+    inbound: bool,
+}
+
+impl Sides {
+    fn of(record: &FlowRecord, ase: Ipv4Net) -> Self {
+        let reply = in_net(ase, record.dst_addr) && !in_net(ase, record.src_addr);
+        let (remote, remote_port, local, local_port) = if reply {
+            (
+                record.src_addr,
+                record.src_port,
+                record.dst_addr,
+                record.dst_port,
+            )
+        } else {
+            (
+                record.dst_addr,
+                record.dst_port,
+                record.src_addr,
+                record.src_port,
+            )
+        };
+        let inbound = matches!(
+            (local_port, remote_port),
+            (Some(l), Some(r)) if l < r && r >= 1024 && in_net(ase, local)
+        );
+        Self {
+            reply,
+            remote,
+            remote_port,
+            local,
+            local_port,
+            inbound,
+        }
+    }
+}
+
 /// What a record's classification depends on (see [`Classifier::classify_all`]).
 #[derive(PartialEq, Eq, Hash)]
 struct MemoKey<'a> {
     src: IpAddr,
     dst: IpAddr,
     remote_port: Option<u16>,
+    /// The workload's port, only where it matters: inbound flows (it is the
+    /// service port) or NSGs with source-port rules.
+    local_port: Option<u16>,
+    inbound: bool,
     protocol: u8,
     role: Option<&'a str>,
     answer: Answer,
     dst_name: Option<&'a str>,
     dns_chain: Option<&'a [String]>,
+    nsg_decision: Option<NsgDecision>,
+    nsg_rule: Option<&'a str>,
 }
 
 impl<'a> MemoKey<'a> {
-    fn of(r: &'a FlowRecord, answer: Answer, ase: Ipv4Net) -> Self {
-        // Only the remote end's port counts (the workload's is ephemeral);
-        // which end is remote follows from the addresses, as in `classify_with`.
-        let reply = in_net(ase, r.dst_addr) && !in_net(ase, r.src_addr);
+    fn of(r: &'a FlowRecord, answer: Answer, ase: Ipv4Net, source_port_rules: bool) -> Self {
+        let sides = Sides::of(r, ase);
         Self {
             src: r.src_addr,
             dst: r.dst_addr,
-            remote_port: if reply { r.src_port } else { r.dst_port },
+            remote_port: sides.remote_port,
+            local_port: if sides.inbound || source_port_rules {
+                sides.local_port
+            } else {
+                None
+            },
+            inbound: sides.inbound,
+            nsg_decision: r.origin.nsg_decision,
+            nsg_rule: r.origin.nsg_rule.as_deref(),
             protocol: r.protocol,
             role: r.point.iface_role.as_deref(),
             answer,
@@ -904,25 +971,21 @@ fn in_net(net: Ipv4Net, addr: IpAddr) -> bool {
 
 /// Pairs each TCP record with the reverse direction on the same interface.
 fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
-    type Key = (
-        std::sync::Arc<str>,
-        IpAddr,
-        Option<u16>,
-        IpAddr,
-        Option<u16>,
-    );
+    // Keys borrow the interface name (no reference-count traffic) and use
+    // the cheap hasher: this pass runs over every record.
+    type Key<'a> = (&'a str, IpAddr, Option<u16>, IpAddr, Option<u16>);
     // Interfaces where both directions were watched.
-    let mut seen: HashMap<std::sync::Arc<str>, (bool, bool)> = HashMap::new();
-    let mut flags: HashMap<Key, (u8, bool)> = HashMap::new();
+    let mut seen: HashMap<&str, (bool, bool), BuildFx> = HashMap::default();
+    let mut flags: HashMap<Key<'_>, (u8, bool), BuildFx> = HashMap::default();
     for r in records {
-        let dirs = seen.entry(r.point.iface.clone()).or_default();
+        let dirs = seen.entry(&*r.point.iface).or_default();
         match r.direction {
             Direction::Ingress => dirs.0 = true,
             Direction::Egress => dirs.1 = true,
         }
         if r.protocol == TCP {
             let key = (
-                r.point.iface.clone(),
+                &*r.point.iface,
                 r.src_addr,
                 r.src_port,
                 r.dst_addr,
@@ -936,7 +999,7 @@ fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
     records
         .iter()
         .map(|r| {
-            if r.protocol != TCP || seen.get(&r.point.iface) != Some(&(true, true)) {
+            if r.protocol != TCP || seen.get(&*r.point.iface) != Some(&(true, true)) {
                 return Answer::Unknown;
             }
             // The initiator's side is the one in the ASE subnet (or, failing
@@ -945,14 +1008,14 @@ fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
             let (out_key, back_key) = if initiator_is_src {
                 (
                     (
-                        r.point.iface.clone(),
+                        &*r.point.iface,
                         r.src_addr,
                         r.src_port,
                         r.dst_addr,
                         r.dst_port,
                     ),
                     (
-                        r.point.iface.clone(),
+                        &*r.point.iface,
                         r.dst_addr,
                         r.dst_port,
                         r.src_addr,
@@ -962,14 +1025,14 @@ fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
             } else {
                 (
                     (
-                        r.point.iface.clone(),
+                        &*r.point.iface,
                         r.dst_addr,
                         r.dst_port,
                         r.src_addr,
                         r.src_port,
                     ),
                     (
-                        r.point.iface.clone(),
+                        &*r.point.iface,
                         r.src_addr,
                         r.src_port,
                         r.dst_addr,

@@ -124,6 +124,7 @@ import sys, duckdb
 src, dst, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 con = duckdb.connect()
 con.execute(f"SET threads = {threads}")
+con.execute("SET enable_progress_bar = false")
 con.execute(f"""
 COPY (
   WITH recs AS (
@@ -154,6 +155,7 @@ import sys, duckdb
 src, dst = sys.argv[1], sys.argv[2]
 con = duckdb.connect()
 con.execute("SET threads = 1")
+con.execute("SET enable_progress_bar = false")
 con.execute(f"CREATE TABLE t AS SELECT * FROM read_parquet('{src}/**/*.parquet')")
 import time
 start = time.perf_counter()
@@ -202,6 +204,13 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
             .context("the import's encoder time")?;
+        // "classified N record(s) in S s"
+        let classify_s: f64 = printed
+            .lines()
+            .find(|l| l.starts_with("classified "))
+            .and_then(|l| l.rsplit(' ').nth(1))
+            .and_then(|n| n.parse().ok())
+            .context("the import's classification time")?;
         let duck_out = root.join("out-duckdb.parquet");
         let _ = fs::remove_file(&duck_out);
         let threads = if one_cpu { 1 } else { cores };
@@ -224,6 +233,8 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
             "observer_s": observer_s,
             "observer_rss_bytes": rss,
             "observer_encoder_busy_s": encoder_busy,
+            "observer_classify_s": classify_s,
+            "classified_per_s": tuples as f64 / classify_s,
             "observer_tuples_per_s": tuples as f64 / observer_s,
             "duckdb_s": duck_s,
             "duckdb_rss_bytes": duck_rss,
@@ -249,7 +260,12 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
         "duckdb copy: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let duck_copy_s: f64 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    let duck_copy_s: f64 = printed
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("duckdb copy printed {printed:?}"))?;
     let encoder_s = rows[0]["observer_encoder_busy_s"]
         .as_f64()
         .unwrap_or(f64::NAN);

@@ -86,6 +86,8 @@ struct Batches<'a> {
     batch_rows: usize,
     verdicts: BTreeMap<String, u64>,
     error: Option<crate::files::WriteError>,
+    /// Time spent in classification (for `cargo xtask bench --only import`).
+    classifying: std::time::Duration,
 }
 
 impl Batches<'_> {
@@ -103,7 +105,9 @@ impl Batches<'_> {
         }
         let mut batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_rows));
         if let Some(classifier) = self.classifier {
+            let started = std::time::Instant::now();
             classifier.classify_all(&mut batch);
+            self.classifying += started.elapsed();
             for r in &batch {
                 if let Some(v) = &r.verdict {
                     *self.verdicts.entry(v.clone()).or_default() += 1;
@@ -163,6 +167,7 @@ impl ImportArgs {
             batch_rows: self.batch_rows.max(1),
             verdicts: BTreeMap::new(),
             error: None,
+            classifying: std::time::Duration::ZERO,
         };
 
         let pcap_options = PcapOptions {
@@ -236,6 +241,13 @@ impl ImportArgs {
         print!("{}", summary.render());
         for (verdict, n) in &batches.verdicts {
             println!("  verdict {verdict}: {n}");
+        }
+        if classifier.is_some() {
+            println!(
+                "classified {} record(s) in {:.3} s",
+                summary.records_out,
+                batches.classifying.as_secs_f64()
+            );
         }
         println!(
             "wrote {} record(s) in {} file(s) to {out}{} (encoder busy {:.3} s)",

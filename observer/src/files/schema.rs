@@ -232,6 +232,8 @@ fn column<'a>(
     // Timestamps from other writers may carry another zone spelling; the unit is what matters.
     let same = match (column.data_type(), expected) {
         (DataType::Timestamp(unit, Some(_)), DataType::Timestamp(want, Some(_))) => unit == want,
+        // Writers name list items differently (pyarrow: `element`).
+        (DataType::List(found), DataType::List(want)) => found.data_type() == want.data_type(),
         (found, want) => found == want,
     };
     if !same {

@@ -373,6 +373,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn denied_tuples_are_denied_by_nsg_and_the_rest_classified_as_captured() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies/default.toml");
+        let topology = crate::topology::Topology::load(&path).unwrap();
+        let catalog = crate::catalog::Catalog::load(topology.cloud, &[]).unwrap();
+        let classifier = crate::classify::Classifier::new(&topology, &catalog);
+        let (mut records, _) = read(BLOB);
+        // The same flow as a capture would record it (no flow-log columns).
+        let mut captured: Vec<FlowRecord> = records
+            .iter()
+            .map(|r| FlowRecord {
+                origin: Origin::default(),
+                ..r.clone()
+            })
+            .collect();
+        classifier.classify_all(&mut records);
+        classifier.classify_all(&mut captured);
+        for (imported, live) in records.iter().zip(&captured) {
+            if imported.origin.nsg_decision == Some(NsgDecision::Deny) {
+                assert_eq!(imported.verdict.as_deref(), Some("denied-by-nsg"));
+                let reason = imported.reason.as_deref().unwrap();
+                assert!(
+                    reason.contains("BlockHighRiskTCPPortsFromInternet"),
+                    "{reason}"
+                );
+            } else {
+                assert_eq!(
+                    (&imported.verdict, &imported.reason, &imported.category),
+                    (&live.verdict, &live.reason, &live.category)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn bad_fields_are_named() {
         let point = ObservationPoint::default();
         let err = |t: &str| tuple_record(t, &point, None, &mut Interner::default()).unwrap_err();
