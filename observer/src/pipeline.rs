@@ -200,6 +200,9 @@ struct Pipeline {
     metrics: Option<Metrics>,
 }
 
+/// Flow events read from the ring in one turn of the event loop.
+const FLOW_EVENTS_PER_READ: usize = 64 * 1024;
+
 impl Pipeline {
     fn drain(&mut self) -> Result<(), RunError> {
         let started = std::time::Instant::now();
@@ -225,8 +228,14 @@ impl Pipeline {
         Ok(())
     }
 
-    fn read_flow_events(&mut self, ring: &mut RingBuf<MapData>) {
-        while let Some(item) = ring.next() {
+    /// Returns whether the ring was emptied: it reads at most
+    /// `FLOW_EVENTS_PER_READ` events, so a sustained flood of evicted
+    /// records cannot keep drains, flushes and signals from their turn.
+    fn read_flow_events(&mut self, ring: &mut RingBuf<MapData>) -> bool {
+        for _ in 0..FLOW_EVENTS_PER_READ {
+            let Some(item) = ring.next() else {
+                return true;
+            };
             if item.len() < size_of::<FlowEvent>() {
                 tracing::warn!("short flow event of {} bytes", item.len());
                 continue;
@@ -241,6 +250,7 @@ impl Pipeline {
             );
             self.table.add(&event.key, &event.stats, &mut self.ended);
         }
+        false
     }
 
     /// Parses DNS responses into answers: tracked for naming, and written.
@@ -744,8 +754,10 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
             _ = status.tick(), if options.status_interval.is_some() => pipeline.status(),
             guard = flow_events.readable_mut() => {
                 let mut guard = guard.map_err(io_err("poll the flow-event ring buffer"))?;
-                pipeline.read_flow_events(guard.get_inner_mut());
-                guard.clear_ready();
+                // Not emptied: stay ready and come back after whatever is due.
+                if pipeline.read_flow_events(guard.get_inner_mut()) {
+                    guard.clear_ready();
+                }
             }
             guard = readable(dns_events.as_mut()) => {
                 let mut guard = guard.map_err(io_err("poll the DNS ring buffer"))?;
@@ -825,7 +837,7 @@ fn finish(
     // one installed by the first (written to until the detach).
     pipeline.drain()?;
     pipeline.drain()?;
-    pipeline.read_flow_events(&mut ring);
+    while !pipeline.read_flow_events(&mut ring) {}
     pipeline.counters = pipeline.capture.counters()?;
     pipeline.table.finish(&mut pipeline.ended);
     pipeline.emit();
