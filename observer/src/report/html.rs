@@ -136,10 +136,13 @@ fn human_bytes(b: u64) -> String {
 }
 
 fn badge(verdict: &str) -> String {
+    labelled_badge(colour(verdict), verdict)
+}
+
+fn labelled_badge(colour: &str, text: &str) -> String {
     format!(
-        r#"<span class="badge" style="--c:{}">{}</span>"#,
-        colour(verdict),
-        esc(verdict)
+        r#"<span class="badge" style="--c:{colour}">{}</span>"#,
+        esc(text)
     )
 }
 
@@ -962,6 +965,79 @@ pub fn render(summary: &Summary, context: &Context<'_>) -> String {
     h
 }
 
+/// One scenario's line on the index page of `lab run --html DIR`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The report's file name, relative to the index.
+    pub file: String,
+    pub topology: String,
+    pub description: Option<String>,
+    pub connections: usize,
+    pub leaks: usize,
+    /// Connections with any verdict but ok (leaks included).
+    pub problems: usize,
+    /// Expected scenario verdicts, and how many were not met.
+    pub checks: usize,
+    pub checks_failed: usize,
+}
+
+/// The index page linking one report per scenario (no script, no chart).
+pub fn index(entries: &[IndexEntry]) -> String {
+    let mut h = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta name="color-scheme" content="light dark">
+<title>observer lab reports</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<header><div><h1>observer lab reports</h1><p class="sub">{} scenario{}, one report each</p></div></header>
+<main><section id="scenarios"><h2>Scenarios</h2>
+<div class="table-wrap"><table id="table">
+<thead><tr><th>Topology</th><th>Status</th><th>Connections</th><th>Leaks</th><th>Problems</th><th>Expected verdicts met</th><th>Description</th></tr></thead>
+<tbody>
+"#,
+        entries.len(),
+        if entries.len() == 1 { "" } else { "s" }
+    );
+    for e in entries {
+        let status = if e.leaks > 0 {
+            let plural = if e.leaks == 1 { "" } else { "s" };
+            labelled_badge(
+                colour("leak-public-endpoint"),
+                &format!("{} leak{plural}", e.leaks),
+            )
+        } else if e.problems > 0 {
+            labelled_badge(colour("blocked"), "problems")
+        } else {
+            badge("ok")
+        };
+        let _ = writeln!(
+            h,
+            r#"<tr><td><a href="{}">{}</a></td><td>{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td><td>{}</td></tr>"#,
+            esc(&e.file),
+            esc(&e.topology),
+            e.connections,
+            e.leaks,
+            e.problems,
+            e.checks - e.checks_failed,
+            e.checks,
+            esc(e.description.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</tbody></table></div></section></main>\n");
+    let _ = write!(
+        h,
+        "<footer>Made by observer {}. Each report is one self-contained file.</footer>\n</body>\n</html>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1059,6 +1135,27 @@ mod tests {
             .map(|c| c.forward.bytes + c.reverse.bytes)
             .sum();
         assert!((bytes - expected as f64).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_index_links_every_report_with_its_status() {
+        let entry = |name: &str, leaks, problems| IndexEntry {
+            file: format!("{name}.html"),
+            topology: name.into(),
+            description: Some("a <scenario>".into()),
+            connections: 5,
+            leaks,
+            problems,
+            checks: 4,
+            checks_failed: 1,
+        };
+        let page = index(&[entry("default", 1, 2), entry("clean", 0, 0)]);
+        assert!(page.contains(r#"<a href="default.html">default</a>"#));
+        assert!(page.contains(">1 leak<"), "{page}");
+        assert!(page.contains(">ok<"));
+        assert!(page.contains("3 of 4"));
+        assert!(page.contains("a &lt;scenario&gt;"));
+        assert!(!page.contains("<script"), "no script on the index");
     }
 
     #[test]
