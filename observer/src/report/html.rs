@@ -889,7 +889,7 @@ pub fn render(summary: &Summary, context: &Context<'_>) -> String {
 <label>Verdict <select id="verdict-filter"><option value="">all</option>{}</select></label>
 <span id="shown">{} shown</span></div>
 <div class="table-wrap"><table id="table">
-<thead><tr><th data-type="text">Verdict</th><th data-type="text">Protocol</th><th data-type="text">Client</th><th data-type="text">Server</th><th data-type="text">Name</th><th data-type="text">Dependency</th><th data-type="text">Expected</th><th data-type="text">Observed</th><th data-type="num">→ packets</th><th data-type="num">→ bytes</th><th data-type="num">← packets</th><th data-type="num">← bytes</th><th data-type="num">Start</th><th data-type="text">Reason</th></tr></thead>
+<thead><tr><th data-type="text">Verdict</th><th data-type="text" title="protocol">Proto</th><th data-type="text">Client</th><th data-type="text">Server (name)</th><th data-type="text">Dependency</th><th data-type="text">Expected</th><th data-type="text">Observed</th><th data-type="num" title="client to server">→ sent</th><th data-type="num" title="server to client">← replied</th><th data-type="num" title="first packet, UTC">Start</th><th data-type="text">Reason</th></tr></thead>
 <tbody>
 "#,
         summary
@@ -908,14 +908,18 @@ pub fn render(summary: &Summary, context: &Context<'_>) -> String {
         };
         let _ = writeln!(
             h,
-            r#"<tr data-verdict="{}"><td data-v="{}">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td data-v="{}">{}</td><td data-v="{}">{}</td><td data-v="{}">{}</td><td data-v="{}">{}</td><td data-v="{}">{}</td><td class="reason-cell">{}</td></tr>"#,
+            r#"<tr data-verdict="{}"><td data-v="{}">{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td data-v="{}">{} pkt<br>{}</td><td data-v="{}">{} pkt<br>{}</td><td data-v="{}" title="{}">{}</td><td class="reason-cell">{}</td></tr>"#,
             esc(verdict),
             rank(verdict),
             badge(verdict),
             esc(&c.protocol),
             esc(&side(c.client.addr, c.client.port)),
             esc(&side(c.server.addr, c.server.port)),
-            esc(c.server.name.as_deref().unwrap_or("")),
+            c.server
+                .name
+                .as_deref()
+                .map(|n| format!(r#"<span class="name">{}</span>"#, esc(n)))
+                .unwrap_or_default(),
             esc(c
                 .dependency
                 .as_deref()
@@ -923,16 +927,17 @@ pub fn render(summary: &Summary, context: &Context<'_>) -> String {
                 .unwrap_or("")),
             esc(c.expected_next_hop.as_deref().unwrap_or("")),
             esc(c.observed_path.as_deref().unwrap_or("")),
-            c.forward.packets,
-            c.forward.packets,
             c.forward.bytes,
+            c.forward.packets,
             human_bytes(c.forward.bytes),
-            c.reverse.packets,
-            c.reverse.packets,
             c.reverse.bytes,
+            c.reverse.packets,
             human_bytes(c.reverse.bytes),
             c.start_ns,
             esc(&utc(c.start_ns)),
+            esc(&chrono::DateTime::from_timestamp_nanos(c.start_ns)
+                .format("%H:%M:%S%.3f")
+                .to_string()),
             esc(c.reason.as_deref().unwrap_or("")),
         );
     }
