@@ -258,7 +258,12 @@ pub struct GraphLink {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Graph {
     pub nodes: Vec<GraphNode>,
+    /// Paths of connections, coloured by verdict.
     pub links: Vec<GraphLink>,
+    /// What contains or leads to what in the topology (drawn thin and
+    /// dashed under the paths): the VNet to its subnets and private
+    /// endpoints, a subnet to its backends, the gateway to on-premises.
+    pub structure: Vec<(String, String)>,
 }
 
 /// Where a connection's server sits in the drawing: (id, label, kind, detail).
@@ -568,7 +573,7 @@ pub fn graph(summary: &Summary, topology: Option<&Topology>) -> Graph {
         *per_column.entry(*column).or_default() += 1;
     }
     let mut seen: HashMap<u8, usize> = HashMap::new();
-    let graph_nodes = nodes
+    let graph_nodes: Vec<GraphNode> = nodes
         .into_iter()
         .map(|(column, mut node)| {
             let index = seen.entry(column).or_default();
@@ -579,10 +584,50 @@ pub fn graph(summary: &Summary, topology: Option<&Topology>) -> Graph {
             node
         })
         .collect();
+    let structure = topology.map(structure).unwrap_or_default();
+    let ids: Vec<&str> = graph_nodes.iter().map(|n| n.id.as_str()).collect();
+    let structure = structure
+        .into_iter()
+        .filter(|(a, b)| ids.contains(&a.as_str()) && ids.contains(&b.as_str()))
+        .collect();
     Graph {
         nodes: graph_nodes,
         links: links.into_values().collect(),
+        structure,
     }
+}
+
+/// The topology's own edges, by the ids [`graph`] gives its nodes.
+fn structure(t: &Topology) -> Vec<(String, String)> {
+    let mut edges: Vec<(String, String)> = t
+        .vnet
+        .subnets
+        .iter()
+        .filter(|s| s.role != SubnetRole::Ase)
+        .map(|s| ("hop:vnet".to_owned(), format!("subnet:{}", s.name)))
+        .collect();
+    edges.extend(
+        t.private_endpoints
+            .iter()
+            .map(|p| ("hop:vnet".to_owned(), format!("pe:{}", p.name))),
+    );
+    for b in &t.backends {
+        if let Some(subnet) = t
+            .vnet
+            .subnets
+            .iter()
+            .find(|s| s.prefix.contains(&b.private_ip))
+        {
+            edges.push((
+                format!("subnet:{}", subnet.name),
+                format!("backend:{}", b.name),
+            ));
+        }
+    }
+    if t.onprem.is_some() {
+        edges.push(("hop:gateway".to_owned(), "onprem".to_owned()));
+    }
+    edges
 }
 
 /// Connections active per time bucket, by verdict.
@@ -1183,5 +1228,9 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
         }
+        let has = |a: &str, b: &str| g.structure.iter().any(|(x, y)| x == a && y == b);
+        assert!(has("hop:vnet", "subnet:backends"), "{:?}", g.structure);
+        assert!(has("hop:vnet", "pe:keyvault"));
+        assert!(has("hop:gateway", "onprem"));
     }
 }
