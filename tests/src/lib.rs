@@ -419,6 +419,27 @@ pub fn link_stats(ns: &Netns, iface: &str) -> anyhow::Result<LinkStats> {
     })
 }
 
+/// An interface's counters once the link is quiet: read every 100 ms until
+/// two reads in a row agree (packets still queued or in a softirq have
+/// landed), for at most 10 s, however slow the host.
+pub fn quiet_link_stats(ns: &Netns, iface: &str) -> anyhow::Result<LinkStats> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = link_stats(ns, iface)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = link_stats(ns, iface)?;
+        if now == last {
+            return Ok(now);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{iface} in {} was still carrying traffic after 10 s",
+            ns.name()
+        );
+        last = now;
+    }
+}
+
 pub fn mac(ns: &Netns, iface: &str) -> anyhow::Result<String> {
     let json: serde_json::Value =
         serde_json::from_str(&ns.ip(["-j", "link", "show", "dev", iface])?)?;

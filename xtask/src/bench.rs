@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Run only these parts (repeatable); all of them by default.
     #[arg(long, value_enum)]
     only: Vec<Part>,
+    /// Flow-log tuples the import benchmark generates and imports.
+    #[arg(long, default_value_t = 10_000_000)]
+    tuples: u64,
 }
 
 /// The parts of the capture benchmark.
@@ -48,6 +51,8 @@ pub enum Part {
     /// `observer lab exec default -- true` end to end (build, attach, run,
     /// drain, classify, report, teardown).
     Labexec,
+    /// Flow-log import end to end and Parquet writing vs DuckDB (no root).
+    Import,
 }
 
 const A: &str = "10.88.0.1";
@@ -67,6 +72,13 @@ struct Bench {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let import = args.only.is_empty() || args.only.contains(&Part::Import);
+    if import {
+        crate::bench_import::run(if args.quick { 1_000_000 } else { args.tuples })?;
+    }
+    if args.only.iter().all(|p| *p == Part::Import) && !args.only.is_empty() {
+        return Ok(());
+    }
     let observer = build_observer()?;
     setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat())?;
     ensure!(

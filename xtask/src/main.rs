@@ -3,6 +3,7 @@
 //! fresh machine.
 
 mod bench;
+mod bench_import;
 mod demo;
 mod lab;
 mod setup;
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::Setup => setup::toolchain()
             .and_then(|()| setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat()))
+            .and_then(|()| setup::import_tools().map(drop))
             .and_then(|()| setup::python_modules())
             .and_then(|()| setup::node_modules()),
         Task::Build => build_observer().map(drop),
@@ -150,6 +152,7 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
         );
     } else if !interrupted() {
         setup::packages(setup::TEST_PACKAGES)?;
+        let (python, azurite) = setup::import_tools()?;
         setup::python_modules()?;
         setup::node_modules()?;
         sweep();
@@ -165,7 +168,9 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
                 "--",
             ])
             .args(filter)
-            .env("OBSERVER_BIN", &observer));
+            .env("OBSERVER_BIN", &observer)
+            .env("OBSERVER_PYTHON", &python)
+            .env("OBSERVER_AZURITE", &azurite));
         if let Err(error) = result {
             failed.push(format!("namespace tests: {error:#}"));
         }

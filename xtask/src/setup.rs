@@ -33,6 +33,84 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
 
 pub const BENCH_PACKAGES: &[(&str, &str)] = &[("iperf3", "iperf3"), ("pmacctd", "pmacct")];
 
+/// Programs the import tests call: tcpdump records the captures, npm
+/// installs Azurite, python3 runs pyarrow and DuckDB.
+pub const IMPORT_PACKAGES: &[(&str, &str)] = &[
+    ("tcpdump", "tcpdump"),
+    ("npm", "npm"),
+    ("python3", "python3"),
+    ("editcap", "wireshark-common"),
+];
+
+/// PyPI packages of the import tests and benchmark, in a project-local venv.
+const PYTHON_PACKAGES: &[(&str, &str)] = &[
+    ("pyarrow", "pyarrow"),
+    ("duckdb", "duckdb"),
+    ("azure.storage.blob", "azure-storage-blob"),
+];
+
+/// Where the project-local tools live: `target/tools/{venv,npm}`.
+pub fn tools_dir() -> std::path::PathBuf {
+    crate::workspace_root().join("target/tools")
+}
+
+/// A Python venv with pyarrow and DuckDB under `target/tools/venv`
+/// (created and filled only when something is missing); returns its python.
+pub fn python_tools() -> anyhow::Result<std::path::PathBuf> {
+    let venv = tools_dir().join("venv");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        eprintln!("xtask: creating {}", venv.display());
+        sh(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let missing: Vec<&str> = PYTHON_PACKAGES
+        .iter()
+        .filter(|(module, _)| {
+            !Command::new(&python)
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: pip install {}", missing.join(" "));
+        sh(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(&missing))?;
+    }
+    Ok(python)
+}
+
+/// Azurite (Microsoft's Azure Storage emulator, npm package `azurite`)
+/// under `target/tools/npm`; returns its `azurite-blob` launcher.
+pub fn azurite() -> anyhow::Result<std::path::PathBuf> {
+    let prefix = tools_dir().join("npm");
+    let bin = prefix.join("node_modules/.bin/azurite-blob");
+    if !bin.is_file() {
+        eprintln!("xtask: npm install azurite into {}", prefix.display());
+        std::fs::create_dir_all(&prefix)?;
+        sh(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&prefix)
+            .arg("azurite"))?;
+    }
+    Ok(bin)
+}
+
+/// Everything the import tests need; the paths go to the tests through
+/// `OBSERVER_PYTHON` and `OBSERVER_AZURITE`.
+pub fn import_tools() -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    packages(IMPORT_PACKAGES)?;
+    Ok((python_tools()?, azurite()?))
+}
+
 /// Rust side: nightly, rust-src, bpf-linker.
 pub fn toolchain() -> anyhow::Result<()> {
     let nightly_ok = Command::new("rustup")

@@ -4,6 +4,7 @@ mod check;
 mod classify;
 mod lab;
 mod nsg;
+mod import;
 mod report;
 mod route;
 mod run;
@@ -47,6 +48,9 @@ pub enum Command {
     Classify(classify::ClassifyArgs),
     /// Summarise classified flows; `--fail-on` for CI.
     Report(report::ReportArgs),
+    /// Convert Azure VNet/NSG flow logs or pcap files into flow records
+    /// (optionally classified), as local or Blob Parquet.
+    Import(import::ImportArgs),
     /// Show the route Azure picks for a destination (effective routes).
     Route(route::RouteArgs),
     /// Emulated ASE networks in namespaces: list, up, down, status, run,
@@ -68,6 +72,7 @@ impl Command {
             Self::Run(args) => args.execute(global),
             Self::Classify(args) => args.execute(),
             Self::Report(args) => args.execute(),
+            Self::Import(args) => args.execute(),
             Self::Route(args) => args.execute(),
             Self::Lab(args) => args.execute(),
             Self::Verify(args) => args.execute(),

@@ -523,6 +523,7 @@ pub(crate) mod tests {
             flow_type: None,
             verdict: Some(verdict.into()),
             reason: Some(format!("{verdict} because")),
+            ..FlowRecord::default()
         }
     }
 
