@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use observer::lab::scenario::{self, RunConfig};
+use observer::{files::reader, report::Summary};
 use observer_tests::{Scratch, observer_bin};
 
 fn workspace() -> PathBuf {
@@ -48,37 +48,60 @@ fn open_in_chromium(
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
+/// `observer lab run default --html DIR` (the demo's path): one page per
+/// scenario and an index; the page opened in Chromium, light and dark.
 #[test]
 fn the_html_report_of_a_lab_scenario_renders_offline_in_chromium() -> anyhow::Result<()> {
     let scratch = Scratch::new("html");
     let topology = workspace().join("lab/topologies/default.toml");
-    let result = scenario::run(
-        &topology,
-        &RunConfig {
-            observer: observer_bin(),
-            out: scratch.path().to_path_buf(),
-            scenario: None,
-        },
-    )?;
-    let leak = result
-        .summary
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-report");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts)?;
+    let status = Command::new(observer_bin())
+        .args(["lab", "run", "default", "--out"])
+        .arg(scratch.path())
+        .arg("--html")
+        .arg(&artifacts)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    ensure!(
+        status.success(),
+        "observer lab run default --html: {status}"
+    );
+    let index = std::fs::read_to_string(artifacts.join("index.html"))?;
+    assert!(
+        index.contains(r#"<a href="default.html">default</a>"#),
+        "{index}"
+    );
+    let html = artifacts.join("default.html");
+
+    // The connections, read back independently of the page.
+    let dirs = [
+        scratch.path().join("default/workload"),
+        scratch.path().join("default/router"),
+    ];
+    let files = reader::read_flows(&dirs)?;
+    let lost = reader::lost_packets(&files);
+    let records: Vec<_> = files.into_iter().flat_map(|f| f.records).collect();
+    let summary = Summary::build(&records, &reader::read_dns(&dirs)?, lost);
+    let leak = summary
         .connections
         .iter()
         .find(|c| c.is_leak())
         .context("the default scenario has a leaking connection")?;
 
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-report");
-    std::fs::create_dir_all(&artifacts)?;
-    let html = artifacts.join("default.html");
+    // `observer report --format html` makes the same page from the files.
+    let from_report = artifacts.join("from-report.html");
     let status = Command::new(observer_bin())
         .args(["report", "--format", "html", "--topology"])
         .arg(&topology)
         .arg("--out")
-        .arg(&html)
-        .arg(result.out.join("workload"))
-        .arg(result.out.join("router"))
+        .arg(&from_report)
+        .args(&dirs)
         .status()?;
     ensure!(status.success(), "observer report --format html: {status}");
+    let report_text = std::fs::read_to_string(&from_report)?;
+    assert!(report_text.contains(&leak.title().replace('>', "&gt;")));
     let text = std::fs::read_to_string(&html)?;
     assert!(text.contains("<title>observer report — default</title>"));
 
@@ -126,7 +149,7 @@ fn the_html_report_of_a_lab_scenario_renders_offline_in_chromium() -> anyhow::Re
         );
         assert_eq!(
             page["rows"].as_u64(),
-            Some(result.summary.connections.len() as u64),
+            Some(summary.connections.len() as u64),
             "{scheme}: one table row per connection"
         );
         let filtered = &page["filtered"];
@@ -136,8 +159,7 @@ fn the_html_report_of_a_lab_scenario_renders_offline_in_chromium() -> anyhow::Re
         assert_eq!(
             filtered["visible"].as_u64(),
             Some(
-                result
-                    .summary
+                summary
                     .connections
                     .iter()
                     .filter(|c| c.verdict.as_deref() == Some(verdict))
@@ -158,6 +180,28 @@ fn the_html_report_of_a_lab_scenario_renders_offline_in_chromium() -> anyhow::Re
             std::fs::metadata(shot.with_extension("pdf"))?.len() > 20_000,
             "{scheme}: printable"
         );
+    }
+    Ok(())
+}
+
+/// `lab exec --html FILE` writes the page next to its other reports.
+#[test]
+fn lab_exec_writes_the_html_report() -> anyhow::Result<()> {
+    let scratch = Scratch::new("exec-html");
+    let html = scratch.path().join("exec.html");
+    let status = Command::new(observer_bin())
+        .args(["lab", "exec", "default", "--out"])
+        .arg(scratch.path().join("out"))
+        .arg("--html")
+        .arg(&html)
+        .args(["--", "true"])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    ensure!(status.success(), "observer lab exec --html: {status}");
+    let page = std::fs::read_to_string(&html)?;
+    assert!(page.contains("<title>observer report — default</title>"));
+    for id in ["chart-sankey", "chart-topology", "chart-time", "table"] {
+        assert!(page.contains(&format!("id=\"{id}\"")), "{id}");
     }
     Ok(())
 }

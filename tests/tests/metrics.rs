@@ -13,6 +13,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
+use hickory_proto::{
+    op::{Message, MessageType, OpCode, Query},
+    rr::{Name, RData, Record, RecordType, rdata},
+};
 use observer::lab::netns::{Netns, veth};
 use observer_tests::{
     A4, B4, NS_PREFIX, Observer, Pair, Scratch, bpf_attachments, counter, frames, mac, read_flows,
@@ -126,6 +130,19 @@ fn scrape_until(port: u16, done: impl Fn(&Samples) -> bool) -> anyhow::Result<Sa
     }
 }
 
+/// A DNS response for `name` -> `addr`, as the lab's resolver would send.
+fn dns_answer(id: u16, name: &str, addr: &str) -> Vec<u8> {
+    let name = Name::from_ascii(name).expect("a DNS name");
+    let mut m = Message::new(id, MessageType::Response, OpCode::Query);
+    m.add_query(Query::query(name.clone(), RecordType::A));
+    m.add_answer(Record::from_rdata(
+        name,
+        60,
+        RData::A(rdata::A(addr.parse().expect("an address"))),
+    ));
+    m.to_vec().expect("encodes")
+}
+
 /// The summary counter name of each kernel metric: (name, packets metric,
 /// bytes metric), the "not accounted" reasons being labels.
 const KERNEL: [(&str, &str, &str); 7] = [
@@ -233,6 +250,20 @@ fn metrics_follow_the_capture_and_match_the_run_summary() -> anyhow::Result<()> 
     );
     let odd = frames::ethernet(b_mac, a_mac, &[], frames::EXPERIMENTAL.0, &[1; 46]);
     traffic::send_frames(&pair.a, "veth0", &vec![odd; 5])?;
+    // DNS: three answers and one message that does not decode, from port 53.
+    let client = udp_socket(&pair.a, sa(A4, 41500))?;
+    pair.b.enter(|| -> anyhow::Result<()> {
+        let server = std::net::UdpSocket::bind(sa(B4, 53))?;
+        for (i, name) in ["a.example.", "b.example.", "c.example."]
+            .iter()
+            .enumerate()
+        {
+            server.send_to(&dns_answer(i as u16, name, "192.0.2.7"), sa(A4, 41500))?;
+        }
+        server.send_to(&[0x13, 0x37, 0x81, 0x80, 0, 1], sa(A4, 41500))?;
+        Ok(())
+    })??;
+    assert_eq!(drain_udp(&client).0, 4);
 
     // Idle: every flow ended and written, the counters stop moving.
     let settled = scrape_until(port, |s| {
@@ -241,6 +272,8 @@ fn metrics_follow_the_capture_and_match_the_run_summary() -> anyhow::Result<()> 
             "observer_not_accounted_packets_total",
             &[("reason", "non_ip")],
         ) >= 5.0
+            && sum(s, "observer_dns_answers_total") >= 3.0
+            && value(s, "observer_dns_malformed_total", &[]) >= 1.0
             && value(s, "observer_flows_active", &[]) == 0.0
             && value(s, "observer_records_pending", &[]) == 0.0
             && sum(s, "observer_flow_records_total") > 0.0
@@ -286,6 +319,19 @@ fn metrics_follow_the_capture_and_match_the_run_summary() -> anyhow::Result<()> 
         );
     }
     assert_eq!(counter(&run, "non_ip").0, 5);
+    assert_eq!(counter(&run, "dns_messages").0, 4);
+    assert_eq!(
+        (u(&run["dns_answers"]), u(&run["dns_malformed"])),
+        (3.0, 1.0)
+    );
+    assert_eq!(
+        value(&last, "observer_dns_answers_total", &[("iface", "veth0")]),
+        3.0
+    );
+    assert_eq!(
+        value(&last, "observer_records_written_total", &[("table", "dns")]),
+        3.0
+    );
     for (name, packets_metric, bytes_metric) in KERNEL {
         let (packets, bytes) = counter(&run, name);
         assert_eq!(value(&last, packets_metric, &[]), packets as f64, "{name}");
@@ -322,6 +368,11 @@ fn metrics_follow_the_capture_and_match_the_run_summary() -> anyhow::Result<()> 
         total(&flows, |f| f.direction == "egress"
             && f.dst_port == Some(6001)),
         (200, 200 * 128)
+    );
+    assert_eq!(
+        observer_tests::table_rows(&out, "dns-")?,
+        3,
+        "the dns table holds the three answers"
     );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: set-up, build, then `observer lab run` over every
 //! topology shipped in the binary (the default one first), each in its own
-//! lab: capture, traffic, classification, Parquet, report, teardown (also
-//! on Ctrl-C).
+//! lab: capture, traffic, classification, Parquet, report (text, and one
+//! HTML page per scenario with an index), teardown (also on Ctrl-C).
 
 use std::{ffi::OsString, path::PathBuf};
 
@@ -23,7 +23,12 @@ pub fn run(out: Option<PathBuf>) -> anyhow::Result<()> {
             .map(OsString::from),
     );
     args.extend(["--out".into(), out.clone().into_os_string()]);
+    args.extend(["--html".into(), out.join("html").into_os_string()]);
     lab::run(&args)?;
-    eprintln!("xtask: demo done; Parquet files are in {}", out.display());
+    eprintln!(
+        "xtask: demo done; Parquet files are in {}, HTML reports in {}",
+        out.display(),
+        out.join("html/index.html").display()
+    );
     Ok(())
 }

@@ -85,6 +85,7 @@
         trigger: "item",
         formatter: function (p) {
           if (p.dataType === "edge") {
+            if (p.data.structural) { return esc(byId[p.data.source].label) + " — " + esc(byId[p.data.target].label); }
             return esc(byId[p.data.source].label) + " → " + esc(byId[p.data.target].label) + "<br>" +
               p.data.connections + " connection(s)<br>" + verdictLines(p.data.verdicts);
           }
@@ -108,15 +109,20 @@
             }
           };
         }),
-        links: data.graph.links.map(function (l) {
+        links: data.graph.structure.map(function (e) {
+          return {
+            source: e[0], target: e[1], structural: true, symbol: ["none", "none"],
+            lineStyle: { color: text, opacity: 0.3, width: 1, type: "dashed", curveness: 0 }
+          };
+        }).concat(data.graph.links.map(function (l) {
           return {
             source: l.source, target: l.target, connections: l.connections, verdicts: l.verdicts,
             lineStyle: {
               color: colour(l.verdict), width: 1.5 + Math.log2(1 + l.connections) * 1.6,
-              opacity: 0.85, curveness: 0.08, type: l.verdict === "ok" ? "solid" : "solid"
+              opacity: 0.85, curveness: 0.12
             }
           };
-        })
+        }))
       }],
       graphic: [
         { type: "text", left: 8, top: 0, style: { text: "workload", fill: text, font: "600 12px sans-serif" } },

@@ -21,7 +21,7 @@ use crate::{
         serve::{self, ServeConfig},
         topologies,
     },
-    report::{FailOn, junit},
+    report::{self, FailOn, junit},
     topology::Topology,
 };
 
@@ -62,6 +62,10 @@ enum LabCommand {
         /// Also write JUnit XML: one test case per expected scenario flow.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Also write one HTML report per topology into DIR
+        /// (`TOPOLOGY.html`) and an `index.html` linking them.
+        #[arg(long, value_name = "DIR")]
+        html: Option<PathBuf>,
     },
     /// Run COMMAND in the lab's workload namespace with capture at every
     /// observation point; report its connections; exit with COMMAND's
@@ -95,6 +99,9 @@ struct ExecArgs {
     /// Also write JUnit XML: one test case per connection, plus COMMAND.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Also write the HTML report (one self-contained page, opens offline).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Leave the lab up afterwards for inspection (says how to remove it).
     #[arg(long)]
     keep: bool,
@@ -151,7 +158,14 @@ impl LabArgs {
                 scenario,
                 out,
                 junit,
-            } => run(topologies, scenario.clone(), out.clone(), junit.as_deref()),
+                html,
+            } => run(
+                topologies,
+                scenario.clone(),
+                out.clone(),
+                junit.as_deref(),
+                html.as_deref(),
+            ),
             LabCommand::Exec(args) => Ok(args.execute()),
             LabCommand::Serve { tcp, udp, name } => {
                 let mut names = std::collections::BTreeMap::new();
@@ -215,6 +229,7 @@ fn run(
     scenario: Option<String>,
     out: Option<PathBuf>,
     junit_file: Option<&Path>,
+    html_dir: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     need_root()?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
@@ -226,11 +241,21 @@ fn run(
     };
     crate::lab::netns::sweep_stale(build::EPHEMERAL_PREFIX);
     let mut results = Vec::new();
+    let mut pages = Vec::new();
     for arg in topologies_args {
         let path = topologies::resolve(arg, &out.join("topology"))?;
         let result = scenario::run(&path, &config).with_context(|| format!("lab run {arg}"))?;
         println!("{}", result.render());
+        if let Some(dir) = html_dir {
+            pages.push(html_page(dir, &path, &result)?);
+        }
         results.push(result);
+    }
+    if let Some(dir) = html_dir {
+        let index = dir.join("index.html");
+        std::fs::write(&index, report::html::index(&pages))
+            .with_context(|| format!("writing {}", index.display()))?;
+        println!("HTML reports: {}", index.display());
     }
     let (text, failed) = roll_up(&results);
     print!("{text}");
@@ -244,6 +269,46 @@ fn run(
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `DIR/TOPOLOGY.html` for one scenario; its entry in the index.
+fn html_page(
+    dir: &Path,
+    topology_file: &Path,
+    result: &ScenarioResult,
+) -> anyhow::Result<report::html::IndexEntry> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let topology = Topology::load(topology_file)?;
+    let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let context = report::html::Context {
+        topology_name: Some(&topology.name),
+        topology: Some(&topology),
+        generated: &generated,
+    };
+    let file = format!("{}.html", result.topology);
+    let path = dir.join(&file);
+    std::fs::write(&path, report::html::render(&result.summary, &context))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(report::html::IndexEntry {
+        file,
+        topology: result.topology.clone(),
+        description: result.description.clone(),
+        connections: result.summary.connections.len(),
+        leaks: result
+            .summary
+            .connections
+            .iter()
+            .filter(|c| c.is_leak())
+            .count(),
+        problems: result
+            .summary
+            .connections
+            .iter()
+            .filter(|c| c.verdict.as_deref().is_some_and(|v| v != "ok"))
+            .count(),
+        checks: result.checks.len(),
+        checks_failed: result.checks.iter().filter(|c| !c.passed()).count(),
+    })
 }
 
 /// The roll-up of several scenario runs, and how many checks failed.
@@ -319,6 +384,7 @@ impl ExecArgs {
             out: self.out.clone(),
             fail_on: self.fail_on.clone(),
             junit: self.junit.clone(),
+            html: self.html.clone(),
             keep: self.keep,
             command: self.command.clone(),
         };

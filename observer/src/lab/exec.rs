@@ -48,6 +48,8 @@ pub struct ExecConfig {
     pub out: Option<PathBuf>,
     pub fail_on: FailOn,
     pub junit: Option<PathBuf>,
+    /// Also write the HTML report here (`--html`).
+    pub html: Option<PathBuf>,
     /// Leave the lab up afterwards (`observer lab down NAME` removes it).
     pub keep: bool,
     pub command: Vec<OsString>,
@@ -202,6 +204,17 @@ pub fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
     outcome.summary = Summary::build(&records, &dns, lost);
     outcome.failures = outcome.summary.failures(&config.fail_on);
     write_reports(&outcome, config)?;
+    if let Some(path) = &config.html {
+        let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let context = report::html::Context {
+            topology_name: Some(&topology.name),
+            topology: Some(&topology),
+            generated: &generated,
+        };
+        std::fs::write(path, report::html::render(&outcome.summary, &context))
+            .with_context(|| format!("writing {}", path.display()))?;
+        give_to_invoking_user(path);
+    }
     give_to_invoking_user(&out);
     phase("report", &mut outcome);
     Ok(outcome)

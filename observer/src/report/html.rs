@@ -136,10 +136,13 @@ fn human_bytes(b: u64) -> String {
 }
 
 fn badge(verdict: &str) -> String {
+    labelled_badge(colour(verdict), verdict)
+}
+
+fn labelled_badge(colour: &str, text: &str) -> String {
     format!(
-        r#"<span class="badge" style="--c:{}">{}</span>"#,
-        colour(verdict),
-        esc(verdict)
+        r#"<span class="badge" style="--c:{colour}">{}</span>"#,
+        esc(text)
     )
 }
 
@@ -255,7 +258,12 @@ pub struct GraphLink {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Graph {
     pub nodes: Vec<GraphNode>,
+    /// Paths of connections, coloured by verdict.
     pub links: Vec<GraphLink>,
+    /// What contains or leads to what in the topology (drawn thin and
+    /// dashed under the paths): the VNet to its subnets and private
+    /// endpoints, a subnet to its backends, the gateway to on-premises.
+    pub structure: Vec<(String, String)>,
 }
 
 /// Where a connection's server sits in the drawing: (id, label, kind, detail).
@@ -565,7 +573,7 @@ pub fn graph(summary: &Summary, topology: Option<&Topology>) -> Graph {
         *per_column.entry(*column).or_default() += 1;
     }
     let mut seen: HashMap<u8, usize> = HashMap::new();
-    let graph_nodes = nodes
+    let graph_nodes: Vec<GraphNode> = nodes
         .into_iter()
         .map(|(column, mut node)| {
             let index = seen.entry(column).or_default();
@@ -576,10 +584,50 @@ pub fn graph(summary: &Summary, topology: Option<&Topology>) -> Graph {
             node
         })
         .collect();
+    let structure = topology.map(structure).unwrap_or_default();
+    let ids: Vec<&str> = graph_nodes.iter().map(|n| n.id.as_str()).collect();
+    let structure = structure
+        .into_iter()
+        .filter(|(a, b)| ids.contains(&a.as_str()) && ids.contains(&b.as_str()))
+        .collect();
     Graph {
         nodes: graph_nodes,
         links: links.into_values().collect(),
+        structure,
     }
+}
+
+/// The topology's own edges, by the ids [`graph`] gives its nodes.
+fn structure(t: &Topology) -> Vec<(String, String)> {
+    let mut edges: Vec<(String, String)> = t
+        .vnet
+        .subnets
+        .iter()
+        .filter(|s| s.role != SubnetRole::Ase)
+        .map(|s| ("hop:vnet".to_owned(), format!("subnet:{}", s.name)))
+        .collect();
+    edges.extend(
+        t.private_endpoints
+            .iter()
+            .map(|p| ("hop:vnet".to_owned(), format!("pe:{}", p.name))),
+    );
+    for b in &t.backends {
+        if let Some(subnet) = t
+            .vnet
+            .subnets
+            .iter()
+            .find(|s| s.prefix.contains(&b.private_ip))
+        {
+            edges.push((
+                format!("subnet:{}", subnet.name),
+                format!("backend:{}", b.name),
+            ));
+        }
+    }
+    if t.onprem.is_some() {
+        edges.push(("hop:gateway".to_owned(), "onprem".to_owned()));
+    }
+    edges
 }
 
 /// Connections active per time bucket, by verdict.
@@ -886,7 +934,7 @@ pub fn render(summary: &Summary, context: &Context<'_>) -> String {
 <label>Verdict <select id="verdict-filter"><option value="">all</option>{}</select></label>
 <span id="shown">{} shown</span></div>
 <div class="table-wrap"><table id="table">
-<thead><tr><th data-type="text">Verdict</th><th data-type="text">Protocol</th><th data-type="text">Client</th><th data-type="text">Server</th><th data-type="text">Name</th><th data-type="text">Dependency</th><th data-type="text">Expected</th><th data-type="text">Observed</th><th data-type="num">→ packets</th><th data-type="num">→ bytes</th><th data-type="num">← packets</th><th data-type="num">← bytes</th><th data-type="num">Start</th><th data-type="text">Reason</th></tr></thead>
+<thead><tr><th data-type="text">Verdict</th><th data-type="text" title="protocol">Proto</th><th data-type="text">Client</th><th data-type="text">Server (name)</th><th data-type="text">Dependency</th><th data-type="text">Expected</th><th data-type="text">Observed</th><th data-type="num" title="client to server">→ sent</th><th data-type="num" title="server to client">← replied</th><th data-type="num" title="first packet, UTC">Start</th><th data-type="text">Reason</th></tr></thead>
 <tbody>
 "#,
         summary
@@ -905,14 +953,18 @@ pub fn render(summary: &Summary, context: &Context<'_>) -> String {
         };
         let _ = writeln!(
             h,
-            r#"<tr data-verdict="{}"><td data-v="{}">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td data-v="{}">{}</td><td data-v="{}">{}</td><td data-v="{}">{}</td><td data-v="{}">{}</td><td data-v="{}">{}</td><td class="reason-cell">{}</td></tr>"#,
+            r#"<tr data-verdict="{}"><td data-v="{}">{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td data-v="{}">{} pkt<br>{}</td><td data-v="{}">{} pkt<br>{}</td><td data-v="{}" title="{}">{}</td><td class="reason-cell">{}</td></tr>"#,
             esc(verdict),
             rank(verdict),
             badge(verdict),
             esc(&c.protocol),
             esc(&side(c.client.addr, c.client.port)),
             esc(&side(c.server.addr, c.server.port)),
-            esc(c.server.name.as_deref().unwrap_or("")),
+            c.server
+                .name
+                .as_deref()
+                .map(|n| format!(r#"<span class="name">{}</span>"#, esc(n)))
+                .unwrap_or_default(),
             esc(c
                 .dependency
                 .as_deref()
@@ -920,16 +972,17 @@ pub fn render(summary: &Summary, context: &Context<'_>) -> String {
                 .unwrap_or("")),
             esc(c.expected_next_hop.as_deref().unwrap_or("")),
             esc(c.observed_path.as_deref().unwrap_or("")),
-            c.forward.packets,
-            c.forward.packets,
             c.forward.bytes,
+            c.forward.packets,
             human_bytes(c.forward.bytes),
-            c.reverse.packets,
-            c.reverse.packets,
             c.reverse.bytes,
+            c.reverse.packets,
             human_bytes(c.reverse.bytes),
             c.start_ns,
             esc(&utc(c.start_ns)),
+            esc(&chrono::DateTime::from_timestamp_nanos(c.start_ns)
+                .format("%H:%M:%S%.3f")
+                .to_string()),
             esc(c.reason.as_deref().unwrap_or("")),
         );
     }
@@ -958,6 +1011,79 @@ pub fn render(summary: &Summary, context: &Context<'_>) -> String {
 "#,
         env!("CARGO_PKG_VERSION"),
         esc(context.generated),
+    );
+    h
+}
+
+/// One scenario's line on the index page of `lab run --html DIR`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The report's file name, relative to the index.
+    pub file: String,
+    pub topology: String,
+    pub description: Option<String>,
+    pub connections: usize,
+    pub leaks: usize,
+    /// Connections with any verdict but ok (leaks included).
+    pub problems: usize,
+    /// Expected scenario verdicts, and how many were not met.
+    pub checks: usize,
+    pub checks_failed: usize,
+}
+
+/// The index page linking one report per scenario (no script, no chart).
+pub fn index(entries: &[IndexEntry]) -> String {
+    let mut h = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta name="color-scheme" content="light dark">
+<title>observer lab reports</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<header><div><h1>observer lab reports</h1><p class="sub">{} scenario{}, one report each</p></div></header>
+<main><section id="scenarios"><h2>Scenarios</h2>
+<div class="table-wrap"><table id="table">
+<thead><tr><th>Topology</th><th>Status</th><th>Connections</th><th>Leaks</th><th>Problems</th><th>Expected verdicts met</th><th>Description</th></tr></thead>
+<tbody>
+"#,
+        entries.len(),
+        if entries.len() == 1 { "" } else { "s" }
+    );
+    for e in entries {
+        let status = if e.leaks > 0 {
+            let plural = if e.leaks == 1 { "" } else { "s" };
+            labelled_badge(
+                colour("leak-public-endpoint"),
+                &format!("{} leak{plural}", e.leaks),
+            )
+        } else if e.problems > 0 {
+            labelled_badge(colour("blocked"), "problems")
+        } else {
+            badge("ok")
+        };
+        let _ = writeln!(
+            h,
+            r#"<tr><td><a href="{}">{}</a></td><td>{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td><td>{}</td></tr>"#,
+            esc(&e.file),
+            esc(&e.topology),
+            e.connections,
+            e.leaks,
+            e.problems,
+            e.checks - e.checks_failed,
+            e.checks,
+            esc(e.description.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</tbody></table></div></section></main>\n");
+    let _ = write!(
+        h,
+        "<footer>Made by observer {}. Each report is one self-contained file.</footer>\n</body>\n</html>\n",
+        env!("CARGO_PKG_VERSION")
     );
     h
 }
@@ -1062,6 +1188,27 @@ mod tests {
     }
 
     #[test]
+    fn the_index_links_every_report_with_its_status() {
+        let entry = |name: &str, leaks, problems| IndexEntry {
+            file: format!("{name}.html"),
+            topology: name.into(),
+            description: Some("a <scenario>".into()),
+            connections: 5,
+            leaks,
+            problems,
+            checks: 4,
+            checks_failed: 1,
+        };
+        let page = index(&[entry("default", 1, 2), entry("clean", 0, 0)]);
+        assert!(page.contains(r#"<a href="default.html">default</a>"#));
+        assert!(page.contains(">1 leak<"), "{page}");
+        assert!(page.contains(">ok<"));
+        assert!(page.contains("3 of 4"));
+        assert!(page.contains("a &lt;scenario&gt;"));
+        assert!(!page.contains("<script"), "no script on the index");
+    }
+
+    #[test]
     fn the_default_topology_is_drawn_with_its_parts() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -1081,5 +1228,9 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
         }
+        let has = |a: &str, b: &str| g.structure.iter().any(|(x, y)| x == a && y == b);
+        assert!(has("hop:vnet", "subnet:backends"), "{:?}", g.structure);
+        assert!(has("hop:vnet", "pe:keyvault"));
+        assert!(has("hop:gateway", "onprem"));
     }
 }
