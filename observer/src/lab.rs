@@ -6,12 +6,14 @@
 //! | [`cmd`] | the one checked way to run `ip`, `nft`, `sysctl` |
 //! | [`netns`] | RAII namespaces, veth pairs, background processes |
 //! | [`build`] | a topology file as namespaces, routes, NAT, ACLs, DNS |
+//! | [`custom_dns`] | the topology's custom DNS servers (dnsmasq in the VNet or on-premises) |
 //! | [`nsg`] | the topology's NSGs as the VNet router's nftables ruleset |
 //! | [`traffic`] | servers and the workload's client (DNS, TCP, UDP) |
 //! | [`scenario`] | `lab run`: capture, traffic, classification, checks |
 
 pub mod build;
 pub mod cmd;
+pub mod custom_dns;
 pub mod netns;
 pub mod nsg;
 pub mod scenario;

@@ -44,6 +44,8 @@ pub struct Lab {
     pub topology: Topology,
     pub base: String,
     dnsmasq: Option<Process>,
+    /// Custom DNS servers (`lab::custom_dns`).
+    custom_dns: Vec<Process>,
     namespaces: Vec<(&'static str, Netns)>,
 }
 
@@ -65,6 +67,7 @@ impl Lab {
             topology: topology.clone(),
             base,
             dnsmasq: None,
+            custom_dns: Vec::new(),
             namespaces: Vec::new(),
         };
         // On error, `lab` drops here and removes what was made.
@@ -76,6 +79,9 @@ impl Lab {
     /// Keeps the namespaces and dnsmasq after this value is gone (`lab up`).
     pub fn persist(mut self) {
         if let Some(p) = self.dnsmasq.take() {
+            std::mem::forget(p.into_child());
+        }
+        for p in self.custom_dns.drain(..) {
             std::mem::forget(p.into_child());
         }
         for (_, ns) in self.namespaces.drain(..) {
@@ -181,6 +187,7 @@ impl Lab {
         self.edges()?;
         self.acls()?;
         self.start_dns()?;
+        self.custom_dns = super::custom_dns::start(self)?;
         Ok(())
     }
 
@@ -296,6 +303,7 @@ impl Lab {
         let t = &self.topology;
         let mut ips: Vec<Ipv4Addr> = t.backends.iter().map(|b| b.private_ip).collect();
         ips.extend(t.private_endpoints.iter().map(|p| p.private_ip));
+        ips.extend(super::custom_dns::in_vnet(t));
         ips
     }
 
@@ -315,6 +323,7 @@ impl Lab {
             .traffic
             .iter()
             .filter_map(|x| x.to.parse::<Ipv4Addr>().ok())
+            .chain(super::custom_dns::on_premises(t))
             .filter(|ip| t.in_onprem(*ip))
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -478,6 +487,9 @@ impl Drop for Lab {
         if let Some(p) = self.dnsmasq.take() {
             p.terminate(std::time::Duration::from_secs(2));
         }
+        for p in self.custom_dns.drain(..) {
+            p.terminate(std::time::Duration::from_secs(2));
+        }
         // Namespaces go in reverse order; veths and routes go with them.
         while let Some((_, ns)) = self.namespaces.pop() {
             drop(ns);
@@ -526,16 +538,7 @@ fn check_supported(t: &Topology) -> anyhow::Result<()> {
             t.name
         );
     }
-    if t.dns
-        .servers
-        .iter()
-        .any(|s| *s != std::net::IpAddr::V4(AZURE_DNS))
-    {
-        bail!(
-            "topology {}: the lab emulates Azure DNS (168.63.129.16) only; custom DNS servers are classified but not built",
-            t.name
-        );
-    }
+    super::custom_dns::check_supported(t)?;
     Ok(())
 }
 
