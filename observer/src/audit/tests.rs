@@ -217,6 +217,10 @@ fn every_lab_scenario_is_audited_as_its_description_says() {
         ("custom-dns-forwarding.toml", true),
         ("custom-dns-not-forwarding.toml", true),
         ("custom-dns-onprem.toml", true),
+        ("inbound-management-forced.toml", false),
+        ("inbound-management-fixed.toml", true),
+        // SQL and Storage may not go through an appliance.
+        ("appliance.toml", false),
     ];
     for (file, works) in table {
         let a = audit(&scenario(file));

@@ -110,7 +110,7 @@ impl Lab {
     }
 
     /// The address the internet edge SNATs to (the ASE's outbound VIP).
-    fn vip(&self) -> Ipv4Addr {
+    pub fn vip(&self) -> Ipv4Addr {
         self.topology
             .outbound_vip
             .unwrap_or(Ipv4Addr::new(198, 51, 100, 10))
@@ -121,7 +121,7 @@ impl Lab {
         self.topology.environment == Environment::MultiTenant && !self.topology.route_all
     }
 
-    fn add(&mut self, role: &'static str) -> anyhow::Result<()> {
+    pub(super) fn add(&mut self, role: &'static str) -> anyhow::Result<()> {
         let ns = Netns::create(format!("{}-{role}", self.base))?;
         self.namespaces.push((role, ns));
         Ok(())
@@ -129,11 +129,13 @@ impl Lab {
 
     fn create(&mut self) -> anyhow::Result<()> {
         let t = self.topology.clone();
-        let roles: &[&'static str] = if t.onprem.is_some() {
-            &["ase", "vnet", "back", "dns", "inet", "pub", "gw", "onprem"]
-        } else {
-            &["ase", "vnet", "back", "dns", "inet", "pub"]
-        };
+        let mut roles: Vec<&'static str> = vec!["ase", "vnet", "back", "dns", "inet", "pub"];
+        if t.onprem.is_some() {
+            roles.extend(["gw", "onprem"]);
+        }
+        if super::appliance::address(&t).is_some() {
+            roles.push("nva");
+        }
         for role in roles {
             self.add(role)?;
         }
@@ -181,10 +183,12 @@ impl Lab {
             self.link("gw", "onprem", "onprem", "gw", ONPREM, false)?;
             self.link("onprem", "pub", "pub", "onprem", ONPREM_PUB, false)?;
         }
+        super::appliance::wire(self)?;
 
         self.router_table()?;
         self.hosts()?;
         self.edges()?;
+        super::inbound::setup(self, self.vip())?;
         self.acls()?;
         self.start_dns()?;
         self.custom_dns = super::custom_dns::start(self)?;
@@ -193,7 +197,7 @@ impl Lab {
 
     /// A veth `a:a_if` <-> `b:b_if` with the transit pair; with `default`,
     /// the far side routes everything back through the near side.
-    fn link(
+    pub(super) fn link(
         &self,
         a: &str,
         a_if: &str,
@@ -218,14 +222,14 @@ impl Lab {
         Ok(())
     }
 
-    fn route(&self, role: &str, args: &[&str]) -> anyhow::Result<()> {
+    pub(super) fn route(&self, role: &str, args: &[&str]) -> anyhow::Result<()> {
         let mut full = vec!["route", "replace"];
         full.extend_from_slice(args);
         self.ns(role).ip(full)?;
         Ok(())
     }
 
-    fn nft(&self, role: &str, script: &str) -> anyhow::Result<()> {
+    pub(super) fn nft(&self, role: &str, script: &str) -> anyhow::Result<()> {
         let ns = self.ns(role);
         let status = ns
             .command("nft")
@@ -272,7 +276,9 @@ impl Lab {
                 NextHop::VirtualNetworkGateway | NextHop::None => {
                     self.route("vnet", &["blackhole", &p])?
                 }
-                NextHop::VirtualAppliance => unreachable!("refused by check_supported"),
+                NextHop::VirtualAppliance => {
+                    self.route("vnet", &[&p, "via", super::appliance::NVA.1])?
+                }
             }
         }
         // The platform address is reached on the host, whatever the table says.
@@ -527,18 +533,9 @@ pub fn dns_records(t: &Topology) -> Vec<String> {
 
 /// The lab supports what its namespaces can build.
 fn check_supported(t: &Topology) -> anyhow::Result<()> {
-    if t.route_table
-        .routes
-        .iter()
-        .any(|r| r.next_hop == NextHop::VirtualAppliance)
-    {
-        bail!(
-            "topology {}: the lab has no virtual appliance namespace yet; \
-             `observer route` and `observer classify` handle VirtualAppliance routes",
-            t.name
-        );
-    }
+    super::appliance::check_supported(t)?;
     super::custom_dns::check_supported(t)?;
+    super::inbound::check_supported(t)?;
     Ok(())
 }
 

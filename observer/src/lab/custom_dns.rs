@@ -45,7 +45,8 @@ pub fn on_premises(t: &Topology) -> Vec<Ipv4Addr> {
 /// Refuses servers the lab cannot place.
 pub fn check_supported(t: &Topology) -> anyhow::Result<()> {
     for s in servers(t) {
-        if !t.in_vnet(s) && !(t.onprem.is_some() && t.in_onprem(s)) {
+        let placed = t.in_vnet(s) || (t.onprem.is_some() && t.in_onprem(s));
+        if !placed {
             bail!(
                 "topology {}: custom DNS server {s} is neither in the VNet nor in the on-premises prefixes; the lab hosts custom servers only there",
                 t.name
@@ -75,7 +76,9 @@ fn options(t: &Topology, base: &str, listen: Ipv4Addr) -> Vec<String> {
         "--local-ttl=60".into(),
     ];
     if t.dns.forwards_to_azure {
-        args.push(format!("--server={AZURE_DNS}"));
+        // From the server's own address, so the answer finds its way back
+        // (an on-premises server's transit address is not routed).
+        args.push(format!("--server={AZURE_DNS}@{listen}"));
     } else {
         // What the public internet answers: privatelink zones unlinked.
         let mut public = t.clone();

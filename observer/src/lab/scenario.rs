@@ -5,6 +5,7 @@
 
 use std::{
     fmt::Write as _,
+    net::IpAddr,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -125,6 +126,9 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
     if lab.has("gw") {
         router_ifaces.push("gw=gateway");
     }
+    if lab.has("nva") {
+        router_ifaces.push("nva=appliance");
+    }
     let workload = observe(
         config,
         path,
@@ -145,6 +149,13 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
         .traffic
         .iter()
         .map(|t| traffic::send(&lab, t))
+        .collect();
+    let vip = lab.vip();
+    let inbound: Vec<Outcome> = topology
+        .lab
+        .inbound
+        .iter()
+        .map(|i| crate::lab::inbound::send(&lab, vip, i))
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     for (observer, dir) in [(workload, &workload_dir), (router, &router_dir)] {
@@ -192,7 +203,25 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
                 reason: record.and_then(|r| r.reason.clone()),
             }
         })
+        .chain(topology.lab.inbound.iter().map(|i| {
+            // The workload's ingress record of the management connection.
+            let record = records.iter().find(|r| {
+                r.point.iface.as_ref() == "eth0"
+                    && r.direction == Direction::Ingress
+                    && r.src_addr == IpAddr::V4(i.from)
+                    && r.dst_port == Some(i.port)
+                    && r.protocol == 6
+            });
+            Check {
+                traffic: i.name.clone(),
+                expected: i.expect.clone(),
+                verdict: record.and_then(|r| r.verdict.clone()),
+                reason: record.and_then(|r| r.reason.clone()),
+            }
+        }))
         .collect();
+    let mut outcomes = outcomes;
+    outcomes.extend(inbound);
     Ok(ScenarioResult {
         topology: topology.name.clone(),
         lab: lab_name,

@@ -55,6 +55,10 @@ impl Servers {
                 .iter()
                 .flat_map(|e| e.ports.iter().map(|p| (Protocol::Tcp, *p))),
         );
+        // The workload answers inbound management (`lab::inbound`).
+        for port in super::inbound::ports(t) {
+            servers.listen(lab.ns("ase"), Protocol::Tcp, port)?;
+        }
         for role in ["back", "pub", "onprem"] {
             if !lab.has(role) {
                 continue;
