@@ -78,6 +78,7 @@ fn records(n: usize) -> Vec<FlowRecord> {
             flow_type: None,
             verdict: None,
             reason: None,
+            ..FlowRecord::default()
         })
         .collect()
 }

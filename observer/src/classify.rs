@@ -67,7 +67,7 @@ pub struct Classification {
 }
 
 /// How the other direction of a TCP flow answered, when both were watched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Answer {
     /// Not TCP, or the reverse direction was not watched.
     Unknown,
@@ -165,22 +165,40 @@ impl Classifier {
     }
 
     /// Classifies `records` in place, pairing directions for `blocked`.
+    ///
+    /// A record's classification depends only on its addresses, the remote
+    /// port, the protocol, the interface role, the TCP answer and the DNS
+    /// names; records sharing those share one decision, computed once (with
+    /// its reason text) and copied to each of them.
     pub fn classify_all(&self, records: &mut [FlowRecord]) {
-        let answers = answers(records, self.topology.ase_subnet().prefix);
-        // Records of one capture share few destinations: decide each once.
-        let mut decisions = HashMap::new();
-        for (record, answer) in records.iter_mut().zip(answers) {
-            let c = self.classify_with(record, answer, &mut decisions);
+        let ase = self.topology.ase_subnet().prefix;
+        let answers = answers(records, ase);
+        let mut routes = HashMap::new();
+        let mut table: Vec<Classification> = Vec::new();
+        let mut slots: Vec<u32> = Vec::with_capacity(records.len());
+        {
+            let mut index: HashMap<MemoKey<'_>, u32, BuildFx> = HashMap::default();
+            for (record, &answer) in records.iter().zip(&answers) {
+                let key = MemoKey::of(record, answer, ase);
+                let slot = *index.entry(key).or_insert_with(|| {
+                    table.push(self.classify_with(record, answer, &mut routes));
+                    (table.len() - 1) as u32
+                });
+                slots.push(slot);
+            }
+        }
+        for (record, slot) in records.iter_mut().zip(slots) {
+            let c = &table[slot as usize];
             record.category = Some(c.category.as_str().into());
-            record.dependency = c.dependency;
+            record.dependency.clone_from(&c.dependency);
             if record.dst_name.is_none() {
-                record.dst_name = c.dst_name;
+                record.dst_name.clone_from(&c.dst_name);
             }
             record.expected_next_hop = c.expected_next_hop.map(|h| h.as_str().into());
             record.observed_path = c.observed_path.map(|h| h.as_str().into());
             record.flow_type = Some(c.flow_type.into());
             record.verdict = Some(c.verdict.as_str().into());
-            record.reason = Some(c.reason);
+            record.reason = Some(c.reason.clone());
         }
     }
 
@@ -780,6 +798,78 @@ impl Classifier {
         }
     }
 }
+
+/// What a record's classification depends on (see [`Classifier::classify_all`]).
+#[derive(PartialEq, Eq, Hash)]
+struct MemoKey<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    remote_port: Option<u16>,
+    protocol: u8,
+    role: Option<&'a str>,
+    answer: Answer,
+    dst_name: Option<&'a str>,
+    dns_chain: Option<&'a [String]>,
+}
+
+impl<'a> MemoKey<'a> {
+    fn of(r: &'a FlowRecord, answer: Answer, ase: Ipv4Net) -> Self {
+        // Only the remote end's port counts (the workload's is ephemeral);
+        // which end is remote follows from the addresses, as in `classify_with`.
+        let reply = in_net(ase, r.dst_addr) && !in_net(ase, r.src_addr);
+        Self {
+            src: r.src_addr,
+            dst: r.dst_addr,
+            remote_port: if reply { r.src_port } else { r.dst_port },
+            protocol: r.protocol,
+            role: r.point.iface_role.as_deref(),
+            answer,
+            dst_name: r.dst_name.as_deref(),
+            dns_chain: r.dns_chain.as_deref(),
+        }
+    }
+}
+
+/// FxHash (rustc's): a multiply-rotate hasher, far cheaper than SipHash for
+/// small keys that no adversary chooses.
+#[derive(Default)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type BuildFx = std::hash::BuildHasherDefault<Fx>;
 
 struct Judged<'a> {
     record: &'a FlowRecord,

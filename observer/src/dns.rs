@@ -48,6 +48,33 @@ pub struct DnsAnswer {
     pub reason: Option<String>,
 }
 
+impl DnsAnswer {
+    /// The row of a response parsed from a message that `server` sent to
+    /// `client`, seen at `time_ns` (UTC) on `iface`; not yet judged.
+    pub fn new(
+        parsed: Parsed,
+        time_ns: i64,
+        iface: Arc<str>,
+        client: IpAddr,
+        server: IpAddr,
+    ) -> Self {
+        Self {
+            time_ns,
+            iface,
+            client,
+            server,
+            query: parsed.query().to_owned(),
+            query_type: parsed.query_type,
+            rcode: parsed.rcode,
+            chain: parsed.chain,
+            addresses: parsed.addresses,
+            ttl: parsed.ttl,
+            verdict: None,
+            reason: None,
+        }
+    }
+}
+
 /// Why a message was skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Skip {
@@ -100,6 +127,9 @@ pub fn parse_response(payload: &[u8]) -> Result<Parsed, Skip> {
         ttl = ttl.min(record.ttl);
         addresses.push(addr);
     }
+    // Answers wait for a flush by the row group: keep only what they use.
+    chain.shrink_to_fit();
+    addresses.shrink_to_fit();
     Ok(Parsed {
         query_type: query.query_type.to_string(),
         rcode: rcode_name(u16::from(message.metadata.response_code)),

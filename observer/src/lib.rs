@@ -10,6 +10,7 @@
 //! | load, attach, drain the kernel program | [`capture`] |
 //! | per-flow accumulation and end reasons | [`flow`] |
 //! | the live loop of `observer run` | [`pipeline`] |
+//! | live Prometheus metrics of a run | [`metrics`] |
 //! | DNS answers to names per flow | [`dns`] |
 //! | the customer's network, from its TOML file | [`topology`] |
 //! | Azure route selection | [`routes`] |
@@ -19,6 +20,8 @@
 //! | category, expected/observed path, verdict | [`classify`] |
 //! | the verdict vocabulary (below topology and classify) | [`verdict`] |
 //! | Parquet schema, writer, reader | [`files`] |
+//! | local or `az://` paths | [`storage`] |
+//! | Azure flow logs and pcaps into flow records | [`import`] |
 //! | summaries for people and CI | [`report`] |
 //! | topologies in network namespaces, scenario traffic | [`lab`] |
 //! | command line | [`cli`] |
@@ -31,10 +34,13 @@ pub mod cli;
 pub mod dns;
 pub mod files;
 pub mod flow;
+pub mod import;
 pub mod lab;
+pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod routes;
 pub mod security;
+pub mod storage;
 pub mod topology;
 pub mod verdict;

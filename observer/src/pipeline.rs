@@ -31,6 +31,7 @@ use tokio::{
 };
 
 use crate::{
+    capture::watch::{self, LinkWatch},
     capture::{
         Capture, CaptureConfig, CaptureError, Counters, Interface, InterfaceSpec,
         iface::{self, InterfaceError, LinkKind},
@@ -44,6 +45,7 @@ use crate::{
         Ended, FlowRecord, FlowTable, ObservationPoint, TableConfig, WallClock,
         clock::monotonic_now_ns,
     },
+    metrics::{self, Metrics, MetricsError, Totals},
 };
 
 /// Everything `observer run` was asked to do.
@@ -65,6 +67,8 @@ pub struct RunOptions {
     pub classifier: Option<Arc<Classifier>>,
     /// (client, address) pairs the DNS tracker keeps.
     pub dns_capacity: usize,
+    /// Serve Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Error)]
@@ -79,6 +83,8 @@ pub enum RunError {
     Output(#[from] WriteError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error("cannot {what}")]
     Io {
         what: &'static str,
@@ -92,6 +98,10 @@ pub struct Prepared {
     capture: Capture,
     interfaces: Vec<Interface>,
     namespace: Option<String>,
+    /// Bound in the caller's namespace (`--metrics`).
+    metrics_listener: Option<std::net::TcpListener>,
+    /// Link events of the capture's namespace (None: cannot watch).
+    links: Option<LinkWatch>,
 }
 
 /// Checks privileges, enters the namespace, checks the output directory,
@@ -99,6 +109,8 @@ pub struct Prepared {
 pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     privileges::check(options.netns.is_some())?;
     check_writable(&options.out)?;
+    // Before entering --netns: the socket stays in the caller's namespace.
+    let metrics_listener = options.metrics.map(metrics::bind).transpose()?;
     if let Some(name) = &options.netns {
         netns::enter(name)?;
     }
@@ -108,10 +120,17 @@ pub fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     );
     let interfaces = iface::resolve(&options.interfaces, &namespace)?;
     let capture = Capture::start(&options.capture, &interfaces)?;
+    let links = LinkWatch::open()
+        .inspect_err(|e| {
+            tracing::warn!("cannot watch for interfaces that disappear (rtnetlink: {e})");
+        })
+        .ok();
     Ok(Prepared {
         capture,
         interfaces,
         namespace: options.netns.clone(),
+        metrics_listener,
+        links,
     })
 }
 
@@ -159,6 +178,9 @@ pub struct InterfaceInfo {
     pub role: Option<String>,
     pub ifindex: u32,
     pub link: &'static str,
+    /// When the interface disappeared mid-capture (RFC 3339), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vanished: Option<String>,
 }
 
 /// The state of a running capture between events.
@@ -174,20 +196,32 @@ struct Pipeline {
     clock: WallClock,
     summary: RunSummary,
     counters: Counters,
+    /// Live metrics (`--metrics`).
+    metrics: Option<Metrics>,
 }
 
 impl Pipeline {
     fn drain(&mut self) -> Result<(), RunError> {
+        let started = std::time::Instant::now();
         let Self {
             capture,
             table,
             ended,
+            metrics,
+            points,
             ..
         } = self;
-        capture.drain_flows(|key, delta| table.add(key, delta, ended))?;
+        capture.drain_flows(|key, delta| {
+            count_delta(metrics.as_mut(), points, key, delta);
+            table.add(key, delta, ended);
+        })?;
         self.counters = self.capture.counters()?;
         self.table.expire(monotonic_now_ns(), &mut self.ended);
         self.emit();
+        if let Some(metrics) = &self.metrics {
+            metrics.drained(started.elapsed());
+        }
+        self.publish();
         Ok(())
     }
 
@@ -199,14 +233,30 @@ impl Pipeline {
             }
             // SAFETY: the kernel writes whole `FlowEvent`s; read unaligned.
             let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            count_delta(
+                self.metrics.as_mut(),
+                &self.points,
+                &event.key,
+                &event.stats,
+            );
             self.table.add(&event.key, &event.stats, &mut self.ended);
         }
     }
 
     /// Parses DNS responses into answers: tracked for naming, and written.
-    fn read_dns_events(&mut self, ring: &mut RingBuf<MapData>) {
+    /// Stops once a full row group is pending, so the caller flushes before
+    /// reading on: under a flood the kernel refills the ring as fast as it
+    /// is read, and reading until it is empty would hold every answer of
+    /// the flood in memory. Returns whether the ring was emptied.
+    fn read_dns_events(&mut self, ring: &mut RingBuf<MapData>) -> bool {
         const HEADER: usize = size_of::<DnsEventHeader>();
-        while let Some(item) = ring.next() {
+        let emptied = loop {
+            if self.dns_files.is_full() {
+                break false;
+            }
+            let Some(item) = ring.next() else {
+                break true;
+            };
             if item.len() < HEADER {
                 self.summary.dns_malformed += 1;
                 continue;
@@ -231,27 +281,25 @@ impl Pipeline {
                 || format!("if{}", header.ifindex).into(),
                 |p| p.iface.clone(),
             );
-            let mut answer = DnsAnswer {
-                time_ns: self.clock.utc_ns(header.timestamp_ns),
+            let mut answer = DnsAnswer::new(
+                parsed,
+                self.clock.utc_ns(header.timestamp_ns),
                 iface,
-                client: addr_from_bytes(header.dst_addr, header.ip_version),
-                server: addr_from_bytes(header.src_addr, header.ip_version),
-                query: parsed.query().to_string(),
-                query_type: parsed.query_type,
-                rcode: parsed.rcode,
-                chain: parsed.chain,
-                addresses: parsed.addresses,
-                ttl: parsed.ttl,
-                verdict: None,
-                reason: None,
-            };
+                addr_from_bytes(header.dst_addr, header.ip_version),
+                addr_from_bytes(header.src_addr, header.ip_version),
+            );
             if let Some(classifier) = &self.classifier {
                 classifier.judge_dns(&mut answer);
             }
             self.dns.record(&answer);
             self.summary.dns_answers += 1;
+            if let Some(metrics) = &self.metrics {
+                metrics.dns_answer(&answer.iface);
+            }
             self.dns_files.push(answer);
-        }
+        };
+        self.publish();
+        emptied
     }
 
     /// Turns ended flows into records waiting for the next flush.
@@ -266,12 +314,16 @@ impl Pipeline {
             self.summary.packets += stats.packets;
             self.summary.bytes += stats.bytes;
             let mut record = FlowRecord::from_kernel(&key, &stats, reason, point, &self.clock);
+            if let Some(metrics) = &self.metrics {
+                metrics.record(&record.point.iface, record.direction.as_str());
+            }
             self.dns.enrich(&mut record);
             self.files.push(record);
         }
     }
 
     fn flush(&mut self) -> Result<(), RunError> {
+        let started = std::time::Instant::now();
         let metadata = self.metadata();
         if let Some(classifier) = &self.classifier {
             classifier.classify_all(self.files.pending_mut());
@@ -285,7 +337,110 @@ impl Pipeline {
         {
             tracing::debug!("wrote {}", path.display());
         }
+        if let Some(metrics) = &self.metrics {
+            metrics.flushed(started.elapsed());
+        }
+        self.publish();
+        release_freed_memory();
         Ok(())
+    }
+
+    /// Copies the cumulative figures into the live metrics.
+    fn publish(&self) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        metrics.sync(&Totals {
+            counters: &self.counters,
+            flows_active: self.table.len(),
+            records_pending: self.files.pending_len(),
+            flow_rows_written: self.files.written_rows(),
+            dns_rows_written: self.dns_files.written_rows(),
+            flow_files: self.files.files().len(),
+            dns_files: self.dns_files.files().len(),
+            dns_malformed: self.summary.dns_malformed,
+            dns_queries: self.summary.dns_queries,
+            dns_evicted: self.dns.evicted(),
+            dns_tracked: self.dns.len(),
+        });
+    }
+
+    /// Handles a watched interface that disappeared: said at once in the
+    /// log and the metrics; its records so far are kept. Returns how many
+    /// watched interfaces are left.
+    fn interface_gone(&mut self, ifindex: u32) -> usize {
+        let now = chrono::Utc::now().to_rfc3339();
+        let mut gone = None;
+        for info in &mut self.summary.interfaces {
+            if info.ifindex == ifindex && info.vanished.is_none() {
+                info.vanished = Some(now.clone());
+                gone = Some((info.name.clone(), info.role.clone()));
+            }
+        }
+        let left: Vec<String> = self
+            .summary
+            .interfaces
+            .iter()
+            .filter(|i| i.vanished.is_none())
+            .map(|i| i.name.clone())
+            .collect();
+        let Some((name, role)) = gone else {
+            return left.len();
+        };
+        self.capture.forget_interface(ifindex, &name);
+        if let Some(metrics) = &self.metrics {
+            metrics.interface_gone(&name, role.as_deref());
+        }
+        if left.is_empty() {
+            tracing::error!(
+                "interface {name} disappeared (deleted, or moved out of the namespace); \
+                 no watched interface is left"
+            );
+        } else {
+            tracing::warn!(
+                "interface {name} disappeared (deleted, or moved out of the namespace); \
+                 its flows so far are kept; capture goes on on {}",
+                left.join(", ")
+            );
+        }
+        left.len()
+    }
+
+    /// Reads link events; returns how many watched interfaces are left.
+    fn link_events(&mut self, links: &mut LinkWatch) -> usize {
+        let events = match links.read() {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!("reading link events failed ({error}); checking every interface");
+                watch::LinkEvents {
+                    deleted: Vec::new(),
+                    overflowed: true,
+                }
+            }
+        };
+        let mut deleted = events.deleted;
+        if events.overflowed {
+            deleted.extend(
+                self.summary
+                    .interfaces
+                    .iter()
+                    .filter(|i| !watch::exists(i.ifindex))
+                    .map(|i| i.ifindex),
+            );
+        }
+        let mut left = self.live_interfaces();
+        for ifindex in deleted {
+            left = self.interface_gone(ifindex);
+        }
+        left
+    }
+
+    fn live_interfaces(&self) -> usize {
+        self.summary
+            .interfaces
+            .iter()
+            .filter(|i| i.vanished.is_none())
+            .count()
     }
 
     /// Flushes early when a table holds a full row group, so memory stays
@@ -353,6 +508,45 @@ impl Pipeline {
     }
 }
 
+/// Counts a drained delta in the live metrics, by interface and direction.
+fn count_delta(
+    metrics: Option<&mut Metrics>,
+    points: &HashMap<u32, ObservationPoint>,
+    key: &FlowKey,
+    delta: &observer_common::FlowStats,
+) {
+    if let Some(metrics) = metrics {
+        let unknown;
+        let iface = match points.get(&key.ifindex) {
+            Some(point) => &*point.iface,
+            None => {
+                unknown = format!("if{}", key.ifindex);
+                &unknown
+            }
+        };
+        metrics.count(
+            key.ifindex,
+            key.direction,
+            iface,
+            delta.packets,
+            delta.bytes,
+        );
+    }
+}
+
+/// Hands the pages freed by a flush back to the kernel. glibc keeps freed
+/// heap memory for reuse (it trims only the top of the heap), so after a
+/// burst of DNS answers the process would otherwise stay at its peak
+/// forever; a trim walks the free lists once, a few milliseconds against a
+/// flush that writes up to a row group.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn unknown_point(summary: &RunSummary, key: &FlowKey) -> ObservationPoint {
     ObservationPoint {
         host: summary.host.as_str().into(),
@@ -400,6 +594,8 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
         mut capture,
         interfaces,
         namespace,
+        metrics_listener,
+        links,
     } = prepared;
     let io_err = |what| move |source| RunError::Io { what, source };
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("install a SIGINT handler"))?;
@@ -461,6 +657,7 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
                     LinkKind::Ethernet => "ethernet",
                     LinkKind::RawIp => "raw-ip",
                 },
+                vanished: None,
             })
             .collect(),
         attach: if capture.uses_tcx() { "tcx" } else { "tc" },
@@ -479,7 +676,41 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
         clock: WallClock::new(),
         summary,
         counters: [Default::default(); counter::LEN as usize],
+        metrics: None,
     };
+    if let Some(listener) = metrics_listener {
+        let metrics = Metrics::new(
+            &interfaces
+                .iter()
+                .map(|i| (i.name.clone(), i.role.clone()))
+                .collect::<Vec<_>>(),
+            &run_id,
+            pipeline.summary.attach,
+        );
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("serving Prometheus metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(metrics::serve(listener, metrics.registry()));
+        pipeline.metrics = Some(metrics);
+        pipeline.publish();
+    }
+    let links = links.map(|links| {
+        // SAFETY: `LinkWatch` owns its socket and keeps it open until dropped.
+        unsafe { AsyncFd::register_with_interest(links, tokio::io::Interest::READABLE) }
+    });
+    let mut links = match links.transpose() {
+        Ok(links) => links,
+        Err(error) => {
+            tracing::warn!("cannot poll link events ({error}); interfaces are not watched");
+            None
+        }
+    };
+    // An interface may have gone between attaching and subscribing.
+    for ifindex in interfaces.iter().map(|i| i.ifindex) {
+        if !watch::exists(ifindex) {
+            pipeline.interface_gone(ifindex);
+        }
+    }
 
     let names: Vec<String> = interfaces.iter().map(|i| i.to_string()).collect();
     tracing::info!(
@@ -501,6 +732,9 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
     }
     let deadline = options.duration.map(|d| time::Instant::now() + d);
     let stop_reason = loop {
+        if pipeline.live_interfaces() == 0 {
+            break INTERFACES_GONE;
+        }
         tokio::select! {
             _ = drain.tick() => {
                 pipeline.drain()?;
@@ -515,9 +749,17 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
             }
             guard = readable(dns_events.as_mut()) => {
                 let mut guard = guard.map_err(io_err("poll the DNS ring buffer"))?;
-                pipeline.read_dns_events(guard.get_inner_mut());
-                guard.clear_ready();
+                // Not emptied: stay ready, so the loop comes back after the
+                // flush (and after any timer or signal that is due).
+                if pipeline.read_dns_events(guard.get_inner_mut()) {
+                    guard.clear_ready();
+                }
                 pipeline.flush_if_full()?;
+            }
+            guard = link_readable(links.as_mut()) => {
+                let mut guard = guard.map_err(io_err("poll link events"))?;
+                pipeline.link_events(guard.get_inner_mut());
+                guard.clear_ready();
             }
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
@@ -532,6 +774,19 @@ pub async fn run(prepared: Prepared, options: &RunOptions) -> Result<RunSummary,
         &options.out,
         stop_reason,
     )
+}
+
+/// `stop_reason` of a run that ended because every watched interface disappeared.
+pub const INTERFACES_GONE: &str = "interfaces-gone";
+
+/// Readiness of the link-event socket (never, when it could not be opened).
+async fn link_readable(
+    links: Option<&mut AsyncFd<LinkWatch>>,
+) -> io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, LinkWatch>> {
+    match links {
+        Some(links) => links.readable_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Readiness of an optional ring buffer (never, when DNS capture is off).
@@ -562,7 +817,9 @@ fn finish(
 ) -> Result<RunSummary, RunError> {
     pipeline.capture.detach();
     if let Some(mut dns_ring) = dns_ring {
-        pipeline.read_dns_events(&mut dns_ring);
+        while !pipeline.read_dns_events(&mut dns_ring) {
+            pipeline.flush_if_full()?;
+        }
     }
     // Two swaps: the first drains the map in use until now, the second the
     // one installed by the first (written to until the detach).
@@ -573,6 +830,7 @@ fn finish(
     pipeline.table.finish(&mut pipeline.ended);
     pipeline.emit();
     pipeline.flush()?;
+    pipeline.publish();
 
     let mut summary = pipeline.summary.clone();
     summary.stopped = chrono::Utc::now().to_rfc3339();

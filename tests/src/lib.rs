@@ -135,6 +135,33 @@ impl Observer {
         Ok(text)
     }
 
+    /// What the observer logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the observer to exit by itself (killed
+    /// after); returns its status and log.
+    pub fn wait(self, timeout: Duration) -> anyhow::Result<(ExitStatus, String)> {
+        let log = self.log.clone();
+        let mut child = self.process.into_child();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, fs::read_to_string(&log).unwrap_or_default()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "observer did not exit by itself within {timeout:?}:\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: no cleanup at all.
     pub fn kill(self) {
         let mut child = self.process.into_child();
@@ -390,6 +417,27 @@ pub fn link_stats(ns: &Netns, iface: &str) -> anyhow::Result<LinkStats> {
         tx_bytes: get("tx", "bytes")?,
         tx_dropped: get("tx", "dropped")?,
     })
+}
+
+/// An interface's counters once the link is quiet: read every 100 ms until
+/// two reads in a row agree (packets still queued or in a softirq have
+/// landed), for at most 10 s, however slow the host.
+pub fn quiet_link_stats(ns: &Netns, iface: &str) -> anyhow::Result<LinkStats> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = link_stats(ns, iface)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = link_stats(ns, iface)?;
+        if now == last {
+            return Ok(now);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{iface} in {} was still carrying traffic after 10 s",
+            ns.name()
+        );
+        last = now;
+    }
 }
 
 pub fn mac(ns: &Netns, iface: &str) -> anyhow::Result<String> {

@@ -6,7 +6,7 @@ use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, ensure};
@@ -86,6 +86,8 @@ pub fn udp_gso(
 /// What the kernel says a TCP socket sent and received.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TcpInfo {
+    /// `TCP_ESTABLISHED` (1) ... `TCP_CLOSE` (7), as in `include/net/tcp_states.h`.
+    pub state: u8,
     pub segs_out: u64,
     pub segs_in: u64,
     pub bytes_sent: u64,
@@ -114,6 +116,7 @@ fn tcp_info(stream: &TcpStream) -> anyhow::Result<TcpInfo> {
     let u64_at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap());
     // Offsets in struct tcp_info (include/uapi/linux/tcp.h).
     Ok(TcpInfo {
+        state: buf[0],
         segs_out: u32_at(136),
         segs_in: u32_at(140),
         bytes_sent: u64_at(200),
@@ -130,7 +133,8 @@ pub struct TcpTransfer {
 }
 
 /// Sends `bytes` from a client in `client_ns` to a server in `server_ns`,
-/// closes both ways, and reads each side's TCP_INFO once the last ACK is out.
+/// closes both ways, and reads each side's TCP_INFO once the last ACK has
+/// reached the server (its socket is closed), within 10 s.
 pub fn tcp(
     client_ns: &Netns,
     server_ns: &Netns,
@@ -159,11 +163,24 @@ pub fn tcp(
     let mut rest = Vec::new();
     client.read_to_end(&mut rest)?;
     let server_stream = serve.join().expect("server thread")?;
-    std::thread::sleep(Duration::from_millis(200));
+    const TCP_CLOSE: u8 = 7;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let server = loop {
+        let info = tcp_info(&server_stream)?;
+        if info.state == TCP_CLOSE {
+            break info;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the server's socket is still in TCP state {} 10 s after the transfer",
+            info.state
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     Ok(TcpTransfer {
         client_port,
         client: tcp_info(&client)?,
-        server: tcp_info(&server_stream)?,
+        server,
     })
 }
 

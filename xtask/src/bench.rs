@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Run only these parts (repeatable); all of them by default.
     #[arg(long, value_enum)]
     only: Vec<Part>,
+    /// Flow-log tuples the import benchmark generates and imports.
+    #[arg(long, default_value_t = 10_000_000)]
+    tuples: u64,
 }
 
 /// The parts of the capture benchmark.
@@ -45,6 +48,11 @@ pub enum Part {
     Churn,
     /// Kernel and userspace memory, and RSS over a steady load.
     Memory,
+    /// `observer lab exec default -- true` end to end (build, attach, run,
+    /// drain, classify, report, teardown).
+    Labexec,
+    /// Flow-log import end to end and Parquet writing vs DuckDB (no root).
+    Import,
 }
 
 const A: &str = "10.88.0.1";
@@ -64,6 +72,13 @@ struct Bench {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let import = args.only.is_empty() || args.only.contains(&Part::Import);
+    if import {
+        crate::bench_import::run(if args.quick { 1_000_000 } else { args.tuples })?;
+    }
+    if args.only.iter().all(|p| *p == Part::Import) && !args.only.is_empty() {
+        return Ok(());
+    }
     let observer = build_observer()?;
     setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat())?;
     ensure!(
@@ -149,6 +164,12 @@ impl Bench {
             Value::Null
         };
 
+        let labexec = if wanted(Part::Labexec) {
+            self.lab_exec(rounds.max(5))?
+        } else {
+            Value::Null
+        };
+
         println!("\n| measure | baseline | observed | ratio |\n|---|---|---|---|");
         for row in &rows {
             println!(
@@ -169,9 +190,40 @@ impl Bench {
         println!("pmacct: {pmacct}");
         println!("churn: {churn}");
         println!("memory: {memory}");
+        println!("lab exec default -- true: {labexec}");
         Ok(
-            json!({ "ratios": rows, "bpf_cost": bpf, "pmacct": pmacct, "churn": churn, "memory": memory }),
+            json!({ "ratios": rows, "bpf_cost": bpf, "pmacct": pmacct, "churn": churn, "memory": memory, "lab_exec": labexec }),
         )
+    }
+
+    /// Wall time of `observer lab exec default -- true`, `rounds` times
+    /// (the first one included: nothing is cached between runs).
+    fn lab_exec(&mut self, rounds: u32) -> anyhow::Result<Value> {
+        let mut seconds = Vec::new();
+        for round in 0..rounds {
+            if interrupted() {
+                break;
+            }
+            let out = self.scratch.join(format!("labexec-{round}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let started = Instant::now();
+            let status = Command::new(&self.observer)
+                .args(["--quiet", "lab", "exec", "default", "--out"])
+                .arg(&out)
+                .args(["--", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            let elapsed = started.elapsed().as_secs_f64();
+            ensure!(
+                status.success(),
+                "observer lab exec default -- true failed ({status})"
+            );
+            eprintln!("xtask: lab exec round {round}: {elapsed:.3} s");
+            seconds.push(elapsed);
+        }
+        let all = seconds.clone();
+        Ok(json!({ "rounds": all, "median_s": median(&mut seconds) }))
     }
 
     /// BPF cost per packet under `load`, in a run of its own: the

@@ -1,8 +1,9 @@
-//! `cargo xtask demo`: set-up, build, then every scenario topology under
-//! `lab/topologies` (the default one first) in its own lab: capture,
-//! traffic, classification, Parquet, report, teardown (also on Ctrl-C).
+//! `cargo xtask demo`: set-up, build, then `observer lab run` over every
+//! topology shipped in the binary (the default one first), each in its own
+//! lab: capture, traffic, classification, Parquet, report, teardown (also
+//! on Ctrl-C).
 
-use std::path::PathBuf;
+use std::{ffi::OsString, path::PathBuf};
 
 use crate::{lab, workspace_root};
 
@@ -15,8 +16,14 @@ pub fn run(out: Option<PathBuf>) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let out = out.unwrap_or_else(|| workspace_root().join(format!("target/demo/{stamp}")));
-    let results = lab::run_files(&lab::all_topologies()?, None, Some(out.clone()))?;
-    lab::finish(&results)?;
+    let mut args: Vec<OsString> = vec!["run".into()];
+    args.extend(
+        observer::lab::topologies::names()
+            .into_iter()
+            .map(OsString::from),
+    );
+    args.extend(["--out".into(), out.clone().into_os_string()]);
+    lab::run(&args)?;
     eprintln!("xtask: demo done; Parquet files are in {}", out.display());
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! fresh machine.
 
 mod bench;
+mod bench_import;
 mod demo;
 mod lab;
 mod setup;
@@ -44,9 +45,12 @@ enum Task {
     },
     /// Benchmarks of the capture path (needs root); writes target/bench/*.json.
     Bench(bench::BenchArgs),
-    /// Reproduce topologies in network namespaces (needs root).
-    #[command(subcommand)]
-    Lab(lab::LabCommand),
+    /// `observer lab ARGS...` with the release observer (needs root):
+    /// list, up, down, status, run, exec.
+    Lab {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Set by SIGINT/SIGTERM. Children get the terminal's signal themselves;
@@ -70,14 +74,16 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Setup => setup::toolchain().and_then(|()| {
-            setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat())
-        }),
+        Task::Setup => setup::toolchain()
+            .and_then(|()| setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat()))
+            .and_then(|()| setup::import_tools().map(drop))
+            .and_then(|()| setup::python_modules())
+            .and_then(|()| setup::node_modules()),
         Task::Build => build_observer().map(drop),
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
         Task::Bench(args) => bench::run(&args),
-        Task::Lab(command) => lab::run(command),
+        Task::Lab { args } => lab::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,6 +152,9 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
         );
     } else if !interrupted() {
         setup::packages(setup::TEST_PACKAGES)?;
+        let (python, azurite) = setup::import_tools()?;
+        setup::python_modules()?;
+        setup::node_modules()?;
         sweep();
         let observer = build_observer()?;
         eprintln!("xtask: namespace tests");
@@ -159,7 +168,9 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
                 "--",
             ])
             .args(filter)
-            .env("OBSERVER_BIN", &observer));
+            .env("OBSERVER_BIN", &observer)
+            .env("OBSERVER_PYTHON", &python)
+            .env("OBSERVER_AZURITE", &azurite));
         if let Err(error) = result {
             failed.push(format!("namespace tests: {error:#}"));
         }

@@ -80,7 +80,8 @@ impl AttachMode {
 /// Everything attached by one capture. Dropping it detaches the programs and
 /// removes the clsact qdiscs it added (when no other filter uses them).
 pub struct Attachments {
-    links: Vec<SchedClassifierLink>,
+    /// (ifindex, link): the links of one interface can go on their own.
+    links: Vec<(u32, SchedClassifierLink)>,
     created_qdiscs: Vec<String>,
     pub tcx: bool,
 }
@@ -109,6 +110,16 @@ impl Drop for Attachments {
                 }
             }
         }
+    }
+}
+
+impl Attachments {
+    /// Lets go of an interface that disappeared: its links (already gone
+    /// with the device in the kernel) are dropped and its qdisc is no longer
+    /// ours to remove (a new device may reuse the name).
+    pub fn forget(&mut self, ifindex: u32, name: &str) {
+        self.links.retain(|(index, _)| *index != ifindex);
+        self.created_qdiscs.retain(|iface| iface != name);
     }
 }
 
@@ -174,7 +185,7 @@ pub fn attach(
                 .map_err(attach_err)?;
             attachments
                 .links
-                .push(prog.take_link(id).map_err(attach_err)?);
+                .push((iface.ifindex, prog.take_link(id).map_err(attach_err)?));
         }
     }
     Ok(attachments)

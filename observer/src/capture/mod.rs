@@ -11,6 +11,7 @@ mod flow_maps;
 pub mod iface;
 pub mod netns;
 pub mod privileges;
+pub mod watch;
 
 use aya::{
     EbpfError, EbpfLoader,
@@ -178,6 +179,13 @@ impl Capture {
     /// Detaches from every interface; the maps stay readable for a final drain.
     pub fn detach(&mut self) {
         self.attachments = None;
+    }
+
+    /// Lets go of an interface that disappeared (see [`watch`]).
+    pub fn forget_interface(&mut self, ifindex: u32, name: &str) {
+        if let Some(attachments) = &mut self.attachments {
+            attachments.forget(ifindex, name);
+        }
     }
 
     /// Hands every flow delta accounted since the previous drain to `sink`.

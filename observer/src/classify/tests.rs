@@ -62,6 +62,7 @@ fn record(
         flow_type: None,
         verdict: None,
         reason: None,
+        ..FlowRecord::default()
     }
 }
 

@@ -2,6 +2,8 @@
 
 mod check;
 mod classify;
+mod import;
+mod lab;
 mod nsg;
 mod report;
 mod route;
@@ -46,8 +48,14 @@ pub enum Command {
     Classify(classify::ClassifyArgs),
     /// Summarise classified flows; `--fail-on` for CI.
     Report(report::ReportArgs),
+    /// Convert Azure VNet/NSG flow logs or pcap files into flow records
+    /// (optionally classified), as local or Blob Parquet.
+    Import(import::ImportArgs),
     /// Show the route Azure picks for a destination (effective routes).
     Route(route::RouteArgs),
+    /// Emulated ASE networks in namespaces: list, up, down, status, run,
+    /// and exec (your own command in the lab, as a CI gate).
+    Lab(lab::LabArgs),
     /// Verify one flow against the NSGs (like Network Watcher's IP flow
     /// verify): Allow or Deny, the rule that decided, the route.
     Verify(verify::VerifyArgs),
@@ -64,7 +72,9 @@ impl Command {
             Self::Run(args) => args.execute(global),
             Self::Classify(args) => args.execute(),
             Self::Report(args) => args.execute(),
+            Self::Import(args) => args.execute(),
             Self::Route(args) => args.execute(),
+            Self::Lab(args) => args.execute(),
             Self::Verify(args) => args.execute(),
             Self::Nsg(args) => args.execute(),
             Self::Check(args) => args.execute(),

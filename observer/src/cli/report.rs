@@ -20,12 +20,26 @@ pub enum Format {
     Json,
     /// JUnit XML: one test case per connection.
     Junit,
+    /// One self-contained HTML page (charts embedded; opens offline).
+    Html,
 }
 
 impl Format {
     /// Renders `summary`; JUnit failures follow `fail` (default: leaks).
     pub fn render(self, summary: &Summary, fail: Option<&FailOn>) -> String {
+        self.render_with(summary, fail, &report::html::Context::default())
+    }
+
+    /// Like [`Self::render`], with what the HTML page shows besides the
+    /// summary (topology name and drawing, time made).
+    pub fn render_with(
+        self,
+        summary: &Summary,
+        fail: Option<&FailOn>,
+        context: &report::html::Context<'_>,
+    ) -> String {
         match self {
+            Self::Html => report::html::render(summary, context),
             Self::Text => report::text::render(summary),
             Self::Json => report::json::render(summary),
             Self::Junit => report::junit::render(summary, fail.unwrap_or(&FailOn::leaks())),
@@ -42,8 +56,13 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Write the report to FILE instead of standard output.
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, visible_alias = "out", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// The topology file the flows were classified against: the HTML
+    /// report then draws its subnets, private endpoints, gateway and
+    /// appliance (without it, only what the connections show).
+    #[arg(long, value_name = "FILE")]
+    topology: Option<PathBuf>,
     /// Exit with status 1 when any of these is found: `leak` (every leak
     /// verdict), `any` (every verdict but ok), `lost` (capture loss), `dns`
     /// (DNS problems), or verdict names, comma-separated. Also what a JUnit
@@ -52,11 +71,52 @@ pub struct ReportArgs {
     fail_on: Option<FailOn>,
 }
 
+/// The topology names the flow files were classified against (file
+/// metadata `observer.topology`; footers only), joined with `, `.
+pub fn topology_names(inputs: &[PathBuf]) -> String {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    let mut names = std::collections::BTreeSet::new();
+    for path in crate::files::reader::flow_paths(inputs).unwrap_or_default() {
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let Ok(reader) = SerializedFileReader::new(file) else {
+            continue;
+        };
+        if let Some(kv) = reader.metadata().file_metadata().key_value_metadata() {
+            names.extend(
+                kv.iter()
+                    .filter(|e| e.key == "observer.topology")
+                    .filter_map(|e| e.value.clone())
+                    .filter(|v| !v.is_empty()),
+            );
+        }
+    }
+    names.into_iter().collect::<Vec<_>>().join(", ")
+}
+
 impl ReportArgs {
     pub fn execute(&self) -> anyhow::Result<ExitCode> {
         let (records, dns, lost) = super::classify::read_inputs(&self.inputs)?;
         let summary = Summary::build(&records, &dns, lost);
-        let rendered = self.format.render(&summary, self.fail_on.as_ref());
+        let topology = self
+            .topology
+            .as_deref()
+            .map(crate::topology::Topology::load)
+            .transpose()?;
+        let names = topology_names(&self.inputs);
+        let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let context = report::html::Context {
+            topology_name: (!names.is_empty()).then_some(names.as_str()),
+            topology: topology.as_ref(),
+            generated: &generated,
+        };
+        let rendered = match self.format {
+            Format::Html => self
+                .format
+                .render_with(&summary, self.fail_on.as_ref(), &context),
+            format => format.render(&summary, self.fail_on.as_ref()),
+        };
         match &self.output {
             Some(path) => std::fs::write(path, rendered)
                 .with_context(|| format!("writing the report to {}", path.display()))?,

@@ -83,6 +83,12 @@ pub struct RunArgs {
     /// (client, address) pairs the DNS tracker remembers.
     #[arg(long, value_name = "N", default_value_t = 262_144)]
     dns_capacity: usize,
+    /// Serve live Prometheus metrics at http://ADDR/metrics (e.g.
+    /// `127.0.0.1:9464`; port 0 picks a free one, logged at start). Bound
+    /// before entering `--netns`, so it is reachable from the caller's
+    /// namespace.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
@@ -143,6 +149,7 @@ impl RunArgs {
                 None => None,
             },
             dns_capacity: self.dns_capacity.max(1),
+            metrics: self.metrics,
         })
     }
 
@@ -154,6 +161,18 @@ impl RunArgs {
             .enable_all()
             .build()?;
         let summary = runtime.block_on(pipeline::run(prepared, &options))?;
+        let summary_path = options.out.join(format!("run-{}.json", summary.run_id));
+        if summary.stop_reason == pipeline::INTERFACES_GONE {
+            let gone: Vec<&str> = summary.interfaces.iter().map(|i| i.name.as_str()).collect();
+            anyhow::bail!(
+                "every watched interface disappeared ({}), so the capture stopped; \
+                 {} records ({} packets) are in complete files, summary in {}",
+                gone.join(", "),
+                summary.records,
+                summary.packets,
+                summary_path.display()
+            );
+        }
         tracing::info!(
             "{} records ({} packets, {} bytes) in {} files; {} lost; summary in {}",
             summary.records,
@@ -161,10 +180,7 @@ impl RunArgs {
             summary.bytes,
             summary.files.len(),
             summary.lost_packets,
-            options
-                .out
-                .join(format!("run-{}.json", summary.run_id))
-                .display()
+            summary_path.display()
         );
         Ok(ExitCode::SUCCESS)
     }

@@ -1,9 +1,11 @@
 //! The Parquet files observer writes and reads back: the flow schema (a
-//! contract), a writer whose files are complete or absent, and a reader
-//! that names whatever is missing or mistyped.
+//! contract), a writer whose files are complete or absent, a streaming
+//! partitioned sink (local or Blob), and a reader of any codec and
+//! directory tree that names whatever is missing or mistyped.
 
 pub mod reader;
 pub mod schema;
+pub mod sink;
 pub mod writer;
 
 pub use self::{

@@ -1,30 +1,45 @@
-//! Reading observer flow files back (for `classify` and `report`): a file,
-//! or a directory of `flows-*.parquet`, into [`FlowRecord`]s plus the file
-//! metadata.
+//! Reading flow files back (for `classify`, `report` and `import`): files
+//! or directory trees, local or `az://CONTAINER/PREFIX`, written by observer
+//! or by any Parquet writer (every codec: snappy, gzip, lz4, brotli, zstd),
+//! into [`FlowRecord`]s plus the file metadata.
+//!
+//! A directory (or blob prefix) stands for every `*.parquet` below it,
+//! recursively (Hive-style `date=.../hour=.../` trees included), except the
+//! `dns-*.parquet` tables, which are read as DNS answers.
 
 use std::{
     collections::BTreeMap,
     fs::File,
-    io,
     path::{Path, PathBuf},
 };
 
 use arrow::array::RecordBatch;
-use parquet::{arrow::arrow_reader::ParquetRecordBatchReaderBuilder, errors::ParquetError};
+use parquet::{
+    arrow::arrow_reader::ParquetRecordBatchReaderBuilder, errors::ParquetError,
+    file::reader::ChunkReader,
+};
 use thiserror::Error;
 
 use super::schema::{self, SchemaError};
-use crate::flow::FlowRecord;
+use crate::{
+    flow::FlowRecord,
+    storage::{Location, StorageError},
+};
 
 #[derive(Debug, Error)]
 pub enum ReadError {
     #[error("cannot open `{}`", path.display())]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     #[error("`{}` is not a readable Parquet file", path.display())]
     Parquet { path: PathBuf, source: ParquetError },
     #[error("`{}`: {source}", path.display())]
     Schema { path: PathBuf, source: SchemaError },
-    #[error("`{}` holds no flow files (flows-*.parquet)", path.display())]
+    #[error("`{}` holds no flow files (*.parquet other than dns-*.parquet)", path.display())]
     EmptyDirectory { path: PathBuf },
     #[error("`{}`: {message}", path.display())]
     Dns { path: PathBuf, message: String },
@@ -38,21 +53,47 @@ pub struct FlowFile {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Opens a Parquet file, hands each record batch to `each`, and returns the
-/// file's key/value metadata.
-fn read_batches(
+/// One Parquet file, local or in Blob Storage.
+#[derive(Clone, Debug)]
+pub struct FileRef {
+    location: Location,
+    relative: String,
+}
+
+impl FileRef {
+    /// The file's name as the user would write it.
+    pub fn path(&self) -> PathBuf {
+        match (&self.location, self.relative.is_empty()) {
+            (Location::Local(dir), false) => dir.join(&self.relative),
+            (Location::Local(file), true) => file.clone(),
+            (blob, true) => PathBuf::from(blob.to_string()),
+            (blob, false) => PathBuf::from(format!(
+                "{}/{}",
+                blob.to_string().trim_end_matches('/'),
+                self.relative
+            )),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Hands each record batch of `reader` to `each`; returns the key/value metadata.
+fn batches_of<R: ChunkReader + 'static>(
+    reader: R,
     path: &Path,
     mut each: impl FnMut(&RecordBatch) -> Result<(), ReadError>,
 ) -> Result<BTreeMap<String, String>, ReadError> {
-    let file = File::open(path).map_err(|source| ReadError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
     let parquet = |source| ReadError::Parquet {
         path: path.to_owned(),
         source,
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(parquet)?;
     let metadata = builder
         .metadata()
         .file_metadata()
@@ -69,20 +110,51 @@ fn read_batches(
     Ok(metadata)
 }
 
-/// Reads one flow file.
-pub fn read_flow_file(path: &Path) -> Result<FlowFile, ReadError> {
-    let mut records = Vec::new();
-    let metadata = read_batches(path, |batch| {
-        records.extend(
+/// Opens a Parquet file (streamed from disk; a blob is fetched whole), hands
+/// each record batch to `each`, and returns the file's key/value metadata.
+fn read_batches(
+    file: &FileRef,
+    each: impl FnMut(&RecordBatch) -> Result<(), ReadError>,
+) -> Result<BTreeMap<String, String>, ReadError> {
+    let path = file.path();
+    if file.location.is_remote() {
+        let bytes = file.location.read(&file.relative)?;
+        batches_of(bytes, &path, each)
+    } else {
+        let opened = File::open(&path).map_err(|source| ReadError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        batches_of(opened, &path, each)
+    }
+}
+
+/// Reads one flow file batch by batch: `each` gets the records of one
+/// record batch (memory stays bounded by the file's row groups).
+pub fn for_each_batch(
+    file: &FileRef,
+    mut each: impl FnMut(Vec<FlowRecord>) -> Result<(), ReadError>,
+) -> Result<BTreeMap<String, String>, ReadError> {
+    let path = file.path();
+    read_batches(file, |batch| {
+        each(
             schema::from_batch(batch).map_err(|source| ReadError::Schema {
-                path: path.to_owned(),
+                path: path.clone(),
                 source,
             })?,
-        );
+        )
+    })
+}
+
+/// Reads one flow file.
+pub fn read_flow_file(file: &FileRef) -> Result<FlowFile, ReadError> {
+    let mut records = Vec::new();
+    let metadata = for_each_batch(file, |batch| {
+        records.extend(batch);
         Ok(())
     })?;
     Ok(FlowFile {
-        path: path.to_owned(),
+        path: file.path(),
         records,
         metadata,
     })
@@ -108,72 +180,103 @@ pub fn lost_packets(files: &[FlowFile]) -> u64 {
     by_run.values().sum()
 }
 
-/// `DIR/KIND-*.parquet`, in name order.
-fn files_of_kind(dir: &Path, kind: &str) -> Result<Vec<PathBuf>, ReadError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| ReadError::Open {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let prefix = format!("{kind}-");
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".parquet"))
-        })
-        .collect();
-    found.sort();
-    Ok(found)
+fn is_parquet(name: &str) -> bool {
+    name.ends_with(".parquet") && !name.starts_with('.')
 }
 
-/// The flow files named by `inputs`: files as given, directories expanded
-/// to their `flows-*.parquet` in name order.
-pub fn flow_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
-    let mut paths = Vec::new();
+/// Parquet files below `input` (itself when it is a file), in name order.
+fn parquet_below(input: &Path) -> Result<(Location, Vec<String>), ReadError> {
+    let location = Location::parse(&input.to_string_lossy())?;
+    let listed = location.list().map_err(|e| match e {
+        StorageError::LocalRead { path, source } => ReadError::Open { path, source },
+        other => other.into(),
+    })?;
+    let names = listed
+        .into_iter()
+        .filter(|e| {
+            let name = e.relative.rsplit('/').next().unwrap_or_default();
+            e.relative.is_empty() || is_parquet(name)
+        })
+        .map(|e| e.relative)
+        .collect();
+    Ok((location, names))
+}
+
+/// The flow files named by `inputs`: files as given, directories and blob
+/// prefixes expanded to the `*.parquet` below them (not `dns-*`), in name order.
+pub fn flow_files(inputs: &[PathBuf]) -> Result<Vec<FileRef>, ReadError> {
+    let mut files = Vec::new();
     for input in inputs {
-        if !input.is_dir() {
-            paths.push(input.clone());
-            continue;
-        }
-        let found = files_of_kind(input, "flows")?;
+        let (location, names) = parquet_below(input)?;
+        let found: Vec<FileRef> = names
+            .into_iter()
+            .map(|relative| FileRef {
+                location: location.clone(),
+                relative,
+            })
+            .filter(|f| f.relative.is_empty() || !f.name().starts_with("dns-"))
+            .collect();
         if found.is_empty() {
             return Err(ReadError::EmptyDirectory {
                 path: input.clone(),
             });
         }
-        paths.extend(found);
+        files.extend(found);
     }
-    Ok(paths)
+    Ok(files)
 }
 
-/// The `dns-*.parquet` files next to the inputs: in each input directory,
-/// or in the directory of each input file.
-pub fn dns_paths(inputs: &[PathBuf]) -> Vec<PathBuf> {
+/// The flow files named by `inputs`, as paths (see [`flow_files`]).
+pub fn flow_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
+    Ok(flow_files(inputs)?.iter().map(FileRef::path).collect())
+}
+
+/// The `dns-*.parquet` files of the inputs: below each input directory, or
+/// in the directory of each local input file.
+fn dns_files(inputs: &[PathBuf]) -> Vec<FileRef> {
     let mut dirs: Vec<PathBuf> = inputs
         .iter()
         .map(|i| {
-            if i.is_dir() {
+            if crate::storage::is_blob(&i.to_string_lossy()) || i.is_dir() {
                 i.clone()
             } else {
                 i.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
                     .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
             }
         })
         .collect();
     dirs.sort();
     dirs.dedup();
-    dirs.iter()
-        .filter_map(|d| files_of_kind(d, "dns").ok())
-        .flatten()
-        .collect()
+    let mut found = Vec::new();
+    for dir in dirs {
+        let Ok((location, names)) = parquet_below(&dir) else {
+            continue;
+        };
+        found.extend(
+            names
+                .into_iter()
+                .map(|relative| FileRef {
+                    location: location.clone(),
+                    relative,
+                })
+                .filter(|f| f.name().starts_with("dns-")),
+        );
+    }
+    found
+}
+
+/// Paths of the DNS tables next to `inputs` (see [`read_dns`]).
+pub fn dns_paths(inputs: &[PathBuf]) -> Vec<PathBuf> {
+    dns_files(inputs).iter().map(FileRef::path).collect()
 }
 
 /// Reads the DNS answers recorded next to `inputs` (none is fine).
 pub fn read_dns(inputs: &[PathBuf]) -> Result<Vec<crate::dns::DnsAnswer>, ReadError> {
     let mut answers = Vec::new();
-    for path in dns_paths(inputs) {
-        read_batches(&path, |batch| {
+    for file in dns_files(inputs) {
+        let path = file.path();
+        read_batches(&file, |batch| {
             answers.extend(
                 crate::dns::from_batch(batch).map_err(|message| ReadError::Dns {
                     path: path.clone(),
@@ -187,12 +290,9 @@ pub fn read_dns(inputs: &[PathBuf]) -> Result<Vec<crate::dns::DnsAnswer>, ReadEr
     Ok(answers)
 }
 
-/// Reads every flow file named by `inputs` (see [`flow_paths`]).
+/// Reads every flow file named by `inputs` (see [`flow_files`]).
 pub fn read_flows(inputs: &[PathBuf]) -> Result<Vec<FlowFile>, ReadError> {
-    flow_paths(inputs)?
-        .iter()
-        .map(|p| read_flow_file(p))
-        .collect()
+    flow_files(inputs)?.iter().map(read_flow_file).collect()
 }
 
 #[cfg(test)]
@@ -223,6 +323,42 @@ mod tests {
         assert_eq!(read[0].records, vec![sample(1), sample(2)]);
         assert_eq!(read[1].metadata["observer.schema_version"], "1");
         assert_eq!(files.written_rows(), 3);
+    }
+
+    #[test]
+    fn every_codec_and_nested_directories_are_read() {
+        use parquet::{
+            arrow::ArrowWriter,
+            basic::{BrotliLevel, Compression, GzipLevel},
+            file::properties::WriterProperties,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let codecs = [
+            ("snappy", Compression::SNAPPY),
+            ("gzip", Compression::GZIP(GzipLevel::default())),
+            ("lz4", Compression::LZ4_RAW),
+            ("lz4-hadoop", Compression::LZ4),
+            ("brotli", Compression::BROTLI(BrotliLevel::default())),
+        ];
+        for (i, (name, codec)) in codecs.iter().enumerate() {
+            let sub = dir.path().join(format!("date=2024-01-0{}", i + 1));
+            std::fs::create_dir_all(&sub).unwrap();
+            // Names as other writers choose them (not flows-*).
+            let file = std::fs::File::create(sub.join(format!("part-{name}.parquet"))).unwrap();
+            let props = WriterProperties::builder().set_compression(*codec).build();
+            let mut writer =
+                ArrowWriter::try_new(file, schema::flow_schema(), Some(props)).unwrap();
+            writer
+                .write(&schema::to_batch(&[sample(i as u16)]))
+                .unwrap();
+            writer.close().unwrap();
+        }
+        // A DNS table beside them is not a flow file.
+        std::fs::write(dir.path().join("dns-x.parquet"), b"not read as flows").unwrap();
+        let read = read_flows(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(read.len(), codecs.len());
+        let ports: Vec<_> = read.iter().map(|f| f.records[0].src_port).collect();
+        assert_eq!(ports, (0..5).map(Some).collect::<Vec<_>>());
     }
 
     #[test]

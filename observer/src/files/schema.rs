@@ -13,10 +13,10 @@ use arrow::{
 };
 use thiserror::Error;
 
-use crate::flow::{FlowRecord, ObservationPoint};
+use crate::flow::{FlowRecord, ObservationPoint, Origin};
 
 /// Version of the flow file layout, written to the file metadata.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 #[derive(Debug, Error)]
 pub enum SchemaError {
@@ -92,10 +92,41 @@ pub fn enrichment_fields() -> Vec<Field> {
     ]
 }
 
+/// Provenance columns (added in schema 2): where the record comes from and
+/// what an imported source knows beyond the capture columns. `source` is
+/// always written; the rest are null for the observer's own capture. Files
+/// written before these columns existed read as `source = observer`.
+pub fn origin_fields() -> Vec<Field> {
+    vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("reverse_packets", DataType::UInt64, true),
+        Field::new("reverse_bytes", DataType::UInt64, true),
+        Field::new("flow_state", DataType::Utf8, true),
+        Field::new("nsg_rule", DataType::Utf8, true),
+        Field::new("nsg_decision", DataType::Utf8, true),
+        Field::new("encryption", DataType::Utf8, true),
+    ]
+}
+
 pub fn flow_schema() -> SchemaRef {
-    let mut fields = capture_fields();
-    fields.extend(enrichment_fields());
-    Arc::new(Schema::new(fields))
+    static SCHEMA: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| {
+        let mut fields = capture_fields();
+        fields.extend(enrichment_fields());
+        fields.extend(origin_fields());
+        Arc::new(Schema::new(fields))
+    });
+    SCHEMA.clone()
+}
+
+/// The addresses of `records` as text, without a string per row.
+fn addresses<'a>(records: impl Iterator<Item = &'a IpAddr>, len: usize) -> ArrayRef {
+    use std::fmt::Write as _;
+    let mut builder = StringBuilder::with_capacity(len, len * 12);
+    for addr in records {
+        write!(builder, "{addr}").expect("writing to memory");
+        builder.append_value("");
+    }
+    Arc::new(builder.finish())
 }
 
 /// Builds one record batch of `records` in [`flow_schema`] order.
@@ -134,18 +165,8 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         text(records.iter().map(|r| Some(r.direction.as_str()))),
         u8s(|r| Some(r.ip_version)),
         u8s(|r| Some(r.protocol)),
-        Arc::new(
-            records
-                .iter()
-                .map(|r| Some(r.src_addr.to_string()))
-                .collect::<StringArray>(),
-        ),
-        Arc::new(
-            records
-                .iter()
-                .map(|r| Some(r.dst_addr.to_string()))
-                .collect::<StringArray>(),
-        ),
+        addresses(records.iter().map(|r| &r.src_addr), records.len()),
+        addresses(records.iter().map(|r| &r.dst_addr), records.len()),
         u16s(|r| r.src_port),
         u16s(|r| r.dst_port),
         u8s(|r| r.icmp_type),
@@ -167,6 +188,31 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         text(records.iter().map(|r| r.flow_type.as_deref())),
         text(records.iter().map(|r| r.verdict.as_deref())),
         text(records.iter().map(|r| r.reason.as_deref())),
+        text(records.iter().map(|r| Some(r.origin.source.as_str()))),
+        Arc::new(
+            records
+                .iter()
+                .map(|r| r.origin.reverse_packets)
+                .collect::<UInt64Array>(),
+        ),
+        Arc::new(
+            records
+                .iter()
+                .map(|r| r.origin.reverse_bytes)
+                .collect::<UInt64Array>(),
+        ),
+        text(
+            records
+                .iter()
+                .map(|r| r.origin.flow_state.map(|s| s.as_str())),
+        ),
+        text(records.iter().map(|r| r.origin.nsg_rule.as_deref())),
+        text(
+            records
+                .iter()
+                .map(|r| r.origin.nsg_decision.map(|d| d.as_str())),
+        ),
+        text(records.iter().map(|r| r.origin.encryption.as_deref())),
     ];
     RecordBatch::try_new(flow_schema(), columns).expect("columns built in schema order")
 }
@@ -286,6 +332,24 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
     let (dst_name, category, dependency) = (dst_name?, category?, dependency?);
     let (expected, observed, flow_type, verdict, reason) =
         (expected?, observed?, flow_type?, verdict?, reason?);
+    let [source, flow_state, nsg_rule, nsg_decision, encryption] = [
+        "source",
+        "flow_state",
+        "nsg_rule",
+        "nsg_decision",
+        "encryption",
+    ]
+    .map(opt_texts);
+    let (source, flow_state, nsg_rule, nsg_decision, encryption) =
+        (source?, flow_state?, nsg_rule?, nsg_decision?, encryption?);
+    let opt_u64s = |name| {
+        optional(batch, name, &DataType::UInt64).map(|c| c.map(|c| c.as_primitive::<UInt64Type>()))
+    };
+    let (reverse_packets, reverse_bytes) =
+        (opt_u64s("reverse_packets")?, opt_u64s("reverse_bytes")?);
+    let opt_u64 = |a: Option<&arrow::array::PrimitiveArray<UInt64Type>>, i: usize| {
+        a.filter(|a| a.is_valid(i)).map(|a| a.value(i))
+    };
 
     let opt =
         |a: &arrow::array::PrimitiveArray<UInt8Type>, i: usize| a.is_valid(i).then(|| a.value(i));
@@ -362,6 +426,28 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
             flow_type: opt_text(flow_type, i),
             verdict: opt_text(verdict, i),
             reason: opt_text(reason, i),
+            origin: Origin {
+                source: match source.filter(|a| a.is_valid(i)) {
+                    Some(a) => a.value(i).parse().map_err(|e| bad("source", i, e))?,
+                    None => Default::default(),
+                },
+                reverse_packets: opt_u64(reverse_packets, i),
+                reverse_bytes: opt_u64(reverse_bytes, i),
+                flow_state: match flow_state.filter(|a| a.is_valid(i)) {
+                    Some(a) => Some(a.value(i).parse().map_err(|e| bad("flow_state", i, e))?),
+                    None => None,
+                },
+                nsg_rule: nsg_rule
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| interner.get(a.value(i))),
+                nsg_decision: match nsg_decision.filter(|a| a.is_valid(i)) {
+                    Some(a) => Some(a.value(i).parse().map_err(|e| bad("nsg_decision", i, e))?),
+                    None => None,
+                },
+                encryption: encryption
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| interner.get(a.value(i))),
+            },
         });
     }
     Ok(records)
@@ -408,6 +494,7 @@ pub(crate) mod tests {
             flow_type: Some("IntraVNet".into()),
             verdict: Some("ok".into()),
             reason: Some("stays in the VNet".into()),
+            origin: Default::default(),
         }
     }
 

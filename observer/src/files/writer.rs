@@ -3,6 +3,12 @@
 //! 128 Ki rows), syncs it and renames it to `NAME`. A crash loses at most the
 //! rows of one flush interval and never leaves a half-written file under a
 //! final name.
+//!
+//! Memory: the pending rows are at most about one row group (the pipeline
+//! flushes when [`ParquetFiles::is_full`]), and a flush converts them to
+//! Arrow [`ENCODE_ROWS`] at a time, so the in-flight write holds one small
+//! batch plus the encoder's compressed pages of the row group, not a
+//! second columnar copy of every pending row.
 
 use std::{
     fs::{self, File},
@@ -22,7 +28,12 @@ use thiserror::Error;
 
 use crate::flow::FlowRecord;
 
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per Parquet row group, and the pending rows that make a table full.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Rows converted to one Arrow batch at a time while writing; the encoder
+/// gathers the batches of a row group as compressed pages.
+pub const ENCODE_ROWS: usize = 8 * 1024;
 
 #[derive(Debug, Error)]
 pub enum WriteError {
@@ -168,14 +179,37 @@ impl<T: Rows> ParquetFiles<T> {
         write_atomically(
             &path,
             &T::schema(),
-            self.pending.chunks(ROW_GROUP_ROWS).map(T::to_batch),
+            self.pending.chunks(ENCODE_ROWS).map(T::to_batch),
             metadata,
         )?;
         self.written_rows += self.pending.len() as u64;
-        self.pending.clear();
+        // Drop the rows and their capacity: a burst's row group is not held
+        // after it is written.
+        self.pending = Vec::new();
         self.files.push(path.clone());
         Ok(Some(path))
     }
+}
+
+/// Encodes `batches` as one Parquet file in memory (for blob uploads and
+/// small tables).
+pub fn encode(
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = RecordBatch>,
+    metadata: &[(String, String)],
+) -> Result<bytes::Bytes, WriteError> {
+    let path = Path::new("<memory>");
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties(metadata)))
+        .map_err(|e| WriteError::parquet(path, e))?;
+    for batch in batches {
+        writer
+            .write(&batch)
+            .map_err(|e| WriteError::parquet(path, e))?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| WriteError::parquet(path, e))?;
+    Ok(bytes.into())
 }
 
 /// Writes `batches` to `path` via a synced temporary file and a rename.
@@ -198,14 +232,10 @@ pub fn write_atomically(
     result
 }
 
-fn write_file(
-    tmp: &Path,
-    schema: &SchemaRef,
-    batches: impl Iterator<Item = RecordBatch>,
-    metadata: &[(String, String)],
-) -> Result<(), WriteError> {
-    let file = File::create(tmp).map_err(|e| WriteError::io(tmp, e))?;
-    let properties = WriterProperties::builder()
+/// The writer settings of every file: zstd level 3, row groups of at most
+/// [`ROW_GROUP_ROWS`], `metadata` as file key/values.
+pub fn properties(metadata: &[(String, String)]) -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
@@ -216,11 +246,20 @@ fn write_file(
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
                 .collect(),
         ))
-        .build();
+        .build()
+}
+
+fn write_file(
+    tmp: &Path,
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = RecordBatch>,
+    metadata: &[(String, String)],
+) -> Result<(), WriteError> {
+    let file = File::create(tmp).map_err(|e| WriteError::io(tmp, e))?;
     let mut writer = ArrowWriter::try_new(
         BufWriter::with_capacity(1 << 20, file),
         schema.clone(),
-        Some(properties),
+        Some(properties(metadata)),
     )
     .map_err(|e| WriteError::parquet(tmp, e))?;
     for batch in batches {
@@ -235,4 +274,44 @@ fn write_file(
         .into_inner()
         .map_err(|e| WriteError::io(tmp, e.into_error()))?;
     file.sync_all().map_err(|e| WriteError::io(tmp, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::files::{reader::read_flows, schema::tests::sample};
+
+    /// Rows go to the encoder `ENCODE_ROWS` at a time, yet a file's row
+    /// groups hold `ROW_GROUP_ROWS` rows each, every row in order.
+    #[test]
+    fn small_encode_batches_still_make_full_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = ParquetFiles::<FlowRecord>::new(dir.path(), "run1");
+        let rows = ROW_GROUP_ROWS + ENCODE_ROWS / 2 + 3;
+        for i in 0..rows {
+            files.push(sample(i as u16));
+            assert_eq!(files.is_full(), i + 1 >= ROW_GROUP_ROWS);
+        }
+        let path = files.flush(&[]).unwrap().unwrap();
+        assert_eq!(files.pending_len(), 0);
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let groups: Vec<i64> = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(
+            groups,
+            [ROW_GROUP_ROWS as i64, (rows - ROW_GROUP_ROWS) as i64]
+        );
+        let read = read_flows(&[path]).unwrap();
+        assert_eq!(read[0].records.len(), rows);
+        assert_eq!(
+            read[0].records[ROW_GROUP_ROWS + 1],
+            sample((ROW_GROUP_ROWS + 1) as u16)
+        );
+    }
 }

@@ -33,6 +33,12 @@ impl WallClock {
         }
     }
 
+    /// The identity conversion, for times that are already UTC (packet
+    /// capture files).
+    pub fn utc() -> Self {
+        Self { offset_ns: 0 }
+    }
+
     pub fn utc_ns(&self, monotonic_ns: u64) -> i64 {
         monotonic_ns as i64 + self.offset_ns
     }

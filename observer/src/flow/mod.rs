@@ -15,8 +15,9 @@ pub use self::{
 };
 
 /// Where a packet was seen relative to the interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Direction {
+    #[default]
     Ingress,
     Egress,
 }
@@ -43,7 +44,7 @@ impl FromStr for Direction {
 }
 
 /// Why a record was closed: the IPFIX `flowEndReason` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum EndReason {
     /// 1: no packet for the idle timeout.
     IdleTimeout,
@@ -52,6 +53,7 @@ pub enum EndReason {
     /// 3: FIN or RST seen, then the flow went quiet.
     EndOfFlow,
     /// 4: the capture stopped.
+    #[default]
     ForcedEnd,
     /// 5: the flow table was full and the flow was ended early.
     LackOfResources,
@@ -100,7 +102,7 @@ impl fmt::Display for EndReason {
 }
 
 /// The observation point a record comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObservationPoint {
     pub host: Arc<str>,
     pub netns: Option<Arc<str>>,
@@ -108,8 +110,135 @@ pub struct ObservationPoint {
     pub iface_role: Option<Arc<str>>,
 }
 
+/// Where a record's measurements come from (the `source` column).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The observer's own capture (`observer run`).
+    #[default]
+    Observer,
+    /// An Azure VNet flow log tuple (`observer import azure-vnet-flow-log`).
+    AzureVnetFlowLog,
+    /// An Azure NSG flow log (version 2) tuple.
+    AzureNsgFlowLog,
+    /// A packet capture file (pcap or pcapng) turned into flows.
+    Pcap,
+}
+
+impl Source {
+    pub const ALL: [Self; 4] = [
+        Self::Observer,
+        Self::AzureVnetFlowLog,
+        Self::AzureNsgFlowLog,
+        Self::Pcap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Observer => "observer",
+            Self::AzureVnetFlowLog => "azure-vnet-flow-log",
+            Self::AzureNsgFlowLog => "azure-nsg-flow-log",
+            Self::Pcap => "pcap",
+        }
+    }
+}
+
+impl FromStr for Source {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown source `{s}`"))
+    }
+}
+
+/// The state an Azure flow log gives a tuple (`flow_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlowState {
+    /// `B`: the flow began; no counters yet.
+    Begin,
+    /// `C`: the flow goes on; counters since the previous tuple.
+    Continuing,
+    /// `E`: the flow ended; counters since the previous tuple.
+    End,
+    /// `D`: the flow was denied (VNet flow logs).
+    Denied,
+}
+
+impl FlowState {
+    pub const ALL: [Self; 4] = [Self::Begin, Self::Continuing, Self::End, Self::Denied];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Begin => "begin",
+            Self::Continuing => "continuing",
+            Self::End => "end",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+impl FromStr for FlowState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown flow state `{s}`"))
+    }
+}
+
+/// What the NSG (or Virtual Network Manager admin rule) decided (`nsg_decision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NsgDecision {
+    Allow,
+    Deny,
+}
+
+impl NsgDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+impl FromStr for NsgDecision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "allow" => Ok(Self::Allow),
+            "deny" => Ok(Self::Deny),
+            other => Err(format!("unknown NSG decision `{other}` (allow or deny)")),
+        }
+    }
+}
+
+/// What an imported source knows beyond the capture columns; all null for
+/// the observer's own capture (whose reverse direction is a record of its
+/// own). One nested struct, so constructors add a single
+/// `origin: Origin::default()` (or `..Default::default()`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub source: Source,
+    /// Packets from destination to source, when the source counts both ways.
+    pub reverse_packets: Option<u64>,
+    pub reverse_bytes: Option<u64>,
+    pub flow_state: Option<FlowState>,
+    /// The rule that allowed or denied the flow.
+    pub nsg_rule: Option<Arc<str>>,
+    pub nsg_decision: Option<NsgDecision>,
+    /// The VNet encryption status as Azure writes it (`X`, `NX`, `NX_...`).
+    pub encryption: Option<Arc<str>>,
+}
+
 /// One flow record. The first block is what capture measures; the second is
-/// filled by DNS enrichment and classification (null when not done).
+/// filled by DNS enrichment and classification (null when not done); the
+/// last says where the record comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowRecord {
     pub start_ns: i64,
@@ -142,6 +271,47 @@ pub struct FlowRecord {
     pub flow_type: Option<String>,
     pub verdict: Option<String>,
     pub reason: Option<String>,
+
+    pub origin: Origin,
+}
+
+impl Default for FlowRecord {
+    /// An empty IPv4 record (addresses 0.0.0.0), for `..Default::default()`.
+    fn default() -> Self {
+        let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        Self {
+            start_ns: 0,
+            end_ns: 0,
+            point: ObservationPoint::default(),
+            direction: Direction::default(),
+            ip_version: 4,
+            protocol: 0,
+            src_addr: unspecified,
+            dst_addr: unspecified,
+            src_port: None,
+            dst_port: None,
+            icmp_type: None,
+            icmp_code: None,
+            vlan_id: None,
+            packets: 0,
+            bytes: 0,
+            tcp_flags: 0,
+            syn_count: 0,
+            fin_count: 0,
+            rst_count: 0,
+            end_reason: EndReason::default(),
+            dst_name: None,
+            dns_chain: None,
+            category: None,
+            dependency: None,
+            expected_next_hop: None,
+            observed_path: None,
+            flow_type: None,
+            verdict: None,
+            reason: None,
+            origin: Origin::default(),
+        }
+    }
 }
 
 impl FlowRecord {
@@ -200,6 +370,7 @@ impl FlowRecord {
             flow_type: None,
             verdict: None,
             reason: None,
+            origin: Origin::default(),
         }
     }
 }

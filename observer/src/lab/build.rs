@@ -11,12 +11,30 @@
 //!
 //! The router's kernel table is computed from [`EffectiveRoutes`], so its
 //! forwarding decision is the one `observer route` prints.
+//!
+//! A lab is live while it exists: every workload namespace has a resolver
+//! configuration (`/etc/netns/NS/resolv.conf`, which `ip netns exec` and
+//! `lab exec` mount over `/etc/resolv.conf`) naming the topology's DNS
+//! servers and Azure's internal search domain, and every backend, private
+//! endpoint, public endpoint and on-premises host is served by
+//! [`serve`](crate::lab::serve) processes for the lab's whole life.
+//!
+//! Roles are built in [`Lab::create`], one step per concern (namespaces,
+//! ASE subnet, router legs, router table, hosts, edges, ACLs, DNS,
+//! resolvers, servers); a new role adds its namespace in [`Lab::roles`] and
+//! its step there.
 
-use std::{collections::BTreeSet, net::Ipv4Addr, process::Command};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::BufRead as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use crate::{
     routes::EffectiveRoutes,
-    topology::{AZURE_DNS, Admits, Environment, NextHop, Topology},
+    topology::{AZURE_DNS, Admits, Environment, NextHop, Protocol, Topology},
 };
 use anyhow::{Context as _, bail};
 use ipnet::Ipv4Net;
@@ -34,40 +52,75 @@ const PUB: (&str, &str) = ("169.254.2.1", "169.254.2.2");
 const GW: (&str, &str) = ("169.254.3.1", "169.254.3.2");
 const ONPREM: (&str, &str) = ("169.254.4.1", "169.254.4.2");
 const ONPREM_PUB: (&str, &str) = ("169.254.5.1", "169.254.5.2");
-const APP_OUT: (&str, &str) = ("169.254.9.1", "169.254.9.2");
+/// The app's shared outbound path of instance `i` (Route All off).
+fn app_out(i: usize) -> (String, String) {
+    let base = 4 * i as u32;
+    (
+        format!("169.254.9.{}", base + 1),
+        format!("169.254.9.{}", base + 2),
+    )
+}
+/// Where `ip netns exec` finds per-namespace files (`resolv.conf`).
+pub const NETNS_ETC: &str = "/etc/netns";
 const BACK: (&str, &str) = ("169.254.20.1", "169.254.20.2");
 const DNS: (&str, &str) = ("169.254.53.1", "169.254.53.2");
+
+/// Namespaces of the app instances, in order (`[lab] instances`).
+pub const WORKLOADS: [&str; 8] = [
+    "ase", "ase2", "ase3", "ase4", "ase5", "ase6", "ase7", "ase8",
+];
+
+/// How a lab is built.
+#[derive(Clone, Debug)]
+pub struct LabOptions {
+    /// The `observer` binary, run as `observer lab serve` for the lab's
+    /// servers (the running binary for the CLI; tests pass theirs).
+    pub helper: PathBuf,
+    /// Helpers outlive this process (`lab up`): no parent-death signal.
+    pub persistent: bool,
+}
+
+impl LabOptions {
+    /// Ephemeral helpers run by `helper`.
+    pub fn new(helper: impl Into<PathBuf>) -> Self {
+        Self {
+            helper: helper.into(),
+            persistent: false,
+        }
+    }
+}
 
 /// A built lab. Dropping it tears everything down (processes first).
 #[derive(Debug)]
 pub struct Lab {
     pub topology: Topology,
     pub base: String,
-    dnsmasq: Option<Process>,
-    /// Custom DNS servers (`lab::custom_dns`).
-    custom_dns: Vec<Process>,
+    options: LabOptions,
+    /// dnsmasq and the servers.
+    helpers: Vec<Process>,
     namespaces: Vec<(&'static str, Netns)>,
 }
 
 impl Lab {
     /// Builds `topology` as an ephemeral lab with a unique name.
-    pub fn up(topology: &Topology) -> anyhow::Result<Self> {
+    pub fn up(topology: &Topology, options: &LabOptions) -> anyhow::Result<Self> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self::build(
             topology,
             format!("{EPHEMERAL_PREFIX}-{}-{n}", std::process::id()),
+            options,
         )
     }
 
     /// Builds `topology` under an exact base name (`lab up`).
-    pub fn build(topology: &Topology, base: String) -> anyhow::Result<Self> {
+    pub fn build(topology: &Topology, base: String, options: &LabOptions) -> anyhow::Result<Self> {
         check_supported(topology)?;
         let mut lab = Self {
             topology: topology.clone(),
             base,
-            dnsmasq: None,
-            custom_dns: Vec::new(),
+            options: options.clone(),
+            helpers: Vec::new(),
             namespaces: Vec::new(),
         };
         // On error, `lab` drops here and removes what was made.
@@ -76,17 +129,30 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Keeps the namespaces and dnsmasq after this value is gone (`lab up`).
+    /// Keeps the namespaces, resolvers and helpers after this value is gone
+    /// (`lab up`; `lab down` removes them).
     pub fn persist(mut self) {
-        if let Some(p) = self.dnsmasq.take() {
-            std::mem::forget(p.into_child());
-        }
-        for p in self.custom_dns.drain(..) {
+        for p in self.helpers.drain(..) {
             std::mem::forget(p.into_child());
         }
         for (_, ns) in self.namespaces.drain(..) {
             std::mem::forget(ns);
         }
+    }
+
+    /// The namespaces of the app instances (the first runs `lab exec`'s
+    /// command and the scenario traffic).
+    pub fn workloads(&self) -> Vec<&Netns> {
+        WORKLOADS
+            .iter()
+            .filter(|r| self.has(r))
+            .map(|r| self.ns(r))
+            .collect()
+    }
+
+    /// Azure's internal DNS suffix as the lab hands it out (the search path).
+    pub fn search_domain(&self) -> String {
+        search_domain(&self.topology)
     }
 
     pub fn ns(&self, role: &str) -> &Netns {
@@ -127,16 +193,22 @@ impl Lab {
         Ok(())
     }
 
-    fn create(&mut self) -> anyhow::Result<()> {
-        let t = self.topology.clone();
-        let mut roles: Vec<&'static str> = vec!["ase", "vnet", "back", "dns", "inet", "pub"];
+    /// The namespaces this topology needs, workloads first.
+    fn roles(t: &Topology) -> Vec<&'static str> {
+        let mut roles: Vec<&'static str> = WORKLOADS[..usize::from(t.instances())].to_vec();
+        roles.extend(["vnet", "back", "dns", "inet", "pub"]);
         if t.onprem.is_some() {
             roles.extend(["gw", "onprem"]);
         }
-        if super::appliance::address(&t).is_some() {
+        if super::appliance::address(t).is_some() {
             roles.push("nva");
         }
-        for role in roles {
+        roles
+    }
+
+    fn create(&mut self) -> anyhow::Result<()> {
+        let t = self.topology.clone();
+        for role in Self::roles(&t) {
             self.add(role)?;
         }
         for role in ["vnet", "inet", "gw", "onprem"] {
@@ -144,34 +216,7 @@ impl Lab {
                 self.ns(role).sysctl("net.ipv4.ip_forward", "1")?;
             }
         }
-        let ase = t.ase_subnet().prefix;
-        let workload = t.workload_address();
-        let gateway = Ipv4Addr::from(u32::from(ase.network()) + 1);
-
-        // ASE subnet: workload and the router's leg, on one L2 segment.
-        veth(self.ns("ase"), "eth0", self.ns("vnet"), "ase")?;
-        self.addr("ase", "eth0", &format!("{workload}/{}", ase.prefix_len()))?;
-        self.addr("vnet", "ase", &format!("{gateway}/{}", ase.prefix_len()))?;
-        if self.bypasses_vnet() {
-            // Route All off: only RFC 1918 enters the VNet; the rest leaves
-            // by the app's shared outbound path.
-            let dns = format!("{AZURE_DNS}/32");
-            for private in [
-                "10.0.0.0/8",
-                "172.16.0.0/12",
-                "192.168.0.0/16",
-                dns.as_str(),
-            ] {
-                self.route("ase", &[private, "via", &gateway.to_string()])?;
-            }
-            self.link("ase", "out", "inet", "app", APP_OUT, false)?;
-            self.route(
-                "ase",
-                &["default", "via", APP_OUT.1, "src", &workload.to_string()],
-            )?;
-        } else {
-            self.route("ase", &["default", "via", &gateway.to_string()])?;
-        }
+        self.ase_subnet()?;
 
         // Router legs.
         self.link("vnet", "vnet", "back", "eth0", BACK, true)?;
@@ -191,8 +236,203 @@ impl Lab {
         super::inbound::setup(self, self.vip())?;
         self.acls()?;
         self.start_dns()?;
-        self.custom_dns = super::custom_dns::start(self)?;
+        // Custom DNS servers before the resolvers that name them.
+        let custom = super::custom_dns::start(self)?;
+        self.helpers.extend(custom);
+        self.resolvers()?;
+        self.start_servers()?;
+        if let Some(listener) = super::inbound::start_listener(self)? {
+            self.helpers.push(listener);
+        }
         Ok(())
+    }
+
+    /// The ASE subnet: the app instances and the router's leg `ase` on one
+    /// L2 segment (a veth pair for one instance, a bridge for several).
+    fn ase_subnet(&self) -> anyhow::Result<()> {
+        let t = &self.topology;
+        let ase = t.ase_subnet().prefix;
+        let gateway = Ipv4Addr::from(u32::from(ase.network()) + 1);
+        let instances = t.instance_addresses();
+        if instances.len() == 1 {
+            veth(self.ns("ase"), "eth0", self.ns("vnet"), "ase")?;
+        } else {
+            self.ns("vnet")
+                .ip(["link", "add", "ase", "type", "bridge"])?;
+            for (i, role) in WORKLOADS.iter().take(instances.len()).enumerate() {
+                let port = format!("ase-i{i}");
+                veth(self.ns(role), "eth0", self.ns("vnet"), &port)?;
+                self.ns("vnet")
+                    .ip(["link", "set", &port, "master", "ase", "up"])?;
+            }
+        }
+        self.addr("vnet", "ase", &format!("{gateway}/{}", ase.prefix_len()))?;
+        for (i, (role, address)) in WORKLOADS.iter().zip(&instances).enumerate() {
+            self.addr(role, "eth0", &format!("{address}/{}", ase.prefix_len()))?;
+            if self.bypasses_vnet() {
+                // Route All off: only RFC 1918 enters the VNet; the rest
+                // leaves by the app's shared outbound path.
+                let dns = format!("{AZURE_DNS}/32");
+                for private in [
+                    "10.0.0.0/8",
+                    "172.16.0.0/12",
+                    "192.168.0.0/16",
+                    dns.as_str(),
+                ] {
+                    self.route(role, &[private, "via", &gateway.to_string()])?;
+                }
+                let transit = app_out(i);
+                self.link(
+                    role,
+                    "out",
+                    "inet",
+                    &format!("app{i}"),
+                    (&transit.0, &transit.1),
+                    false,
+                )?;
+                self.route(
+                    role,
+                    &["default", "via", &transit.1, "src", &address.to_string()],
+                )?;
+                self.route("inet", &[&format!("{address}/32"), "via", &transit.0])?;
+            } else {
+                self.route(role, &["default", "via", &gateway.to_string()])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `/etc/netns/NS/resolv.conf` for every app instance: the
+    /// topology's DNS servers (IPv4) and the internal search domain, as
+    /// Azure's DHCP hands them to a VM or an ASE worker.
+    fn resolvers(&self) -> anyhow::Result<()> {
+        let text = resolv_conf(&self.topology, &self.base);
+        for ns in self.workloads() {
+            let dir = Path::new(NETNS_ETC).join(ns.name());
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(dir.join("resolv.conf"), &text))
+                .with_context(|| format!("writing {}/resolv.conf", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// A server process in `back`, `pub` and `onprem`: TCP (with an HTTP
+    /// 200 naming the endpoint) and UDP echo on every port of the topology.
+    fn start_servers(&mut self) -> anyhow::Result<()> {
+        let ports = self.service_ports();
+        let names = self.host_names();
+        for role in ["back", "pub", "onprem"] {
+            if !self.has(role) {
+                continue;
+            }
+            let ns = self.ns(role);
+            let mut command = ns.command(&self.options.helper);
+            command.args(["--quiet", "lab", "serve"]);
+            for (protocol, port) in &ports {
+                let flag = match protocol {
+                    Protocol::Tcp => "--tcp",
+                    Protocol::Udp => "--udp",
+                };
+                command.args([flag, &port.to_string()]);
+            }
+            for (addr, name) in names.get(role).into_iter().flatten() {
+                command.args(["--name", &format!("{addr}={name}")]);
+            }
+            command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null());
+            self.helper_setup(&mut command);
+            let label = format!("servers in {}", ns.name());
+            let mut process = Process::spawn(&mut command, &label)?;
+            let stdout = process.take_stdout().expect("stdout is piped");
+            let mut line = String::new();
+            // The server prints `ready` once every socket is bound, and
+            // nothing after; EOF means it failed.
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            self.helpers.push(process);
+            if line.trim() != "ready" {
+                bail!(
+                    "{label} did not start (is {} an observer binary with `lab serve`?)",
+                    self.options.helper.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every (protocol, port) the servers listen on: the ports of every
+    /// backend and endpoint, and of the scenario traffic, each on TCP and UDP.
+    fn service_ports(&self) -> BTreeSet<(Protocol, u16)> {
+        let t = &self.topology;
+        let mut ports: BTreeSet<u16> = t.lab.traffic.iter().map(|x| x.port).collect();
+        ports.extend(t.backends.iter().flat_map(|b| b.ports.iter().copied()));
+        ports.extend(t.endpoints.iter().flat_map(|e| e.ports.iter().copied()));
+        ports.extend(
+            t.private_endpoints
+                .iter()
+                .flat_map(|e| e.ports.iter().copied()),
+        );
+        ports
+            .into_iter()
+            .flat_map(|p| [(Protocol::Tcp, p), (Protocol::Udp, p)])
+            .collect()
+    }
+
+    /// What each server namespace names its addresses in its answers.
+    fn host_names(&self) -> BTreeMap<&'static str, Vec<(Ipv4Addr, String)>> {
+        let t = &self.topology;
+        let mut names: BTreeMap<&'static str, Vec<(Ipv4Addr, String)>> = BTreeMap::new();
+        for b in &t.backends {
+            names
+                .entry("back")
+                .or_default()
+                .push((b.private_ip, b.name.clone()));
+            if let Some(ip) = b.public_ip {
+                names
+                    .entry("pub")
+                    .or_default()
+                    .push((ip, format!("{} (public address)", b.name)));
+            }
+        }
+        for p in &t.private_endpoints {
+            names
+                .entry("back")
+                .or_default()
+                .push((p.private_ip, format!("{} (private endpoint)", p.name)));
+            names
+                .entry("pub")
+                .or_default()
+                .push((p.public_ip, format!("{} (public endpoint)", p.name)));
+        }
+        for e in &t.endpoints {
+            names
+                .entry("pub")
+                .or_default()
+                .push((e.address, e.name.clone()));
+        }
+        for ip in self.onprem_addresses() {
+            names
+                .entry("onprem")
+                .or_default()
+                .push((ip, "on-premises host".into()));
+        }
+        names
+    }
+
+    /// Parent-death signal for ephemeral helpers; a session of their own
+    /// for all (a terminal's Ctrl-C reaches the lab's owner, which stops
+    /// them in order).
+    /// The `observer` binary the lab runs its helpers with.
+    pub(super) fn helper_binary(&self) -> &Path {
+        &self.options.helper
+    }
+
+    pub(super) fn helper_setup(&self, command: &mut Command) {
+        if self.options.persistent {
+            detach(command);
+        } else {
+            die_with_parent(command);
+        }
     }
 
     /// A veth `a:a_if` <-> `b:b_if` with the transit pair; with `default`,
@@ -367,12 +607,6 @@ impl Lab {
             self.route("inet", &[&net.to_string(), "via", INET.0])?;
         }
         self.route("inet", &["default", "via", PUB.1])?;
-        if self.bypasses_vnet() {
-            self.route(
-                "inet",
-                &[&t.ase_subnet().prefix.to_string(), "via", APP_OUT.1],
-            )?;
-        }
         self.nft(
             "inet",
             &format!("table ip observer_lab {{\n  chain post {{\n    type nat hook postrouting priority 100;\n    oifname \"pub\" snat to {vip}\n  }}\n}}\n"),
@@ -469,10 +703,10 @@ impl Lab {
             .args(&args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        die_with_parent(&mut command);
+        self.helper_setup(&mut command);
         let process = Process::spawn(&mut command, "dnsmasq")?;
         let ns_name = ns.name().to_string();
-        self.dnsmasq = Some(process);
+        self.helpers.push(process);
         let ns = self.ns("dns");
         // Wait until it answers (bound on 53/udp).
         for _ in 0..50 {
@@ -490,22 +724,71 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(p) = self.dnsmasq.take() {
-            p.terminate(std::time::Duration::from_secs(2));
+        for p in self.helpers.drain(..) {
+            p.kill();
         }
-        for p in self.custom_dns.drain(..) {
-            p.terminate(std::time::Duration::from_secs(2));
+        // What the user's command left running in an app instance.
+        for ns in self.workloads() {
+            kill_processes_in(ns.name());
         }
         // Namespaces go in reverse order; veths and routes go with them.
         while let Some((_, ns)) = self.namespaces.pop() {
+            remove_netns_etc(ns.name());
             drop(ns);
         }
     }
 }
 
+/// Removes `/etc/netns/NAME` (the namespace's resolver configuration).
+pub fn remove_netns_etc(name: &str) {
+    let dir = Path::new(NETNS_ETC).join(name);
+    if dir.exists()
+        && let Err(error) = std::fs::remove_dir_all(&dir)
+    {
+        eprintln!("lab: could not remove {}: {error}", dir.display());
+    }
+}
+
+/// Azure's internal DNS suffix as the lab hands it out: Azure gives each
+/// VNet `<id>.<region>.internal.cloudapp.net`; the lab uses the VNet name.
+pub fn search_domain(t: &Topology) -> String {
+    let label: String = t
+        .vnet
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{}.lab.internal.cloudapp.net", label.trim_matches('-'))
+}
+
+/// The resolver configuration of the lab's app instances.
+pub fn resolv_conf(t: &Topology, base: &str) -> String {
+    let mut text = format!(
+        "# observer lab {base}: the DNS servers of topology `{}` (removed with the lab)\n",
+        t.name
+    );
+    for server in t.dns.servers.iter().filter(|s| s.is_ipv4()) {
+        text.push_str(&format!("nameserver {server}\n"));
+    }
+    text.push_str(&format!("search {}\n", search_domain(t)));
+    // Azure's Linux images: fail over quickly, EDNS for long answers.
+    text.push_str("options timeout:1 attempts:2 edns0\n");
+    text
+}
+
 /// dnsmasq options for every name of the topology.
 pub fn dns_records(t: &Topology) -> Vec<String> {
     let mut args = Vec::new();
+    let suffix = search_domain(t);
+    for (i, ip) in t.instance_addresses().into_iter().enumerate() {
+        args.push(format!("--host-record=app{i}.{suffix},{ip}"));
+    }
     for e in &t.endpoints {
         args.push(format!("--host-record={},{}", e.fqdn, e.address));
     }
@@ -539,19 +822,37 @@ fn check_supported(t: &Topology) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Kills a helper process when the lab process dies, even by SIGKILL.
+/// Kills a helper process when the lab process dies, even by SIGKILL, and
+/// keeps it out of the terminal's process group (Ctrl-C reaches the lab's
+/// owner, which stops helpers in order).
 pub fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt as _;
-    // SAFETY: prctl is async-signal-safe; nothing else runs before exec.
+    // SAFETY: prctl and setpgid are async-signal-safe; nothing else runs
+    // before exec.
     unsafe {
         command.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::setpgid(0, 0);
             Ok(())
         });
     }
 }
 
-/// Removes the namespaces (and dnsmasq) of a lab kept by `lab up`.
+/// A helper that outlives the process starting it (`lab up`): a session
+/// of its own, no terminal.
+fn detach(command: &mut Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: setsid is async-signal-safe; nothing else runs before exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
+/// Removes the namespaces (and dnsmasq, servers, resolvers) of a lab kept
+/// by `lab up`.
 pub fn down(name: &str) -> anyhow::Result<Vec<String>> {
     let base = format!("{PERSISTENT_PREFIX}-{name}-");
     let names: Vec<String> = list()
@@ -559,19 +860,25 @@ pub fn down(name: &str) -> anyhow::Result<Vec<String>> {
         .filter(|n| n.starts_with(&base))
         .collect();
     for ns in &names {
-        // Processes inside (dnsmasq) first.
-        if let Ok(pids) = crate::lab::cmd::ip(["netns", "pids", ns]) {
-            for pid in pids
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                // SAFETY: plain kill(2).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
+        // Processes inside (dnsmasq, servers) first.
+        kill_processes_in(ns);
+        remove_netns_etc(ns);
         crate::lab::cmd::ip(["netns", "del", ns])?;
     }
     Ok(names)
+}
+
+/// SIGKILLs every process in the namespace `name`.
+fn kill_processes_in(name: &str) {
+    if let Ok(pids) = crate::lab::cmd::ip(["netns", "pids", name]) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Every lab namespace on the host.

@@ -90,13 +90,14 @@ fn options(t: &Topology, base: &str, listen: Ipv4Addr) -> Vec<String> {
     args
 }
 
-fn spawn(ns: &Netns, t: &Topology, base: &str, listen: Ipv4Addr) -> anyhow::Result<Process> {
+fn spawn(lab: &Lab, role: &str, listen: Ipv4Addr) -> anyhow::Result<Process> {
+    let ns: &Netns = lab.ns(role);
     let mut command = ns.command("dnsmasq");
     command
-        .args(options(t, base, listen))
+        .args(options(&lab.topology, &lab.base, listen))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    super::build::die_with_parent(&mut command);
+    lab.helper_setup(&mut command);
     let process = Process::spawn(&mut command, "dnsmasq (custom DNS)")?;
     let filter = format!("src {listen} and sport = :53");
     for _ in 0..50 {
@@ -120,7 +121,7 @@ pub fn start(lab: &Lab) -> anyhow::Result<Vec<Process>> {
     let t = &lab.topology;
     let mut processes = Vec::new();
     for s in in_vnet(t) {
-        processes.push(spawn(lab.ns("back"), t, &lab.base, s)?);
+        processes.push(spawn(lab, "back", s)?);
     }
     if lab.has("onprem") {
         let on_premises = on_premises(t);
@@ -133,7 +134,7 @@ pub fn start(lab: &Lab) -> anyhow::Result<Vec<Process>> {
             }
         }
         for s in on_premises {
-            processes.push(spawn(lab.ns("onprem"), t, &lab.base, s)?);
+            processes.push(spawn(lab, "onprem", s)?);
         }
     }
     Ok(processes)

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::bail;
 
-use super::{build::Lab, traffic::Outcome};
+use super::{build::Lab, netns::Process, traffic::Outcome};
 use crate::topology::{Inbound, Topology};
 
 /// The internet edge's transit address on the `pub` side (see `build`).
@@ -101,6 +101,35 @@ pub fn setup(lab: &Lab, vip: Ipv4Addr) -> anyhow::Result<()> {
         bail!("nft refused the inbound forwarding:\n{script}");
     }
     Ok(())
+}
+
+/// The workload's server on the inbound ports (`observer lab serve` in the
+/// first workload namespace), once it is listening.
+pub fn start_listener(lab: &Lab) -> anyhow::Result<Option<Process>> {
+    let ports = ports(&lab.topology);
+    if ports.is_empty() {
+        return Ok(None);
+    }
+    let ns = lab.ns("ase");
+    let mut command = ns.command(lab.helper_binary());
+    command.args(["--quiet", "lab", "serve"]);
+    for port in &ports {
+        command.args(["--tcp", &port.to_string()]);
+    }
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    lab.helper_setup(&mut command);
+    let label = format!("inbound server in {}", ns.name());
+    let mut process = Process::spawn(&mut command, &label)?;
+    let stdout = process.take_stdout().expect("stdout is piped");
+    let mut line = String::new();
+    // `lab serve` prints `ready` once its sockets are bound; EOF is failure.
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+    if line.trim() != "ready" {
+        bail!("{label} did not start");
+    }
+    Ok(Some(process))
 }
 
 /// Opens one inbound flow from the management host to the VIP.

@@ -176,6 +176,8 @@ pub fn sweep_stale(prefix: &str) -> Vec<String> {
         };
         if !Path::new(&format!("/proc/{pid}")).exists() && cmd::ip(["netns", "del", &name]).is_ok()
         {
+            // The namespace's resolver configuration (`/etc/netns/NAME`).
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&name));
             removed.push(name);
         }
     }
@@ -230,6 +232,24 @@ impl Process {
     pub fn terminate(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         stop(&mut child, timeout)
+    }
+
+    /// Takes the child's piped standard output.
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut()?.stdout.take()
+    }
+
+    /// Waits for the exit without signalling (the caller signalled).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL and reap (helpers with nothing to flush).
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Takes the child out of the guard (the caller now owns its teardown).

@@ -20,9 +20,9 @@ use crate::{
 use anyhow::{Context as _, bail};
 
 use crate::lab::{
-    build::{Lab, die_with_parent},
+    build::{Lab, LabOptions, die_with_parent},
     netns::Process,
-    traffic::{self, Outcome, Servers},
+    traffic::{self, Outcome},
 };
 
 #[derive(Clone, Debug)]
@@ -108,41 +108,13 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
         }
     }
     let out = config.out.join(&topology.name);
-    let (workload_dir, router_dir) = (out.join("workload"), out.join("router"));
-    for dir in [&workload_dir, &router_dir] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
+    for dir in observation_dirs(&out) {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
 
-    let lab = Lab::up(&topology)?;
+    let lab = Lab::up(&topology, &LabOptions::new(&config.observer))?;
     let lab_name = lab.base.clone();
-    let servers = Servers::start(&lab)?;
-    let mut workload_ifaces = vec!["eth0=workload"];
-    if lab.bypasses_vnet() {
-        workload_ifaces.push("out=internet");
-    }
-    let mut router_ifaces = vec!["ase=workload", "vnet=vnet", "inet=internet"];
-    if lab.has("gw") {
-        router_ifaces.push("gw=gateway");
-    }
-    if lab.has("nva") {
-        router_ifaces.push("nva=appliance");
-    }
-    let workload = observe(
-        config,
-        path,
-        lab.ns("ase").name(),
-        &workload_ifaces,
-        &workload_dir,
-    )?;
-    let router = observe(
-        config,
-        path,
-        lab.ns("vnet").name(),
-        &router_ifaces,
-        &router_dir,
-    )?;
+    let observers = Observers::start(&lab, &config.observer, path, &out)?;
 
     let outcomes: Vec<Outcome> = topology
         .lab
@@ -157,31 +129,13 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
         .iter()
         .map(|i| crate::lab::inbound::send(&lab, vip, i))
         .collect();
+    // Let the last FIN/ACK exchanges reach the capture.
     std::thread::sleep(Duration::from_millis(300));
-    for (observer, dir) in [(workload, &workload_dir), (router, &router_dir)] {
-        let label = observer.label().to_string();
-        match observer.terminate(Duration::from_secs(20)) {
-            Some(status) if status.success() => {}
-            other => bail!(
-                "{label} did not stop cleanly ({other:?}); see {}",
-                dir.display()
-            ),
-        }
-    }
-    drop(servers);
+    let dirs = observers.stop()?;
+    let workload_ns = lab.ns("ase").name().to_string();
     drop(lab);
 
-    let mut files = Vec::new();
-    for dir in [&workload_dir, &router_dir] {
-        match reader::read_flows(std::slice::from_ref(dir)) {
-            // An observation point that saw no traffic wrote no flow file.
-            Err(reader::ReadError::EmptyDirectory { .. }) => {}
-            other => files.extend(other?),
-        }
-    }
-    let lost = reader::lost_packets(&files);
-    let records: Vec<FlowRecord> = files.into_iter().flat_map(|f| f.records).collect();
-    let dns = reader::read_dns(&[workload_dir.clone(), router_dir.clone()])?;
+    let (records, dns, lost) = read_back(&dirs)?;
     let checks = topology
         .lab
         .traffic
@@ -191,6 +145,7 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
             // The workload's own interfaces: `eth0`, and `out` with Route All off.
             let record = records.iter().find(|r| {
                 matches!(r.point.iface.as_ref(), "eth0" | "out")
+                    && r.point.netns.as_deref() == Some(workload_ns.as_str())
                     && r.direction == Direction::Egress
                     && Some(r.dst_addr) == o.resolved
                     && r.dst_port == Some(t.port)
@@ -234,17 +189,130 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
     })
 }
 
-/// Starts `observer run --topology` in a namespace and waits until it captures.
-fn observe(
-    config: &RunConfig,
+/// Observation directories under `out` from an earlier run.
+fn observation_dirs(out: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n == "router" || n.starts_with("workload"))
+        })
+        .collect()
+}
+
+/// One `observer run --topology` per observation point of a lab: each app
+/// instance's interfaces (`workload`, `workload2`, ...) and the VNet
+/// router's role-labelled legs (`router`), where the path decision is
+/// visible before any NAT.
+#[derive(Debug)]
+pub struct Observers {
+    running: Vec<(Process, PathBuf)>,
+}
+
+impl Observers {
+    /// Starts every observer (in parallel) and waits until all capture.
+    pub fn start(lab: &Lab, observer: &Path, topology: &Path, out: &Path) -> anyhow::Result<Self> {
+        let mut points: Vec<(&str, Vec<&str>, PathBuf)> = Vec::new();
+        for (i, ns) in lab.workloads().into_iter().enumerate() {
+            let mut ifaces = vec!["eth0=workload"];
+            if lab.bypasses_vnet() {
+                ifaces.push("out=internet");
+            }
+            let dir = if i == 0 {
+                out.join("workload")
+            } else {
+                out.join(format!("workload{}", i + 1))
+            };
+            points.push((ns.name(), ifaces, dir));
+        }
+        let mut router = vec!["ase=workload", "vnet=vnet", "inet=internet"];
+        if lab.has("gw") {
+            router.push("gw=gateway");
+        }
+        if lab.has("nva") {
+            router.push("nva=appliance");
+        }
+        points.push((lab.ns("vnet").name(), router, out.join("router")));
+        let mut observers = Self {
+            running: Vec::new(),
+        };
+        for (netns, ifaces, dir) in points {
+            let process = spawn_observer(observer, topology, netns, &ifaces, &dir)?;
+            observers.running.push((process, dir));
+        }
+        let started = Instant::now();
+        for (process, dir) in &mut observers.running {
+            let ready = dir.join(".ready");
+            while !ready.exists() {
+                if !process.is_running() || started.elapsed() > Duration::from_secs(30) {
+                    let log = std::fs::read_to_string(dir.join("observer.log")).unwrap_or_default();
+                    bail!("{} did not start:\n{log}", process.label());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = std::fs::remove_file(&ready);
+        }
+        Ok(observers)
+    }
+
+    /// Stops every observer (SIGTERM: a last drain, then Parquet) and
+    /// returns their output directories.
+    pub fn stop(mut self) -> anyhow::Result<Vec<PathBuf>> {
+        for (process, _) in &self.running {
+            process.signal(libc::SIGTERM);
+        }
+        let mut dirs = Vec::new();
+        let mut failed = Vec::new();
+        for (process, dir) in self.running.drain(..) {
+            let label = process.label().to_string();
+            match process.terminate(Duration::from_secs(20)) {
+                Some(status) if status.success() => {}
+                other => failed.push(format!(
+                    "{label} did not stop cleanly ({other:?}); see {}",
+                    dir.join("observer.log").display()
+                )),
+            }
+            dirs.push(dir);
+        }
+        if !failed.is_empty() {
+            bail!("{}", failed.join("\n"));
+        }
+        Ok(dirs)
+    }
+}
+
+/// Records, DNS answers and loss written by the observers into `dirs`.
+pub fn read_back(
+    dirs: &[PathBuf],
+) -> anyhow::Result<(Vec<FlowRecord>, Vec<crate::dns::DnsAnswer>, u64)> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        match reader::read_flows(std::slice::from_ref(dir)) {
+            // An observation point that saw no traffic wrote no flow file.
+            Err(reader::ReadError::EmptyDirectory { .. }) => {}
+            other => files.extend(other?),
+        }
+    }
+    let lost = reader::lost_packets(&files);
+    let records: Vec<FlowRecord> = files.into_iter().flat_map(|f| f.records).collect();
+    let dns = reader::read_dns(dirs)?;
+    Ok((records, dns, lost))
+}
+
+/// Starts `observer run --topology` in a namespace (readiness: `DIR/.ready`).
+fn spawn_observer(
+    observer: &Path,
     topology: &Path,
     netns: &str,
     ifaces: &[&str],
     out: &Path,
 ) -> anyhow::Result<Process> {
     std::fs::create_dir_all(out)?;
-    let ready = out.join(".ready");
-    let mut command = Command::new(&config.observer);
+    let mut command = Command::new(observer);
     command
         .arg("--quiet")
         .arg("run")
@@ -254,7 +322,7 @@ fn observe(
         .arg("--out")
         .arg(out)
         .arg("--ready-file")
-        .arg(&ready)
+        .arg(out.join(".ready"))
         .args(["--flush-interval", "1", "--idle-timeout", "30"]);
     for iface in ifaces {
         command.args(["--iface", iface]);
@@ -263,15 +331,8 @@ fn observe(
         std::fs::File::create(out.join("observer.log")).context("creating the observer log")?,
     );
     die_with_parent(&mut command);
-    let mut process = Process::spawn(&mut command, &format!("observer in {netns}"))?;
-    let started = Instant::now();
-    while !ready.exists() {
-        if !process.is_running() || started.elapsed() > Duration::from_secs(30) {
-            let log = std::fs::read_to_string(out.join("observer.log")).unwrap_or_default();
-            bail!("observer in {netns} did not start:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = std::fs::remove_file(&ready);
-    Ok(process)
+    Ok(Process::spawn(
+        &mut command,
+        &format!("observer in {netns}"),
+    )?)
 }

@@ -1,16 +1,11 @@
-//! Scenario traffic: small servers in the lab's namespaces and a client in
-//! the workload's namespace that resolves names through the lab's DNS and
-//! opens one flow per `[[lab.traffic]]` entry. Every wait is bounded.
+//! Scenario traffic: a client in the workload's namespace that resolves
+//! names through the lab's DNS and opens one flow per `[[lab.traffic]]`
+//! entry against the lab's servers ([`serve`](crate::lab::serve)). Every
+//! wait is bounded.
 
 use std::{
-    collections::BTreeSet,
     io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
     time::Duration,
 };
 
@@ -21,110 +16,6 @@ use crate::lab::{build::Lab, netns::Netns};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 const IO_TIMEOUT: Duration = Duration::from_millis(1500);
-
-/// Servers answering on every port the scenario uses; stopped on drop.
-#[derive(Debug)]
-pub struct Servers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Servers {
-    /// Listens in `back`, `pub` and `onprem` on the ports of the traffic.
-    pub fn start(lab: &Lab) -> anyhow::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut servers = Self {
-            stop: stop.clone(),
-            threads: Vec::new(),
-        };
-        let t = &lab.topology;
-        let mut ports: BTreeSet<(Protocol, u16)> =
-            t.lab.traffic.iter().map(|x| (x.protocol, x.port)).collect();
-        ports.extend(
-            t.backends
-                .iter()
-                .flat_map(|b| b.ports.iter().map(|p| (Protocol::Tcp, *p))),
-        );
-        ports.extend(
-            t.endpoints
-                .iter()
-                .flat_map(|e| e.ports.iter().map(|p| (Protocol::Tcp, *p))),
-        );
-        ports.extend(
-            t.private_endpoints
-                .iter()
-                .flat_map(|e| e.ports.iter().map(|p| (Protocol::Tcp, *p))),
-        );
-        // The workload answers inbound management (`lab::inbound`).
-        for port in super::inbound::ports(t) {
-            servers.listen(lab.ns("ase"), Protocol::Tcp, port)?;
-        }
-        for role in ["back", "pub", "onprem"] {
-            if !lab.has(role) {
-                continue;
-            }
-            for &(protocol, port) in &ports {
-                servers.listen(lab.ns(role), protocol, port)?;
-            }
-        }
-        Ok(servers)
-    }
-
-    fn listen(&mut self, ns: &Netns, protocol: Protocol, port: u16) -> anyhow::Result<()> {
-        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-        let stop = self.stop.clone();
-        let handle = match protocol {
-            Protocol::Tcp => {
-                let listener = ns
-                    .enter(|| TcpListener::bind(addr))?
-                    .with_context(|| format!("listening on tcp/{port} in {}", ns.name()))?;
-                listener.set_nonblocking(true)?;
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match listener.accept() {
-                            Ok((stream, _)) => answer_tcp(stream),
-                            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                        }
-                    }
-                })
-            }
-            Protocol::Udp => {
-                let socket = ns
-                    .enter(|| UdpSocket::bind(addr))?
-                    .with_context(|| format!("listening on udp/{port} in {}", ns.name()))?;
-                socket.set_read_timeout(Some(Duration::from_millis(50)))?;
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 1500];
-                    while !stop.load(Ordering::Relaxed) {
-                        if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                            let _ = socket.send_to(&buf[..n], from);
-                        }
-                    }
-                })
-            }
-        };
-        self.threads.push(handle);
-        Ok(())
-    }
-}
-
-fn answer_tcp(mut stream: TcpStream) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let mut buf = [0u8; 256];
-    if stream.read(&mut buf).is_ok_and(|n| n > 0) {
-        let _ = stream.write_all(b"observer-lab: hello\n");
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
 
 /// What happened to one flow, from the client's side.
 #[derive(Clone, Debug, PartialEq, Eq)]

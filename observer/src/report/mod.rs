@@ -7,7 +7,9 @@
 //! | [`text`] | the report for people: problems first, then counts |
 //! | [`json`] | one JSON document (field names are a contract, see the README) |
 //! | [`junit`] | JUnit XML for CI test reporters: one test case per connection |
+//! | [`html`] | one self-contained HTML page: leaks first, Sankey, topology, DNS, table, time (ECharts embedded) |
 
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod text;
@@ -521,6 +523,7 @@ pub(crate) mod tests {
             flow_type: None,
             verdict: Some(verdict.into()),
             reason: Some(format!("{verdict} because")),
+            ..FlowRecord::default()
         }
     }
 

@@ -527,6 +527,11 @@ pub struct LabSpec {
     /// The workload's address in the ASE subnet (default: the subnet's `.4`).
     #[serde(default)]
     pub workload: Option<Ipv4Addr>,
+    /// App instances in the ASE subnet (1 to 8, default 1): instance `i`
+    /// gets the workload address plus `i`, in a namespace of its own, each
+    /// an observation point.
+    #[serde(default)]
+    pub instances: Option<Spanned<u8>>,
     #[serde(default)]
     pub traffic: Vec<Traffic>,
     /// Flows opened from the internet side towards the ASE (inbound
@@ -593,6 +598,19 @@ impl Topology {
             let net = self.ase_subnet().prefix.network();
             Ipv4Addr::from(u32::from(net) + 4)
         })
+    }
+
+    /// How many app instances the lab runs (`[lab] instances`, default 1).
+    pub fn instances(&self) -> u8 {
+        self.lab.instances.as_ref().map_or(1, |n| *n.get_ref())
+    }
+
+    /// The address of every app instance, the first being the workload's.
+    pub fn instance_addresses(&self) -> Vec<Ipv4Addr> {
+        let first = u32::from(self.workload_address());
+        (0..u32::from(self.instances()))
+            .map(|i| Ipv4Addr::from(first + i))
+            .collect()
     }
 
     pub fn in_vnet(&self, addr: Ipv4Addr) -> bool {

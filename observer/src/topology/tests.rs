@@ -129,3 +129,23 @@ fn a_missing_file_says_how_to_fix_it() {
     let e = Topology::load(Path::new("/nonexistent/lab.toml")).unwrap_err();
     assert!(e.message.contains("cannot read the topology file"));
 }
+
+#[test]
+fn lab_instances_are_counted_and_bounded() {
+    let t = Topology::parse(
+        Path::new("lab.toml"),
+        &format!("{BASE}[lab]\ninstances = 3\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        t.instance_addresses(),
+        ["10.0.0.4", "10.0.0.5", "10.0.0.6"].map(|a| a.parse::<std::net::Ipv4Addr>().unwrap())
+    );
+    let e = error(&format!("{BASE}[lab]\ninstances = 9\n"));
+    assert_eq!((e.line, e.column), (11, 13), "{e}");
+    assert!(e.message.contains("1 to 8"), "{e}");
+    let e = error(&format!(
+        "{BASE}[lab]\nworkload = \"10.0.0.250\"\ninstances = 8\n"
+    ));
+    assert!(e.message.contains("outside the ASE subnet"), "{e}");
+}

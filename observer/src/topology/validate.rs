@@ -203,6 +203,34 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         routes.push(user_route(spanned, at, &mut names)?);
     }
 
+    if let Some(n) = &raw.lab.instances {
+        let ase_prefix = subnets
+            .iter()
+            .find(|s| s.role == SubnetRole::Ase)
+            .expect("checked above: one ase subnet")
+            .prefix;
+        let count = *n.get_ref();
+        let first = raw
+            .lab
+            .workload
+            .unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(ase_prefix.network()) + 4));
+        let last = std::net::Ipv4Addr::from(u32::from(first) + u32::from(count.max(1)) - 1);
+        if count == 0 || count > 8 {
+            return Err(at.error(
+                n.span(),
+                format!("[lab] instances = {count}: the lab runs 1 to 8 app instances"),
+                Some("set instances between 1 and 8, or leave it out for one".into()),
+            ));
+        }
+        if !ase_prefix.contains(&last) || last == ase_prefix.broadcast() {
+            return Err(at.error(
+                n.span(),
+                format!("[lab] instances = {count}: the last instance ({last}) falls outside the ASE subnet {ase_prefix}"),
+                Some("use fewer instances or a lower [lab] workload address".into()),
+            ));
+        }
+    }
+
     let mut traffic_names = HashMap::new();
     let inbound = raw.lab.inbound.iter().map(|i| Traffic {
         name: i.name.clone(),

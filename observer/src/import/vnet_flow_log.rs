@@ -1,0 +1,385 @@
+//! Azure VNet flow logs (flowLogVersion 4) as flow records.
+//!
+//! A blob is `{"records": [...]}`; each record is one NIC (`macAddress`) of
+//! one target (`targetResourceID`, the VNet) for about a minute, holding
+//! `flowRecords.flows[].flowGroups[].flowTuples`: per ACL (NSG or Virtual
+//! Network Manager admin rules), per rule, strings of 13 fields:
+//!
+//! `time_ms,src,dst,src_port,dst_port,protocol,I|O,B|C|E|D,encryption,packets_sent,bytes_sent,packets_received,bytes_received`
+//!
+//! Each tuple becomes one record: `packets`/`bytes` are the source-to-
+//! destination counters (since the flow's previous tuple), the received
+//! ones go to `reverse_packets`/`reverse_bytes`; the state goes to
+//! `flow_state`, the rule to `nsg_rule`, `D` to `nsg_decision = deny`, the
+//! encryption status to `encryption`. `end_reason` is the nearest IPFIX
+//! value: `B` and `C` are interim reports of a flow that goes on
+//! (`active-timeout`), `E` and `D` end it (`end-of-flow`).
+
+use serde::Deserialize;
+
+use super::{
+    Interner, Problem, Summary, Text, Window, addresses, base_record, blob_problem, counter, field,
+    for_each_record, ports, position_of, resource_name,
+};
+use crate::flow::{
+    Direction, EndReason, FlowRecord, FlowState, NsgDecision, ObservationPoint, Origin, Source,
+};
+
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(rename = "flowLogVersion")]
+    version: Option<u32>,
+    #[serde(rename = "macAddress", borrow)]
+    mac: Option<Text<'a>>,
+    #[serde(rename = "targetResourceID", borrow)]
+    target: Option<Text<'a>>,
+    #[serde(rename = "flowRecords", borrow)]
+    flow_records: Option<FlowRecords<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FlowRecords<'a> {
+    #[serde(borrow, default)]
+    flows: Vec<AclFlows<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AclFlows<'a> {
+    #[serde(rename = "flowGroups", borrow, default)]
+    groups: Vec<FlowGroup<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FlowGroup<'a> {
+    #[serde(borrow)]
+    rule: Option<Text<'a>>,
+    #[serde(rename = "flowTuples", borrow, default)]
+    tuples: Vec<Text<'a>>,
+}
+
+/// Reads one blob; records go to `emit`, bad tuples and a bad blob to `summary`.
+pub fn read_blob(
+    file: &str,
+    text: &[u8],
+    window: Window,
+    summary: &mut Summary,
+    interner: &mut Interner,
+    emit: &mut dyn FnMut(FlowRecord),
+) {
+    summary.files += 1;
+    let result = for_each_record(text, |index, record: Record<'_>| {
+        if let Some(version) = record.version
+            && version != 4
+        {
+            // Version 4 is the documented one; older previews used the same tuple.
+            tracing::debug!(file, index, version, "VNet flow log record version");
+        }
+        let point = ObservationPoint {
+            host: interner.get(record.target.as_deref().map_or("vnet", resource_name)),
+            netns: None,
+            iface: interner.get(record.mac.as_deref().unwrap_or("unknown")),
+            iface_role: None,
+        };
+        let Some(flows) = record.flow_records else {
+            return;
+        };
+        for (f, acl) in flows.flows.iter().enumerate() {
+            for (g, group) in acl.groups.iter().enumerate() {
+                let rule = group.rule.as_deref().map(|r| interner.get(r));
+                for (t, tuple) in group.tuples.iter().enumerate() {
+                    summary.records_in += 1;
+                    match tuple_record(tuple, &point, rule.clone(), interner) {
+                        Ok(r) if !window.contains(r.start_ns) => {
+                            summary.skip("outside --since/--until", None);
+                        }
+                        Ok(r) => {
+                            summary.records_out += 1;
+                            emit(r);
+                        }
+                        Err(message) => {
+                            let path = format!(
+                                "records[{index}].flowRecords.flows[{f}].flowGroups[{g}].flowTuples[{t}]"
+                            );
+                            let position = match position_of(text, tuple) {
+                                Some(lc) => format!("{lc} ({path})"),
+                                None => path,
+                            };
+                            summary.skip(
+                                "malformed tuple",
+                                Some(Problem {
+                                    file: file.to_owned(),
+                                    position,
+                                    message: format!("{message} in `{tuple}`"),
+                                }),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    });
+    if let Err(error) = result {
+        summary.broken_files += 1;
+        summary.problem(blob_problem(file, &error));
+    }
+}
+
+/// One tuple as a record.
+pub fn tuple_record(
+    tuple: &str,
+    point: &ObservationPoint,
+    rule: Option<std::sync::Arc<str>>,
+    interner: &mut Interner,
+) -> Result<FlowRecord, String> {
+    let mut fields = [""; 13];
+    let mut n = 0;
+    for part in tuple.split(',') {
+        if n == fields.len() {
+            return Err("more than 13 fields".into());
+        }
+        fields[n] = part;
+        n += 1;
+    }
+    if n != 13 {
+        return Err(format!(
+            "{n} field(s), expected 13 (time,src,dst,sport,dport,protocol,I/O,state,encryption,4 counters)"
+        ));
+    }
+    let [
+        time,
+        src,
+        dst,
+        sport,
+        dport,
+        protocol,
+        direction,
+        state,
+        encryption,
+        packets,
+        bytes,
+        rpackets,
+        rbytes,
+    ] = fields;
+    let time_ms: i64 = field(time, "time (ms since the epoch)")?;
+    let (src, dst, version) = addresses(src, dst)?;
+    let protocol: u8 = field(protocol, "protocol number")?;
+    let (src_port, dst_port) = ports(
+        protocol,
+        field(sport, "source port")?,
+        field(dport, "destination port")?,
+    );
+    let direction = match direction {
+        "I" => Direction::Ingress,
+        "O" => Direction::Egress,
+        other => return Err(format!("direction `{other}` is not I or O")),
+    };
+    let state = match state {
+        "B" => FlowState::Begin,
+        "C" => FlowState::Continuing,
+        "E" => FlowState::End,
+        "D" => FlowState::Denied,
+        other => return Err(format!("flow state `{other}` is not B, C, E or D")),
+    };
+    if encryption.is_empty() {
+        return Err("empty encryption status (X, NX or NX_...)".into());
+    }
+    let mut record = base_record(
+        time_ms
+            .checked_mul(1_000_000)
+            .ok_or_else(|| format!("time `{time}` is out of range"))?,
+        src,
+        dst,
+        version,
+        protocol,
+    );
+    record.point = point.clone();
+    record.direction = direction;
+    record.src_port = src_port;
+    record.dst_port = dst_port;
+    record.packets = counter(packets, "packets sent")?;
+    record.bytes = counter(bytes, "bytes sent")?;
+    record.end_reason = match state {
+        FlowState::Begin | FlowState::Continuing => EndReason::ActiveTimeout,
+        FlowState::End | FlowState::Denied => EndReason::EndOfFlow,
+    };
+    record.origin = Origin {
+        source: Source::AzureVnetFlowLog,
+        reverse_packets: Some(counter(rpackets, "packets received")?),
+        reverse_bytes: Some(counter(rbytes, "bytes received")?),
+        flow_state: Some(state),
+        nsg_rule: rule,
+        nsg_decision: Some(if state == FlowState::Denied {
+            NsgDecision::Deny
+        } else {
+            NsgDecision::Allow
+        }),
+        encryption: Some(interner.get(encryption)),
+    };
+    Ok(record)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+
+    /// A blob in the documented shape: B, C, E and D tuples, IPv4 and IPv6,
+    /// one corrupt tuple (a bad address) among them.
+    pub(crate) const BLOB: &str = r#"{
+  "records": [
+    {
+      "time": "2024-05-01T13:00:52.5625085Z",
+      "flowLogVersion": 4,
+      "flowLogGUID": "abcdef01-2345-6789-0abc-def012345678",
+      "macAddress": "00224871C205",
+      "category": "FlowLogFlowEvent",
+      "flowLogResourceID": "/SUBSCRIPTIONS/0000/RESOURCEGROUPS/NETWORKWATCHERRG/PROVIDERS/MICROSOFT.NETWORK/NETWORKWATCHERS/NW/FLOWLOGS/VNETFLOWLOG",
+      "targetResourceID": "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/ase-vnet",
+      "operationName": "FlowLogFlowEvent",
+      "flowRecords": {
+        "flows": [
+          {
+            "aclID": "00000000-1234-abcd-ef00-c1c2c3c4c5c6",
+            "flowGroups": [
+              {
+                "rule": "DefaultRule_AllowInternetOutBound",
+                "flowTuples": [
+                  "1714568403599,10.0.0.6,52.239.184.180,23956,443,6,O,B,NX,,,,",
+                  "1714568403606,10.0.0.6,52.239.184.180,23956,443,6,O,C,NX,1021,588096,8005,4610880",
+                  "1714568403706,10.0.0.6,52.239.184.180,23956,443,6,O,E,NX,52,29952,47,27072",
+                  "1714568404000,fd00::6,2001:db8::10,40000,53,17,O,E,X,2,150,2,300",
+                  "1714568404100,10.0.0.6,999.1.1.1,40001,443,6,O,E,NX,1,60,1,60"
+                ]
+              }
+            ]
+          },
+          {
+            "aclID": "01020304-abcd-ef00-1234-102030405060",
+            "flowGroups": [
+              {
+                "rule": "BlockHighRiskTCPPortsFromInternet",
+                "flowTuples": [
+                  "1714568398065,101.33.218.153,10.0.0.6,55188,22,6,I,D,NX,0,0,0,0"
+                ]
+              }
+            ]
+          }
+        ]
+      }
+    }
+  ]
+}"#;
+
+    pub(crate) fn read(text: &str) -> (Vec<FlowRecord>, Summary) {
+        let mut summary = Summary::default();
+        let mut records = Vec::new();
+        read_blob(
+            "PT1H.json",
+            text.as_bytes(),
+            Window::default(),
+            &mut summary,
+            &mut Interner::default(),
+            &mut |r| records.push(r),
+        );
+        (records, summary)
+    }
+
+    #[test]
+    fn tuples_become_records_with_the_counts_they_say() {
+        let (records, summary) = read(BLOB);
+        assert_eq!((summary.records_in, summary.records_out), (6, 5));
+        assert_eq!(summary.skipped["malformed tuple"], 1);
+        let problem = &summary.problems[0];
+        assert_eq!(problem.file, "PT1H.json");
+        assert!(
+            problem
+                .position
+                .starts_with("24:20 (records[0].flowRecords.flows[0].flowGroups[0].flowTuples[4])"),
+            "{problem}"
+        );
+        assert!(problem.message.contains("999.1.1.1"), "{problem}");
+
+        let packets: u64 = records.iter().map(|r| r.packets).sum();
+        let bytes: u64 = records.iter().map(|r| r.bytes).sum();
+        let rpackets: u64 = records
+            .iter()
+            .filter_map(|r| r.origin.reverse_packets)
+            .sum();
+        let rbytes: u64 = records.iter().filter_map(|r| r.origin.reverse_bytes).sum();
+        assert_eq!((packets, bytes), (1021 + 52 + 2, 588_096 + 29_952 + 150));
+        assert_eq!(
+            (rpackets, rbytes),
+            (8005 + 47 + 2, 4_610_880 + 27_072 + 300)
+        );
+
+        let states: Vec<_> = records
+            .iter()
+            .map(|r| r.origin.flow_state.unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            [
+                FlowState::Begin,
+                FlowState::Continuing,
+                FlowState::End,
+                FlowState::End,
+                FlowState::Denied
+            ]
+        );
+        let begin = &records[0];
+        assert_eq!(begin.start_ns, 1_714_568_403_599_000_000);
+        assert_eq!(begin.direction, Direction::Egress);
+        assert_eq!((begin.src_port, begin.dst_port), (Some(23956), Some(443)));
+        assert_eq!(&*begin.point.iface, "00224871C205");
+        assert_eq!(&*begin.point.host, "ase-vnet");
+        assert_eq!(begin.origin.source, Source::AzureVnetFlowLog);
+        assert_eq!(
+            begin.origin.nsg_rule.as_deref(),
+            Some("DefaultRule_AllowInternetOutBound")
+        );
+        let v6 = &records[3];
+        assert_eq!(v6.ip_version, 6);
+        assert_eq!(v6.dst_addr, "2001:db8::10".parse::<IpAddr>().unwrap());
+        assert_eq!(v6.origin.encryption.as_deref(), Some("X"));
+        let denied = &records[4];
+        assert_eq!(denied.origin.nsg_decision, Some(NsgDecision::Deny));
+        assert_eq!(denied.direction, Direction::Ingress);
+        assert_eq!(records[2].origin.nsg_decision, Some(NsgDecision::Allow));
+    }
+
+    #[test]
+    fn a_truncated_blob_keeps_what_came_before_and_says_where_it_ends() {
+        let mut two = BLOB.replacen("  ]\n}", "", 1);
+        two.push_str(
+            r#",
+    { "macAddress": "00224871C206", "flowRecords": { "flows": [ { "flowGroups": [ {
+        "rule": "r", "flowTuples": [ "1714568405000,10.0.0.7,10.0.1.4,1,2,6,O,E,NX,1,2,3,4"
+    ] } ] } ] } }
+  ]
+}"#,
+        );
+        let (all, _) = read(&two);
+        assert_eq!(all.len(), 6);
+        // Cut inside the second record.
+        let cut = &two[..two.find("1714568405000").unwrap() + 5];
+        let (records, summary) = read(cut);
+        assert_eq!(records.len(), 5, "the first record converted");
+        assert_eq!(summary.broken_files, 1);
+        let problem = summary.problems.last().unwrap();
+        assert!(problem.message.contains("truncated"), "{problem}");
+        let (line, column) = super::super::line_column(cut.as_bytes(), cut.len() - 1);
+        assert_eq!(problem.position, format!("{line}:{column}"), "{problem}");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let point = ObservationPoint::default();
+        let err = |t: &str| tuple_record(t, &point, None, &mut Interner::default()).unwrap_err();
+        assert!(err("1,10.0.0.1,10.0.0.2,1,2,6,X,E,NX,1,1,1,1").contains("direction `X`"));
+        assert!(err("1,10.0.0.1,10.0.0.2,1,2,6,O,Q,NX,1,1,1,1").contains("flow state `Q`"));
+        assert!(err("1,10.0.0.1,fd00::1,1,2,6,O,E,NX,1,1,1,1").contains("different IP versions"));
+        assert!(err("1,10.0.0.1,10.0.0.2,1,2,6,O,E").contains("8 field(s)"));
+        assert!(err("1,10.0.0.1,10.0.0.2,1,2,6,O,E,NX,x,1,1,1").contains("packets sent `x`"));
+    }
+}
