@@ -722,7 +722,9 @@ impl Classifier {
     /// publicly, and dependencies that do not resolve.
     pub fn judge_dns(&self, answer: &mut DnsAnswer) {
         let t = &self.topology;
-        let (verdict, reason) = if !t.dns.servers.contains(&answer.server) {
+        // A custom server asking upstream (forwarding) is not the app.
+        let forwarder = t.dns.servers.contains(&answer.client);
+        let (verdict, reason) = if !t.dns.servers.contains(&answer.server) && !forwarder {
             (
                 "unexpected-server",
                 format!(

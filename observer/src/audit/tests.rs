@@ -214,9 +214,38 @@ fn every_lab_scenario_is_audited_as_its_description_says() {
         ("seed-004-nsg-missing-sql.toml", false),
         ("sql-vm-nsg.toml", true),
         ("forced-tunnel-bgp-specific.toml", false),
+        ("custom-dns-forwarding.toml", true),
+        ("custom-dns-not-forwarding.toml", true),
+        ("custom-dns-onprem.toml", true),
+        ("inbound-management-forced.toml", false),
+        ("inbound-management-fixed.toml", true),
+        // SQL and Storage may not go through an appliance.
+        ("appliance.toml", false),
     ];
     for (file, works) in table {
         let a = audit(&scenario(file));
         assert_eq!(a.ase_works(), works, "{file}:\n{a}");
     }
+    // Not forwarding is a warning with its fix; the on-premises server is
+    // reachable through the gateway.
+    let a = audit(&scenario("custom-dns-not-forwarding.toml"));
+    assert_eq!(
+        found(&a),
+        [("custom-dns", "forwarding".to_string(), false)],
+        "{a}"
+    );
+    assert!(a.problems[0].fix.contains("168.63.129.16"), "{a}");
+    assert!(
+        audit(&scenario("custom-dns-onprem.toml"))
+            .problems
+            .is_empty()
+    );
+    let mut cut = scenario("custom-dns-onprem.toml");
+    cut.route_table.propagation = false;
+    let a = audit(&cut);
+    assert_eq!(
+        found(&a),
+        [("custom-dns", "192.168.0.53".to_string(), true)],
+        "{a}"
+    );
 }

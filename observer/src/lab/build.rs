@@ -201,7 +201,7 @@ impl Lab {
     }
 
     /// The address the internet edge SNATs to (the ASE's outbound VIP).
-    fn vip(&self) -> Ipv4Addr {
+    pub fn vip(&self) -> Ipv4Addr {
         self.topology
             .outbound_vip
             .unwrap_or(Ipv4Addr::new(198, 51, 100, 10))
@@ -212,7 +212,7 @@ impl Lab {
         self.topology.environment == Environment::MultiTenant && !self.topology.route_all
     }
 
-    fn add(&mut self, role: &'static str) -> anyhow::Result<()> {
+    pub(super) fn add(&mut self, role: &'static str) -> anyhow::Result<()> {
         let ns = Netns::create(format!("{}-{role}", self.base))?;
         self.namespaces.push((role, ns));
         Ok(())
@@ -224,6 +224,9 @@ impl Lab {
         roles.extend(["vnet", "back", "dns", "inet", "pub"]);
         if t.onprem.is_some() {
             roles.extend(["gw", "onprem"]);
+        }
+        if super::appliance::address(t).is_some() {
+            roles.push("nva");
         }
         roles
     }
@@ -250,15 +253,23 @@ impl Lab {
             self.link("gw", "onprem", "onprem", "gw", ONPREM, false)?;
             self.link("onprem", "pub", "pub", "onprem", ONPREM_PUB, false)?;
         }
+        super::appliance::wire(self)?;
         after_links(self)?;
 
         self.router_table()?;
         self.hosts()?;
         self.edges()?;
+        super::inbound::setup(self, self.vip())?;
         self.acls()?;
         self.start_dns()?;
+        // Custom DNS servers before the resolvers that name them.
+        let custom = super::custom_dns::start(self)?;
+        self.helpers.extend(custom);
         self.resolvers()?;
         self.start_servers()?;
+        if let Some(listener) = super::inbound::start_listener(self)? {
+            self.helpers.push(listener);
+        }
         Ok(())
     }
 
@@ -437,7 +448,12 @@ impl Lab {
     /// Parent-death signal for ephemeral helpers; a session of their own
     /// for all (a terminal's Ctrl-C reaches the lab's owner, which stops
     /// them in order).
-    fn helper_setup(&self, command: &mut Command) {
+    /// The `observer` binary the lab runs its helpers with.
+    pub(super) fn helper_binary(&self) -> &Path {
+        &self.options.helper
+    }
+
+    pub(super) fn helper_setup(&self, command: &mut Command) {
         if self.options.persistent {
             detach(command);
         } else {
@@ -447,7 +463,7 @@ impl Lab {
 
     /// A veth `a:a_if` <-> `b:b_if` with the transit pair; with `default`,
     /// the far side routes everything back through the near side.
-    fn link(
+    pub(super) fn link(
         &self,
         a: &str,
         a_if: &str,
@@ -472,14 +488,14 @@ impl Lab {
         Ok(())
     }
 
-    fn route(&self, role: &str, args: &[&str]) -> anyhow::Result<()> {
+    pub(super) fn route(&self, role: &str, args: &[&str]) -> anyhow::Result<()> {
         let mut full = vec!["route", "replace"];
         full.extend_from_slice(args);
         self.ns(role).ip(full)?;
         Ok(())
     }
 
-    fn nft(&self, role: &str, script: &str) -> anyhow::Result<()> {
+    pub(super) fn nft(&self, role: &str, script: &str) -> anyhow::Result<()> {
         let ns = self.ns(role);
         let status = ns
             .command("nft")
@@ -526,7 +542,9 @@ impl Lab {
                 NextHop::VirtualNetworkGateway | NextHop::None => {
                     self.route("vnet", &["blackhole", &p])?
                 }
-                NextHop::VirtualAppliance => unreachable!("refused by check_supported"),
+                NextHop::VirtualAppliance => {
+                    self.route("vnet", &[&p, "via", super::appliance::NVA.1])?
+                }
             }
         }
         // The platform address is reached on the host, whatever the table says.
@@ -557,6 +575,7 @@ impl Lab {
         let t = &self.topology;
         let mut ips: Vec<Ipv4Addr> = t.backends.iter().map(|b| b.private_ip).collect();
         ips.extend(t.private_endpoints.iter().map(|p| p.private_ip));
+        ips.extend(super::custom_dns::in_vnet(t));
         ips
     }
 
@@ -576,6 +595,7 @@ impl Lab {
             .traffic
             .iter()
             .filter_map(|x| x.to.parse::<Ipv4Addr>().ok())
+            .chain(super::custom_dns::on_premises(t))
             .filter(|ip| t.in_onprem(*ip))
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -822,27 +842,9 @@ pub fn dns_records(t: &Topology) -> Vec<String> {
 
 /// The lab supports what its namespaces can build.
 fn check_supported(t: &Topology) -> anyhow::Result<()> {
-    if t.route_table
-        .routes
-        .iter()
-        .any(|r| r.next_hop == NextHop::VirtualAppliance)
-    {
-        bail!(
-            "topology {}: the lab has no virtual appliance namespace yet; \
-             `observer route` and `observer classify` handle VirtualAppliance routes",
-            t.name
-        );
-    }
-    if t.dns
-        .servers
-        .iter()
-        .any(|s| *s != std::net::IpAddr::V4(AZURE_DNS))
-    {
-        bail!(
-            "topology {}: the lab emulates Azure DNS (168.63.129.16) only; custom DNS servers are classified but not built",
-            t.name
-        );
-    }
+    super::appliance::check_supported(t)?;
+    super::custom_dns::check_supported(t)?;
+    super::inbound::check_supported(t)?;
     Ok(())
 }
 

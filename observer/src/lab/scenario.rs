@@ -5,6 +5,7 @@
 
 use std::{
     fmt::Write as _,
+    net::IpAddr,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -127,6 +128,13 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
         .iter()
         .map(|t| traffic::send(&lab, t))
         .collect();
+    let vip = lab.vip();
+    let inbound: Vec<Outcome> = topology
+        .lab
+        .inbound
+        .iter()
+        .map(|i| crate::lab::inbound::send(&lab, vip, i))
+        .collect();
     // Let the last FIN/ACK exchanges reach the capture.
     std::thread::sleep(Duration::from_millis(300));
     let dirs = observers.stop()?;
@@ -156,7 +164,25 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
                 reason: record.and_then(|r| r.reason.clone()),
             }
         })
+        .chain(topology.lab.inbound.iter().map(|i| {
+            // The workload's ingress record of the management connection.
+            let record = records.iter().find(|r| {
+                r.point.iface.as_ref() == "eth0"
+                    && r.direction == Direction::Ingress
+                    && r.src_addr == IpAddr::V4(i.from)
+                    && r.dst_port == Some(i.port)
+                    && r.protocol == 6
+            });
+            Check {
+                traffic: i.name.clone(),
+                expected: i.expect.clone(),
+                verdict: record.and_then(|r| r.verdict.clone()),
+                reason: record.and_then(|r| r.reason.clone()),
+            }
+        }))
         .collect();
+    let mut outcomes = outcomes;
+    outcomes.extend(inbound);
     Ok(ScenarioResult {
         topology: topology.name.clone(),
         lab: lab_name,
@@ -244,6 +270,9 @@ impl Observers {
         let mut router = vec!["ase=workload", "vnet=vnet", "inet=internet"];
         if lab.has("gw") {
             router.push("gw=gateway");
+        }
+        if lab.has("nva") {
+            router.push("nva=appliance");
         }
         points.push((lab.ns("vnet").name(), router, out.join("router")));
         let mut observers = Self {

@@ -35,6 +35,12 @@ builtin!(
     "seed-004-nsg",
     "seed-004-nsg-missing-sql",
     "sql-vm-nsg",
+    "custom-dns-forwarding",
+    "custom-dns-not-forwarding",
+    "custom-dns-onprem",
+    "inbound-management-forced",
+    "inbound-management-fixed",
+    "appliance",
 );
 
 #[derive(Debug, Error)]

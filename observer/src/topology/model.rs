@@ -534,6 +534,37 @@ pub struct LabSpec {
     pub instances: Option<Spanned<u8>>,
     #[serde(default)]
     pub traffic: Vec<Traffic>,
+    /// Flows opened from the internet side towards the ASE (inbound
+    /// management), answered by the workload.
+    #[serde(default)]
+    pub inbound: Vec<Inbound>,
+    /// The firewall the lab puts at VirtualAppliance next hops.
+    #[serde(default)]
+    pub appliance: ApplianceSpec,
+}
+
+/// The lab's virtual appliance: a firewall that forwards what `allow`
+/// admits and logs and drops the rest.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplianceSpec {
+    /// Destination prefixes the firewall forwards.
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+}
+
+/// One inbound flow: a host on the internet side (e.g. an address of the
+/// AppServiceManagement tag) connects to the ASE's public address on `port`
+/// (TCP), which the internet edge forwards to the workload.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inbound {
+    pub name: String,
+    pub from: Ipv4Addr,
+    pub port: u16,
+    /// The verdict the workload's ingress record must get.
+    #[serde(default)]
+    pub expect: Option<String>,
 }
 
 /// One flow a scenario opens from the workload.

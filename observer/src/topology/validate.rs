@@ -232,11 +232,22 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
     }
 
     let mut traffic_names = HashMap::new();
-    for t in &raw.lab.traffic {
+    let inbound = raw.lab.inbound.iter().map(|i| Traffic {
+        name: i.name.clone(),
+        to: i.from.to_string(),
+        port: i.port,
+        protocol: Protocol::Tcp,
+        expect: i.expect.clone(),
+    });
+    let all: Vec<Traffic> = raw.lab.traffic.iter().cloned().chain(inbound).collect();
+    for t in &all {
         if traffic_names.insert(t.name.clone(), ()).is_some() {
             return Err(at.error(
                 raw.name.span(),
-                format!("two [[lab.traffic]] entries are named `{}`", t.name),
+                format!(
+                    "two [[lab.traffic]] or [[lab.inbound]] entries are named `{}`",
+                    t.name
+                ),
                 Some("traffic names must be unique".into()),
             ));
         }
@@ -247,7 +258,10 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         {
             return Err(at.error(
                 raw.name.span(),
-                format!("[[lab.traffic]] {}: unknown verdict `{expect}`", t.name),
+                format!(
+                    "[[lab.traffic]] or [[lab.inbound]] {}: unknown verdict `{expect}`",
+                    t.name
+                ),
                 Some(format!(
                     "use one of: {}",
                     crate::verdict::Verdict::ALL.map(|v| v.as_str()).join(", ")
