@@ -127,6 +127,42 @@ impl Summary {
         }
     }
 
+    /// Counts one flow-log tuple (`records_in`) and its outcome: a record
+    /// for `emit`, one outside `window`, or a malformed tuple located by
+    /// `line:column` in the blob `text` and by its JSON `path`.
+    pub fn tuple(
+        &mut self,
+        outcome: Result<FlowRecord, String>,
+        window: Window,
+        (file, text, tuple): (&str, &[u8], &str),
+        path: impl FnOnce() -> String,
+        emit: &mut dyn FnMut(FlowRecord),
+    ) {
+        self.records_in += 1;
+        match outcome {
+            Ok(r) if !window.contains(r.start_ns) => self.skip("outside --since/--until", None),
+            Ok(r) => {
+                self.records_out += 1;
+                emit(r);
+            }
+            Err(message) => {
+                let path = path();
+                let position = match position_of(text, tuple) {
+                    Some(lc) => format!("{lc} ({path})"),
+                    None => path,
+                };
+                self.skip(
+                    "malformed tuple",
+                    Some(Problem {
+                        file: file.to_owned(),
+                        position,
+                        message: format!("{message} in `{tuple}`"),
+                    }),
+                );
+            }
+        }
+    }
+
     pub fn skip_file(&mut self, reason: &'static str) {
         *self.files_skipped.entry(reason).or_default() += 1;
     }

@@ -16,8 +16,8 @@
 use serde::Deserialize;
 
 use super::{
-    Interner, Problem, Summary, Text, Window, addresses, base_record, blob_problem, counter, field,
-    for_each_record, ports, position_of, resource_name,
+    Interner, Summary, Text, Window, addresses, base_record, blob_problem, counter, field,
+    for_each_record, ports, resource_name,
 };
 use crate::flow::{
     Direction, EndReason, FlowRecord, FlowState, NsgDecision, ObservationPoint, Origin, Source,
@@ -81,33 +81,17 @@ pub fn read_blob(
                     iface_role: None,
                 };
                 for (t, tuple) in mac_flows.tuples.iter().enumerate() {
-                    summary.records_in += 1;
-                    match tuple_record(tuple, version, &point, rule.clone()) {
-                        Ok(r) if !window.contains(r.start_ns) => {
-                            summary.skip("outside --since/--until", None);
-                        }
-                        Ok(r) => {
-                            summary.records_out += 1;
-                            emit(r);
-                        }
-                        Err(message) => {
-                            let path = format!(
+                    summary.tuple(
+                        tuple_record(tuple, version, &point, rule.clone()),
+                        window,
+                        (file, text, tuple),
+                        || {
+                            format!(
                                 "records[{index}].properties.flows[{f}].flows[{g}].flowTuples[{t}]"
-                            );
-                            let position = match position_of(text, tuple) {
-                                Some(lc) => format!("{lc} ({path})"),
-                                None => path,
-                            };
-                            summary.skip(
-                                "malformed tuple",
-                                Some(Problem {
-                                    file: file.to_owned(),
-                                    position,
-                                    message: format!("{message} in `{tuple}`"),
-                                }),
-                            );
-                        }
-                    }
+                            )
+                        },
+                        emit,
+                    );
                 }
             }
         }

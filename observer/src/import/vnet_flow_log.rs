@@ -18,8 +18,8 @@
 use serde::Deserialize;
 
 use super::{
-    Interner, Problem, Summary, Text, Window, addresses, base_record, blob_problem, counter, field,
-    for_each_record, ports, position_of, resource_name,
+    Interner, Summary, Text, Window, addresses, base_record, blob_problem, counter, field,
+    for_each_record, ports, resource_name,
 };
 use crate::flow::{
     Direction, EndReason, FlowRecord, FlowState, NsgDecision, ObservationPoint, Origin, Source,
@@ -87,33 +87,13 @@ pub fn read_blob(
             for (g, group) in acl.groups.iter().enumerate() {
                 let rule = group.rule.as_deref().map(|r| interner.get(r));
                 for (t, tuple) in group.tuples.iter().enumerate() {
-                    summary.records_in += 1;
-                    match tuple_record(tuple, &point, rule.clone(), interner) {
-                        Ok(r) if !window.contains(r.start_ns) => {
-                            summary.skip("outside --since/--until", None);
-                        }
-                        Ok(r) => {
-                            summary.records_out += 1;
-                            emit(r);
-                        }
-                        Err(message) => {
-                            let path = format!(
-                                "records[{index}].flowRecords.flows[{f}].flowGroups[{g}].flowTuples[{t}]"
-                            );
-                            let position = match position_of(text, tuple) {
-                                Some(lc) => format!("{lc} ({path})"),
-                                None => path,
-                            };
-                            summary.skip(
-                                "malformed tuple",
-                                Some(Problem {
-                                    file: file.to_owned(),
-                                    position,
-                                    message: format!("{message} in `{tuple}`"),
-                                }),
-                            );
-                        }
-                    }
+                    summary.tuple(
+                        tuple_record(tuple, &point, rule.clone(), interner),
+                        window,
+                        (file, text, tuple),
+                        || format!("records[{index}].flowRecords.flows[{f}].flowGroups[{g}].flowTuples[{t}]"),
+                        emit,
+                    );
                 }
             }
         }
