@@ -373,7 +373,7 @@ pub struct FlowSink {
 
 impl FlowSink {
     pub fn spawn(mut writer: FlowWriter) -> Self {
-        let (sender, receiver) = mpsc::sync_channel::<Vec<FlowRecord>>(2);
+        let (sender, receiver) = mpsc::sync_channel::<Vec<FlowRecord>>(1);
         let thread = thread::Builder::new()
             .name("parquet-encode".into())
             .spawn(move || {
