@@ -548,3 +548,36 @@ impl Pair {
         Ok(pair)
     }
 }
+
+/// A tool `cargo xtask test` installed: the path in `var`, else `fallback`
+/// under the workspace (where `cargo xtask setup` puts it).
+fn tool(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(fallback)
+    })
+}
+
+/// The project-local venv's python (pyarrow, DuckDB, azure-storage-blob,
+/// prometheus_client).
+pub fn python() -> PathBuf {
+    let path = tool("OBSERVER_PYTHON", "target/tools/venv/bin/python");
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo xtask setup` (installs the tests' Python packages in target/tools/venv)",
+        path.display()
+    );
+    path
+}
+
+/// The project-local `node_modules` (Azurite, playwright-core).
+pub fn node_modules() -> PathBuf {
+    let path = tool("OBSERVER_NODE_MODULES", "target/tools/npm/node_modules");
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo xtask setup` (installs Azurite and playwright-core in target/tools/npm)",
+        path.display()
+    );
+    path
+}

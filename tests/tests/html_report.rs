@@ -12,18 +12,10 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use observer::{files::reader, report::Summary};
-use observer_tests::{Scratch, observer_bin};
+use observer_tests::{Scratch, node_modules, observer_bin};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Where playwright-core is installed (`cargo xtask test` puts it under
-/// target/node; `OBSERVER_NODE_MODULES` overrides).
-fn node_modules() -> PathBuf {
-    std::env::var_os("OBSERVER_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/node/node_modules"))
 }
 
 /// Runs the browser check on `html`; the JSON it reports.

@@ -9,13 +9,13 @@
 //!
 //! The Python (pyarrow, DuckDB, azure-storage-blob) and Azurite these need
 //! are installed project-locally by `cargo xtask setup`/`test`, which pass
-//! their paths in `OBSERVER_PYTHON` and `OBSERVER_AZURITE`.
+//! their paths in `OBSERVER_PYTHON` and `OBSERVER_NODE_MODULES`.
 
 use std::{
     collections::BTreeMap,
     fs,
     net::TcpListener,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -23,27 +23,10 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use observer::lab::netns::Process;
 use observer_tests::{
-    A4, A6, B4, B6, Flow, Observer, Pair, Scratch, mac, observer_bin, read_flows, sa,
+    A4, A6, B4, B6, Flow, Observer, Pair, Scratch, mac, node_modules, observer_bin, python,
+    read_flows, sa,
     traffic::{self, drain_udp, udp_socket},
 };
-
-fn tool(var: &str, fallback: &str) -> PathBuf {
-    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(fallback)
-    })
-}
-
-fn python() -> PathBuf {
-    let path = tool("OBSERVER_PYTHON", "target/tools/venv/bin/python");
-    assert!(
-        path.exists(),
-        "{} missing: run `cargo xtask setup` (installs pyarrow, duckdb and azure-storage-blob in target/tools/venv)",
-        path.display()
-    );
-    path
-}
 
 /// Runs the observer with `env`, requiring success; returns stdout.
 fn observer(args: &[&str], env: &[(&str, String)]) -> anyhow::Result<String> {
@@ -257,13 +240,10 @@ struct Azurite {
 
 impl Azurite {
     fn start() -> anyhow::Result<Self> {
-        let bin = tool(
-            "OBSERVER_AZURITE",
-            "target/tools/npm/node_modules/.bin/azurite-blob",
-        );
+        let bin = node_modules().join(".bin/azurite-blob");
         ensure!(
             bin.exists(),
-            "{} missing: run `cargo xtask setup` (npm install azurite into target/tools/npm)",
+            "{} missing: run `cargo xtask setup` (installs Azurite in target/tools/npm)",
             bin.display()
         );
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

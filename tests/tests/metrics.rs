@@ -64,13 +64,13 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         out.append([s.name, sorted(s.labels.items()), s.value])
 print(json.dumps(out))
 ";
-    let mut child = Command::new("python3")
+    let mut child = Command::new(observer_tests::python())
         .args(["-c", SCRIPT])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("python3 (cargo xtask test installs prometheus_client)")?;
+        .context("the venv python (cargo xtask test installs prometheus_client)")?;
     child
         .stdin
         .take()

@@ -76,9 +76,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::Setup => setup::toolchain()
             .and_then(|()| setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat()))
-            .and_then(|()| setup::import_tools().map(drop))
-            .and_then(|()| setup::python_modules())
-            .and_then(|()| setup::node_modules()),
+            .and_then(|()| setup::test_tools().map(drop)),
         Task::Build => build_observer().map(drop),
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
@@ -152,9 +150,7 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
         );
     } else if !interrupted() {
         setup::packages(setup::TEST_PACKAGES)?;
-        let (python, azurite) = setup::import_tools()?;
-        setup::python_modules()?;
-        setup::node_modules()?;
+        let (python, node_modules) = setup::test_tools()?;
         sweep();
         let observer = build_observer()?;
         eprintln!("xtask: namespace tests");
@@ -170,7 +166,7 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
             .args(filter)
             .env("OBSERVER_BIN", &observer)
             .env("OBSERVER_PYTHON", &python)
-            .env("OBSERVER_AZURITE", &azurite));
+            .env("OBSERVER_NODE_MODULES", &node_modules));
         if let Err(error) = result {
             failed.push(format!("namespace tests: {error:#}"));
         }

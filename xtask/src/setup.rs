@@ -42,19 +42,27 @@ pub const IMPORT_PACKAGES: &[(&str, &str)] = &[
     ("editcap", "wireshark-common"),
 ];
 
-/// PyPI packages of the import tests and benchmark, in a project-local venv.
+/// PyPI packages the tests and benchmarks use, in a project-local venv:
+/// pyarrow, DuckDB and the Blob client (import), Prometheus' own parser
+/// (the metrics test).
 const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("pyarrow", "pyarrow"),
     ("duckdb", "duckdb"),
     ("azure.storage.blob", "azure-storage-blob"),
+    ("prometheus_client", "prometheus_client"),
 ];
+
+/// npm packages the tests use, under `target/tools/npm`: Azurite (the
+/// import tests) and playwright-core (the HTML report test drives Debian's
+/// chromium with it; 1.55.1 is the last that runs on Debian 12's Node 18).
+const NPM_PACKAGES: &[(&str, &str)] = &[("azurite", "3"), ("playwright-core", "1.55.1")];
 
 /// Where the project-local tools live: `target/tools/{venv,npm}`.
 pub fn tools_dir() -> std::path::PathBuf {
     crate::workspace_root().join("target/tools")
 }
 
-/// A Python venv with pyarrow and DuckDB under `target/tools/venv`
+/// A Python venv with [`PYTHON_PACKAGES`] under `target/tools/venv`
 /// (created and filled only when something is missing); returns its python.
 pub fn python_tools() -> anyhow::Result<std::path::PathBuf> {
     let venv = tools_dir().join("venv");
@@ -88,27 +96,50 @@ pub fn python_tools() -> anyhow::Result<std::path::PathBuf> {
     Ok(python)
 }
 
-/// Azurite (Microsoft's Azure Storage emulator, npm package `azurite`)
-/// under `target/tools/npm`; returns its `azurite-blob` launcher.
-pub fn azurite() -> anyhow::Result<std::path::PathBuf> {
+/// [`NPM_PACKAGES`] under `target/tools/npm` (installed when one is
+/// missing or of another major/exact version; no browser is downloaded);
+/// returns its `node_modules`.
+pub fn node_tools() -> anyhow::Result<std::path::PathBuf> {
     let prefix = tools_dir().join("npm");
-    let bin = prefix.join("node_modules/.bin/azurite-blob");
-    if !bin.is_file() {
-        eprintln!("xtask: npm install azurite into {}", prefix.display());
+    let modules = prefix.join("node_modules");
+    let missing: Vec<String> = NPM_PACKAGES
+        .iter()
+        .filter(|(package, version)| {
+            let manifest = std::fs::read_to_string(modules.join(package).join("package.json"))
+                .unwrap_or_default();
+            !manifest.contains(&format!("\"version\": \"{version}"))
+        })
+        .map(|(package, version)| format!("{package}@{version}"))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "xtask: npm install {} into {}",
+            missing.join(" "),
+            prefix.display()
+        );
         std::fs::create_dir_all(&prefix)?;
         sh(Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .args([
+                "install",
+                "--save-exact",
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                "--prefix",
+            ])
             .arg(&prefix)
-            .arg("azurite"))?;
+            .args(&missing)
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+        .context("npm install")?;
     }
-    Ok(bin)
+    Ok(modules)
 }
 
-/// Everything the import tests need; the paths go to the tests through
-/// `OBSERVER_PYTHON` and `OBSERVER_AZURITE`.
-pub fn import_tools() -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+/// Everything the namespace tests run besides the observer; the paths go
+/// to them as `OBSERVER_PYTHON` and `OBSERVER_NODE_MODULES`.
+pub fn test_tools() -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
     packages(IMPORT_PACKAGES)?;
-    Ok((python_tools()?, azurite()?))
+    Ok((python_tools()?, node_tools()?))
 }
 
 /// Rust side: nightly, rust-src, bpf-linker.
@@ -197,68 +228,6 @@ pub fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(missing))
     .context("apt-get install")
-}
-
-/// Python modules the tests import (the metrics test parses the endpoint's
-/// text with Prometheus' own parser): pip when it works, else Debian's
-/// package (a system Python that refuses pip installs).
-pub fn python_modules() -> anyhow::Result<()> {
-    let importable = |module: &str| {
-        Command::new("python3")
-            .args(["-c", &format!("import {module}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    for (module, pip, debian) in [(
-        "prometheus_client",
-        "prometheus_client",
-        "python3-prometheus-client",
-    )] {
-        if importable(module) {
-            continue;
-        }
-        eprintln!("xtask: installing the Python module {module}");
-        let pip_ok = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", pip])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !pip_ok || !importable(module) {
-            apt_install(&[debian])?;
-        }
-        if !importable(module) {
-            bail!("the Python module {module} is still missing; install {pip} for python3");
-        }
-    }
-    Ok(())
-}
-
-/// The version of `playwright-core` that drives Chromium in the HTML
-/// report test (the last that runs on Debian 12's Node 18).
-const PLAYWRIGHT_CORE: &str = "1.55.1";
-
-/// `playwright-core` under `target/node` (project-local; it downloads no
-/// browser: the test uses Debian's chromium).
-pub fn node_modules() -> anyhow::Result<()> {
-    let prefix = crate::workspace_root().join("target/node");
-    let installed = prefix.join("node_modules/playwright-core/package.json");
-    let have = std::fs::read_to_string(&installed).unwrap_or_default();
-    if have.contains(&format!("\"version\": \"{PLAYWRIGHT_CORE}\"")) {
-        return Ok(());
-    }
-    eprintln!("xtask: installing playwright-core {PLAYWRIGHT_CORE} under target/node");
-    std::fs::create_dir_all(&prefix)?;
-    sh(Command::new("npm")
-        .args([
-            "install",
-            "--no-save",
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-        ])
-        .arg(&prefix)
-        .arg(format!("playwright-core@{PLAYWRIGHT_CORE}"))
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
-    .context("npm install playwright-core")
 }
 
 pub fn on_path(program: &str) -> bool {
