@@ -11,6 +11,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr},
+    sync::Arc,
 };
 
 use ipnet::Ipv4Net;
@@ -64,6 +65,34 @@ pub struct Classification {
     pub flow_type: &'static str,
     pub verdict: Verdict,
     pub reason: String,
+}
+
+/// A [`Classification`] as the record columns hold it, built once per
+/// decision and shared by every record it applies to.
+struct Stamp {
+    category: Arc<str>,
+    dependency: Option<Arc<str>>,
+    dst_name: Option<Arc<str>>,
+    expected_next_hop: Option<Arc<str>>,
+    observed_path: Option<Arc<str>>,
+    flow_type: Arc<str>,
+    verdict: Arc<str>,
+    reason: Arc<str>,
+}
+
+impl Stamp {
+    fn of(c: &Classification) -> Self {
+        Self {
+            category: c.category.as_str().into(),
+            dependency: c.dependency.as_deref().map(Into::into),
+            dst_name: c.dst_name.as_deref().map(Into::into),
+            expected_next_hop: c.expected_next_hop.map(|h| h.as_str().into()),
+            observed_path: c.observed_path.map(|h| h.as_str().into()),
+            flow_type: c.flow_type.into(),
+            verdict: c.verdict.as_str().into(),
+            reason: c.reason.as_str().into(),
+        }
+    }
 }
 
 /// How the other direction of a TCP flow answered, when both were watched.
@@ -193,18 +222,20 @@ impl Classifier {
                 slots.push(slot);
             }
         }
+        // Each decision's text, shared: a record gets reference counts, not copies.
+        let stamps: Vec<Stamp> = table.iter().map(Stamp::of).collect();
         for (record, slot) in records.iter_mut().zip(slots) {
-            let c = &table[slot as usize];
-            record.category = Some(c.category.as_str().into());
-            record.dependency.clone_from(&c.dependency);
+            let s = &stamps[slot as usize];
+            record.category = Some(s.category.clone());
+            record.dependency.clone_from(&s.dependency);
             if record.dst_name.is_none() {
-                record.dst_name.clone_from(&c.dst_name);
+                record.dst_name.clone_from(&s.dst_name);
             }
-            record.expected_next_hop = c.expected_next_hop.map(|h| h.as_str().into());
-            record.observed_path = c.observed_path.map(|h| h.as_str().into());
-            record.flow_type = Some(c.flow_type.into());
-            record.verdict = Some(c.verdict.as_str().into());
-            record.reason = Some(c.reason.clone());
+            record.expected_next_hop.clone_from(&s.expected_next_hop);
+            record.observed_path.clone_from(&s.observed_path);
+            record.flow_type = Some(s.flow_type.clone());
+            record.verdict = Some(s.verdict.clone());
+            record.reason = Some(s.reason.clone());
         }
     }
 
@@ -231,13 +262,17 @@ impl Classifier {
             IpAddr::V4(v4) => self.known.get(&v4),
             IpAddr::V6(_) => None,
         };
-        let dst_name = record.dst_name.clone().or_else(|| match known? {
-            Known::Backend { name, .. } => Some(name.clone()),
-            Known::PrivateEndpoint { index, .. } => {
-                Some(self.topology.private_endpoints[*index].fqdn.clone())
-            }
-            Known::Endpoint { fqdn } => Some(fqdn.clone()),
-        });
+        let dst_name = record
+            .dst_name
+            .as_deref()
+            .map(str::to_owned)
+            .or_else(|| match known? {
+                Known::Backend { name, .. } => Some(name.clone()),
+                Known::PrivateEndpoint { index, .. } => {
+                    Some(self.topology.private_endpoints[*index].fqdn.clone())
+                }
+                Known::Endpoint { fqdn } => Some(fqdn.clone()),
+            });
         let destination = Destination {
             addr: remote,
             name: dst_name.as_deref(),
@@ -972,20 +1007,42 @@ fn in_net(net: Ipv4Net, addr: IpAddr) -> bool {
 }
 
 /// Pairs each TCP record with the reverse direction on the same interface.
-fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
+fn answers<'a>(records: &'a [FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
     // Keys borrow the interface name (no reference-count traffic) and use
     // the cheap hasher: this pass runs over every record.
     type Key<'a> = (&'a str, IpAddr, Option<u16>, IpAddr, Option<u16>);
-    // Interfaces where both directions were watched.
-    let mut seen: HashMap<&str, (bool, bool), BuildFx> = HashMap::default();
-    let mut flags: HashMap<Key<'_>, (u8, bool), BuildFx> = HashMap::default();
+    // Interfaces where both directions were watched (runs of records from
+    // one interface share its name, so most records skip the hash).
+    let mut seen: HashMap<&'a str, (bool, bool), BuildFx> = HashMap::default();
+    let merge = |seen: &mut HashMap<&'a str, (bool, bool), BuildFx>, (name, (i, e))| {
+        let all = seen.entry(name).or_default();
+        *all = (all.0 | i, all.1 | e);
+    };
+    let mut run: Option<(&str, (bool, bool))> = None;
     for r in records {
-        let dirs = seen.entry(&*r.point.iface).or_default();
+        let iface = &*r.point.iface;
+        if !run.is_some_and(|(name, _)| std::ptr::eq(name, iface)) {
+            if let Some(done) = run.replace((iface, (false, false))) {
+                merge(&mut seen, done);
+            }
+        }
+        let dirs = &mut run.as_mut().expect("set above").1;
         match r.direction {
             Direction::Ingress => dirs.0 = true,
             Direction::Egress => dirs.1 = true,
         }
-        if r.protocol == TCP {
+    }
+    if let Some(done) = run {
+        merge(&mut seen, done);
+    }
+    seen.retain(|_, dirs| *dirs == (true, true));
+    if seen.is_empty() {
+        // Without both directions there is nothing to pair.
+        return vec![Answer::Unknown; records.len()];
+    }
+    let mut flags: HashMap<Key<'a>, (u8, bool), BuildFx> = HashMap::default();
+    for r in records {
+        if r.protocol == TCP && seen.contains_key(&*r.point.iface) {
             let key = (
                 &*r.point.iface,
                 r.src_addr,
@@ -1001,7 +1058,7 @@ fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
     records
         .iter()
         .map(|r| {
-            if r.protocol != TCP || seen.get(&*r.point.iface) != Some(&(true, true)) {
+            if r.protocol != TCP || !seen.contains_key(&*r.point.iface) {
                 return Answer::Unknown;
             }
             // The initiator's side is the one in the ASE subnet (or, failing

@@ -272,7 +272,7 @@ impl DnsTracker {
         let found =
             forward.or_else(|| self.lookup(record.dst_addr, record.src_addr, record.start_ns));
         if let Some(r) = found {
-            record.dst_name = r.chain.first().cloned();
+            record.dst_name = r.chain.first().map(|name| name.as_str().into());
             record.dns_chain = Some(r.chain.to_vec());
         }
     }

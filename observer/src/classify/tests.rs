@@ -499,7 +499,7 @@ fn named_destinations_and_vnet_local_routes_are_not_platform_dependencies() {
             "eth0",
             "workload",
         );
-        r.dst_name = name.map(String::from);
+        r.dst_name = name.map(Into::into);
         let c = classifier.classify(&r, Answer::Answered);
         assert_eq!(
             (

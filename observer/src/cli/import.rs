@@ -110,7 +110,12 @@ impl Batches<'_> {
             self.classifying += started.elapsed();
             for r in &batch {
                 if let Some(v) = &r.verdict {
-                    *self.verdicts.entry(v.clone()).or_default() += 1;
+                    match self.verdicts.get_mut(&**v) {
+                        Some(n) => *n += 1,
+                        None => {
+                            self.verdicts.insert(v.to_string(), 1);
+                        }
+                    }
                 }
             }
         }

@@ -235,7 +235,19 @@ pub fn write_atomically(
 /// The writer settings of every file: zstd level 3, row groups of at most
 /// [`ROW_GROUP_ROWS`], `metadata` as file key/values.
 pub fn properties(metadata: &[(String, String)]) -> WriterProperties {
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for column in [
+        "start_time",
+        "end_time",
+        "bytes",
+        "reverse_bytes",
+        "packets",
+        "reverse_packets",
+        "src_port",
+    ] {
+        builder = builder.set_column_dictionary_enabled(column.into(), false);
+    }
+    builder
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))

@@ -262,15 +262,15 @@ pub struct FlowRecord {
     pub rst_count: u64,
     pub end_reason: EndReason,
 
-    pub dst_name: Option<String>,
+    pub dst_name: Option<Arc<str>>,
     pub dns_chain: Option<Vec<String>>,
-    pub category: Option<String>,
-    pub dependency: Option<String>,
-    pub expected_next_hop: Option<String>,
-    pub observed_path: Option<String>,
-    pub flow_type: Option<String>,
-    pub verdict: Option<String>,
-    pub reason: Option<String>,
+    pub category: Option<Arc<str>>,
+    pub dependency: Option<Arc<str>>,
+    pub expected_next_hop: Option<Arc<str>>,
+    pub observed_path: Option<Arc<str>>,
+    pub flow_type: Option<Arc<str>>,
+    pub verdict: Option<Arc<str>>,
+    pub reason: Option<Arc<str>>,
 
     pub origin: Origin,
 }

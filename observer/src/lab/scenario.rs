@@ -160,8 +160,8 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
             Check {
                 traffic: t.name.clone(),
                 expected: t.expect.clone(),
-                verdict: record.and_then(|r| r.verdict.clone()),
-                reason: record.and_then(|r| r.reason.clone()),
+                verdict: record.and_then(|r| r.verdict.as_deref().map(str::to_owned)),
+                reason: record.and_then(|r| r.reason.as_deref().map(str::to_owned)),
             }
         })
         .chain(topology.lab.inbound.iter().map(|i| {
@@ -176,8 +176,8 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
             Check {
                 traffic: i.name.clone(),
                 expected: i.expect.clone(),
-                verdict: record.and_then(|r| r.verdict.clone()),
-                reason: record.and_then(|r| r.reason.clone()),
+                verdict: record.and_then(|r| r.verdict.as_deref().map(str::to_owned)),
+                reason: record.and_then(|r| r.reason.as_deref().map(str::to_owned)),
             }
         }))
         .collect();

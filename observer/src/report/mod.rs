@@ -18,6 +18,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     str::FromStr,
+    sync::Arc,
 };
 
 use serde::Serialize;
@@ -408,19 +409,22 @@ fn connection(group: &[&FlowRecord]) -> Connection {
         .or_else(|| judged(false))
         .or_else(|| group.iter().find(|r| r.verdict.is_some()).copied());
     // Enrichment (names, categories) from any forward record that has it.
-    let pick = |f: &dyn Fn(&FlowRecord) -> Option<String>| {
-        judge.and_then(f).or_else(|| {
-            group
-                .iter()
-                .filter(|r| is_forward(r))
-                .chain(group.iter())
-                .find_map(|r| f(r))
-        })
+    let pick = |f: &dyn Fn(&FlowRecord) -> Option<&Arc<str>>| {
+        judge
+            .and_then(f)
+            .or_else(|| {
+                group
+                    .iter()
+                    .filter(|r| is_forward(r))
+                    .chain(group.iter())
+                    .find_map(|r| f(r))
+            })
+            .map(|text| text.to_string())
     };
     let name = group
         .iter()
         .filter(|r| is_forward(r))
-        .find_map(|r| r.dst_name.clone());
+        .find_map(|r| r.dst_name.as_deref().map(str::to_owned));
     Connection {
         protocol: protocol_name(first.protocol),
         client: Endpoint {
@@ -444,13 +448,13 @@ fn connection(group: &[&FlowRecord]) -> Connection {
             .max_by_key(|c| (c.packets, c.bytes))
             .unwrap_or_default(),
         points,
-        verdict: judge.and_then(|r| r.verdict.clone()),
-        reason: judge.and_then(|r| r.reason.clone()),
-        dependency: pick(&|r| r.dependency.clone()),
-        category: pick(&|r| r.category.clone()),
-        expected_next_hop: pick(&|r| r.expected_next_hop.clone()),
-        observed_path: pick(&|r| r.observed_path.clone()),
-        flow_type: pick(&|r| r.flow_type.clone()),
+        verdict: judge.and_then(|r| r.verdict.as_deref().map(str::to_owned)),
+        reason: judge.and_then(|r| r.reason.as_deref().map(str::to_owned)),
+        dependency: pick(&|r| r.dependency.as_ref()),
+        category: pick(&|r| r.category.as_ref()),
+        expected_next_hop: pick(&|r| r.expected_next_hop.as_ref()),
+        observed_path: pick(&|r| r.observed_path.as_ref()),
+        flow_type: pick(&|r| r.flow_type.as_ref()),
         dns_chain: group
             .iter()
             .filter(|r| is_forward(r))
@@ -522,7 +526,7 @@ pub(crate) mod tests {
             observed_path: None,
             flow_type: None,
             verdict: Some(verdict.into()),
-            reason: Some(format!("{verdict} because")),
+            reason: Some(format!("{verdict} because").into()),
             ..FlowRecord::default()
         }
     }
