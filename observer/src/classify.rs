@@ -1021,10 +1021,10 @@ fn answers<'a>(records: &'a [FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
     let mut run: Option<(&str, (bool, bool))> = None;
     for r in records {
         let iface = &*r.point.iface;
-        if !run.is_some_and(|(name, _)| std::ptr::eq(name, iface)) {
-            if let Some(done) = run.replace((iface, (false, false))) {
-                merge(&mut seen, done);
-            }
+        if !run.is_some_and(|(name, _)| std::ptr::eq(name, iface))
+            && let Some(done) = run.replace((iface, (false, false)))
+        {
+            merge(&mut seen, done);
         }
         let dirs = &mut run.as_mut().expect("set above").1;
         match r.direction {
