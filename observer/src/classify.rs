@@ -900,12 +900,32 @@ struct MemoKey<'a> {
     local_port: Option<u16>,
     inbound: bool,
     protocol: u8,
-    role: Option<&'a str>,
+    role: Option<Shared<'a>>,
     answer: Answer,
-    dst_name: Option<&'a str>,
+    dst_name: Option<Shared<'a>>,
     dns_chain: Option<&'a [String]>,
     nsg_decision: Option<NsgDecision>,
-    nsg_rule: Option<&'a str>,
+    nsg_rule: Option<Shared<'a>>,
+}
+
+/// Text in a [`MemoKey`]: records usually share one string (interned rule
+/// names, roles, classification text), so equality checks the pointer
+/// before the bytes; the hash is of the text, so equal text still meets.
+#[derive(Clone, Copy)]
+struct Shared<'a>(&'a str);
+
+impl PartialEq for Shared<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Shared<'_> {}
+
+impl std::hash::Hash for Shared<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
 }
 
 impl<'a> MemoKey<'a> {
@@ -922,11 +942,11 @@ impl<'a> MemoKey<'a> {
             },
             inbound: sides.inbound,
             nsg_decision: r.origin.nsg_decision,
-            nsg_rule: r.origin.nsg_rule.as_deref(),
+            nsg_rule: r.origin.nsg_rule.as_deref().map(Shared),
             protocol: r.protocol,
-            role: r.point.iface_role.as_deref(),
+            role: r.point.iface_role.as_deref().map(Shared),
             answer,
-            dst_name: r.dst_name.as_deref(),
+            dst_name: r.dst_name.as_deref().map(Shared),
             dns_chain: r.dns_chain.as_deref(),
         }
     }

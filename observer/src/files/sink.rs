@@ -26,9 +26,12 @@ use parquet::arrow::ArrowWriter;
 
 use super::{
     schema,
-    writer::{ROW_GROUP_ROWS, WriteError, properties},
+    writer::{ENCODE_ROWS, ROW_GROUP_ROWS, WriteError, properties},
 };
-use crate::{flow::FlowRecord, storage::Location};
+use crate::{
+    flow::{FlowRecord, clock::thread_cpu_time},
+    storage::Location,
+};
 
 /// Rows per file before it is closed and the next one opened (8 row groups):
 /// bounds what a blob upload holds in memory.
@@ -138,6 +141,8 @@ pub struct FlowWriter {
     written_rows: u64,
     files: Vec<String>,
     busy: std::time::Duration,
+    /// An emptied batch vector, handed back for reuse by [`FlowWriter::take_spare`].
+    spare: Option<Vec<FlowRecord>>,
 }
 
 impl std::fmt::Debug for FlowWriter {
@@ -181,6 +186,7 @@ impl FlowWriter {
             written_rows: 0,
             files: Vec::new(),
             busy: std::time::Duration::ZERO,
+            spare: None,
         })
     }
 
@@ -193,16 +199,24 @@ impl FlowWriter {
         &self.files
     }
 
-    /// Time spent converting, encoding and writing (the encoder's busy time).
+    /// CPU time spent converting, encoding and writing (the encoder's busy
+    /// time; its thread's CPU time, so a shared CPU does not inflate it).
     pub fn busy(&self) -> std::time::Duration {
         self.busy
     }
 
+    /// An empty vector with the capacity of a batch pushed earlier, if one
+    /// is free: the producer fills it instead of allocating (and faulting
+    /// in) a fresh one per batch.
+    pub fn take_spare(&mut self) -> Option<Vec<FlowRecord>> {
+        self.spare.take()
+    }
+
     /// Adds records; full row groups are encoded, full files closed.
     pub fn push(&mut self, records: Vec<FlowRecord>) -> Result<(), WriteError> {
-        let started = std::time::Instant::now();
+        let started = thread_cpu_time();
         let result = self.push_timed(records);
-        self.busy += started.elapsed();
+        self.busy += thread_cpu_time() - started;
         result
     }
 
@@ -242,7 +256,16 @@ impl FlowWriter {
             } else {
                 Vec::new()
             };
-            file.pending.append(&mut records);
+            if file.pending.is_empty() {
+                // The common case: the batch becomes the pending rows
+                // without a copy, and the emptied vector is kept for reuse.
+                std::mem::swap(&mut file.pending, &mut records);
+                if records.capacity() > 0 && self.spare.is_none() {
+                    self.spare = Some(records);
+                }
+            } else {
+                file.pending.append(&mut records);
+            }
             records = rest;
             if file.pending.len() >= ROW_GROUP_ROWS {
                 self.encode(key)?;
@@ -302,10 +325,14 @@ impl FlowWriter {
         if file.pending.is_empty() {
             return Ok(());
         }
-        let batch: RecordBatch = schema::to_batch(&file.pending);
-        file.writer
-            .write(&batch)
-            .map_err(|e| write_error(&self.out, dir, e))?;
+        // Arrow batches of a few thousand rows: the conversion's buffers
+        // stay small and in cache; the encoder gathers them into the row group.
+        for chunk in file.pending.chunks(ENCODE_ROWS) {
+            let batch: RecordBatch = schema::to_batch(chunk);
+            file.writer
+                .write(&batch)
+                .map_err(|e| write_error(&self.out, dir, e))?;
+        }
         file.rows += file.pending.len();
         file.pending.clear();
         Ok(())
@@ -351,13 +378,13 @@ impl FlowWriter {
 
     /// Writes what is pending and closes every file.
     pub fn finish(mut self) -> Result<Self, WriteError> {
-        let started = std::time::Instant::now();
+        let started = thread_cpu_time();
         let mut keys: Vec<i64> = self.open.keys().copied().collect();
         keys.sort_unstable();
         for key in keys {
             self.close(key)?;
         }
-        self.busy += started.elapsed();
+        self.busy += thread_cpu_time() - started;
         Ok(self)
     }
 }
@@ -368,25 +395,41 @@ impl FlowWriter {
 #[derive(Debug)]
 pub struct FlowSink {
     sender: Option<mpsc::SyncSender<Vec<FlowRecord>>>,
+    /// Emptied batch vectors coming back from the encoder.
+    spares: mpsc::Receiver<Vec<FlowRecord>>,
     thread: Option<thread::JoinHandle<Result<FlowWriter, WriteError>>>,
 }
 
 impl FlowSink {
     pub fn spawn(mut writer: FlowWriter) -> Self {
         let (sender, receiver) = mpsc::sync_channel::<Vec<FlowRecord>>(1);
+        let (give_back, spares) = mpsc::sync_channel::<Vec<FlowRecord>>(1);
         let thread = thread::Builder::new()
             .name("parquet-encode".into())
             .spawn(move || {
                 for batch in receiver {
                     writer.push(batch)?;
+                    if let Some(spare) = writer.take_spare() {
+                        // Full when the producer has not taken the last one: drop it.
+                        let _ = give_back.try_send(spare);
+                    }
                 }
                 writer.finish()
             })
             .expect("spawning the encoder thread");
         Self {
             sender: Some(sender),
+            spares,
             thread: Some(thread),
         }
+    }
+
+    /// An empty vector for the next batch: one the encoder gave back, else
+    /// a new one of `capacity`.
+    pub fn batch(&self, capacity: usize) -> Vec<FlowRecord> {
+        self.spares
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(capacity))
     }
 
     /// Queues records; an error of the encoder shows up here or at [`finish`](Self::finish).

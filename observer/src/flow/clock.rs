@@ -22,6 +22,12 @@ pub fn monotonic_now_ns() -> u64 {
     read(libc::CLOCK_MONOTONIC) as u64
 }
 
+/// CPU time of the calling thread: what a piece of work cost, whatever else
+/// shared the CPU meanwhile.
+pub fn thread_cpu_time() -> std::time::Duration {
+    std::time::Duration::from_nanos(read(libc::CLOCK_THREAD_CPUTIME_ID) as u64)
+}
+
 impl WallClock {
     pub fn new() -> Self {
         // Bracket the realtime read to halve the error of the two reads.
