@@ -2,7 +2,7 @@
 //! (snake_case, one row per flow per observation point per interval), and
 //! the conversions between [`FlowRecord`]s and Arrow record batches.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
 
 use arrow::{
     array::{
@@ -14,7 +14,7 @@ use arrow::{
 };
 use thiserror::Error;
 
-use crate::flow::{FlowRecord, ObservationPoint, Origin};
+use crate::flow::{FlowRecord, Interner, ObservationPoint, Origin};
 
 /// Version of the flow file layout, written to the file metadata.
 pub const SCHEMA_VERSION: &str = "2";
@@ -326,21 +326,6 @@ fn optional<'a>(
     match batch.column_by_name(name) {
         None => Ok(None),
         Some(_) => column(batch, name, expected).map(Some),
-    }
-}
-
-/// Interns repeated strings (host, interface, ...) so rows share them.
-#[derive(Default)]
-struct Interner(HashMap<String, Arc<str>>);
-
-impl Interner {
-    fn get(&mut self, value: &str) -> Arc<str> {
-        if let Some(shared) = self.0.get(value) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = value.into();
-        self.0.insert(value.to_owned(), shared.clone());
-        shared
     }
 }
 

@@ -5,7 +5,7 @@
 pub mod clock;
 pub mod table;
 
-use std::{fmt, net::IpAddr, str::FromStr, sync::Arc};
+use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, sync::Arc};
 
 use observer_common::{FlowKey, FlowStats, proto};
 
@@ -236,6 +236,35 @@ pub struct Origin {
     pub encryption: Option<Arc<str>>,
 }
 
+/// Shares repeated strings of records (hosts, interfaces, MAC addresses,
+/// rule names, classification text) so rows hold reference counts, not copies.
+#[derive(Debug, Default)]
+pub struct Interner {
+    all: HashMap<Box<str>, Arc<str>>,
+    /// The last string returned: consecutive tuples mostly repeat it.
+    last: Option<Arc<str>>,
+}
+
+impl Interner {
+    pub fn get(&mut self, value: &str) -> Arc<str> {
+        if let Some(last) = &self.last
+            && **last == *value
+        {
+            return last.clone();
+        }
+        let shared = match self.all.get(value) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = value.into();
+                self.all.insert(value.into(), shared.clone());
+                shared
+            }
+        };
+        self.last = Some(shared.clone());
+        shared
+    }
+}
+
 /// One flow record. The first block is what capture measures; the second is
 /// filled by DNS enrichment and classification (null when not done); the
 /// last says where the record comes from.
@@ -380,6 +409,16 @@ mod tests {
     use observer_common::{DIRECTION_EGRESS, user::addr_to_bytes};
 
     use super::*;
+
+    #[test]
+    fn interned_strings_are_shared_whatever_came_between() {
+        let mut interner = Interner::default();
+        let first = interner.get("NX");
+        assert!(Arc::ptr_eq(&first, &interner.get("NX")));
+        let other = interner.get("X");
+        assert_eq!(&*other, "X");
+        assert!(Arc::ptr_eq(&first, &interner.get("NX")));
+    }
 
     fn point() -> ObservationPoint {
         ObservationPoint {

@@ -18,14 +18,7 @@ pub mod nsg_flow_log;
 pub mod pcap;
 pub mod vnet_flow_log;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt,
-    marker::PhantomData,
-    net::IpAddr,
-    str::FromStr,
-    sync::Arc,
-};
+use std::{collections::BTreeMap, fmt, marker::PhantomData, net::IpAddr, str::FromStr};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
@@ -483,20 +476,7 @@ impl<'de: 'a, 'a> de::Deserialize<'de> for Text<'a> {
     }
 }
 
-/// Shares repeated strings (MAC addresses, rule names, encryption states).
-#[derive(Debug, Default)]
-pub struct Interner(HashMap<Box<str>, Arc<str>>);
-
-impl Interner {
-    pub fn get(&mut self, value: &str) -> Arc<str> {
-        if let Some(shared) = self.0.get(value) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = value.into();
-        self.0.insert(value.into(), shared.clone());
-        shared
-    }
-}
+pub use crate::flow::Interner;
 
 /// The last path segment of an Azure resource id (`.../virtualNetworks/NAME`).
 pub fn resource_name(id: &str) -> &str {
