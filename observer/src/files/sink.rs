@@ -501,6 +501,37 @@ mod tests {
     }
 
     #[test]
+    fn full_batches_are_written_whole_and_their_vectors_given_back_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Location::Local(dir.path().to_owned());
+        let mut writer = FlowWriter::new(out, Partition::None, "t", Vec::new()).unwrap();
+        let batch = |first: usize| -> Vec<FlowRecord> {
+            (first..first + ROW_GROUP_ROWS)
+                .map(|i| FlowRecord {
+                    start_ns: i as i64,
+                    ..sample(i as u16)
+                })
+                .collect()
+        };
+        writer.push(batch(0)).unwrap();
+        // The first batch became the pending rows; nothing emptied yet.
+        assert!(writer.take_spare().is_none());
+        writer.push(batch(ROW_GROUP_ROWS)).unwrap();
+        let spare = writer
+            .take_spare()
+            .expect("the first batch's emptied vector");
+        assert!(spare.is_empty() && spare.capacity() >= ROW_GROUP_ROWS);
+        let writer = writer.finish().unwrap();
+        assert_eq!(writer.written_rows(), 2 * ROW_GROUP_ROWS as u64);
+        let read = reader::read_flows(&[dir.path().to_owned()]).unwrap();
+        let starts: Vec<i64> = read
+            .iter()
+            .flat_map(|f| f.records.iter().map(|r| r.start_ns))
+            .collect();
+        assert_eq!(starts, (0..2 * ROW_GROUP_ROWS as i64).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn partition_names_parse() {
         assert_eq!("day".parse::<Partition>().unwrap(), Partition::Day);
         assert!(
