@@ -561,15 +561,17 @@ pub(crate) mod tests {
     #[test]
     fn ipv4_text_matches_display() {
         let mut buf = [0u8; 15];
-        for octets in [
-            [0, 0, 0, 0],
-            [10, 0, 1, 6],
-            [255, 255, 255, 255],
-            [9, 99, 100, 199],
-            [1, 20, 250, 7],
-        ] {
-            let addr = std::net::Ipv4Addr::from(octets);
-            assert_eq!(ipv4_text(octets, &mut buf), addr.to_string());
+        // Every octet value in every position.
+        for o in 0..=255u8 {
+            for octets in [
+                [o, 0, 255, 9],
+                [10, o, 99, 100],
+                [1, 20, o, 7],
+                [255, 255, 255, o],
+            ] {
+                let addr = std::net::Ipv4Addr::from(octets);
+                assert_eq!(ipv4_text(octets, &mut buf), addr.to_string());
+            }
         }
     }
 
