@@ -1027,40 +1027,28 @@ fn in_net(net: Ipv4Net, addr: IpAddr) -> bool {
 }
 
 /// Pairs each TCP record with the reverse direction on the same interface.
-fn answers<'a>(records: &'a [FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
+fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
     // Keys borrow the interface name (no reference-count traffic) and use
     // the cheap hasher: this pass runs over every record.
     type Key<'a> = (&'a str, IpAddr, Option<u16>, IpAddr, Option<u16>);
-    // Interfaces where both directions were watched (runs of records from
-    // one interface share its name, so most records skip the hash).
-    let mut seen: HashMap<&'a str, (bool, bool), BuildFx> = HashMap::default();
-    let merge = |seen: &mut HashMap<&'a str, (bool, bool), BuildFx>, (name, (i, e))| {
-        let all = seen.entry(name).or_default();
-        *all = (all.0 | i, all.1 | e);
-    };
-    let mut run: Option<(&str, (bool, bool))> = None;
-    for r in records {
-        let iface = &*r.point.iface;
-        if !run.is_some_and(|(name, _)| std::ptr::eq(name, iface))
-            && let Some(done) = run.replace((iface, (false, false)))
-        {
-            merge(&mut seen, done);
+    // Interfaces where both directions were watched. Records of one
+    // interface come in runs sharing its name: one lookup per run.
+    let mut seen: HashMap<&str, (bool, bool), BuildFx> = HashMap::default();
+    for run in records.chunk_by(|a, b| Arc::ptr_eq(&a.point.iface, &b.point.iface)) {
+        let dirs = seen.entry(&*run[0].point.iface).or_default();
+        for r in run {
+            match r.direction {
+                Direction::Ingress => dirs.0 = true,
+                Direction::Egress => dirs.1 = true,
+            }
         }
-        let dirs = &mut run.as_mut().expect("set above").1;
-        match r.direction {
-            Direction::Ingress => dirs.0 = true,
-            Direction::Egress => dirs.1 = true,
-        }
-    }
-    if let Some(done) = run {
-        merge(&mut seen, done);
     }
     seen.retain(|_, dirs| *dirs == (true, true));
     if seen.is_empty() {
         // Without both directions there is nothing to pair.
         return vec![Answer::Unknown; records.len()];
     }
-    let mut flags: HashMap<Key<'a>, (u8, bool), BuildFx> = HashMap::default();
+    let mut flags: HashMap<Key<'_>, (u8, bool), BuildFx> = HashMap::default();
     for r in records {
         if r.protocol == TCP && seen.contains_key(&*r.point.iface) {
             let key = (

@@ -9,8 +9,7 @@
 //! - peak RSS of the import (`wait4` rusage, `ru_maxrss`);
 //! - Parquet write alone, one thread: the import's encoder thread CPU time
 //!   (Arrow conversion, encoding, writing the records it was handed) vs the
-//!   CPU time of DuckDB `COPY` of the same records from an in-memory table.
-//!
+//!   CPU time of DuckDB `COPY` of the same records from an in-memory table;
 //! - classification alone: the CPU time of `classify_all` in the import
 //!   (records per CPU-second is records per second per core); the criterion
 //!   bench (`cargo bench -p observer --bench classify`) measures it too.
