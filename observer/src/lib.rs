@@ -19,6 +19,8 @@
 //! | documented ASE dependencies (data) | [`catalog`] |
 //! | category, expected/observed path, verdict | [`classify`] |
 //! | the verdict vocabulary (below topology and classify) | [`verdict`] |
+//! | IP protocols and shared ports (a leaf below every stage) | `protocol` |
+//! | the parse error of the name vocabularies (strum) | `vocabulary` |
 //! | Parquet schema, writer, reader | [`files`] |
 //! | local or `az://` paths | [`storage`] |
 //! | Azure flow logs and pcaps into flow records | [`import`] |
@@ -38,9 +40,11 @@ pub mod import;
 pub mod lab;
 pub mod metrics;
 pub mod pipeline;
+pub(crate) mod protocol;
 pub mod report;
 pub mod routes;
 pub mod security;
 pub mod storage;
 pub mod topology;
 pub mod verdict;
+pub(crate) mod vocabulary;
