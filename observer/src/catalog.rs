@@ -6,7 +6,10 @@ use std::{collections::HashMap, net::IpAddr, ops::RangeInclusive, path::Path};
 
 use serde::Deserialize;
 
-use crate::topology::{Cloud, Environment, NextHop, ServiceTags};
+use crate::{
+    protocol::IpProtocol,
+    topology::{Cloud, Environment, NextHop, ServiceTags},
+};
 
 /// The catalog shipped with observer.
 pub const BUILTIN: &str = include_str!("../catalog/ase-dependencies.toml");
@@ -171,8 +174,8 @@ fn resolve(raw: RawEntry, suffixes: &HashMap<String, String>) -> Result<Dependen
     let at = |message: String| format!("dependency `{}`: {message}", raw.name);
     let protocol = match raw.protocol.as_deref() {
         None | Some("any") => None,
-        Some("tcp") => Some(6),
-        Some("udp") => Some(17),
+        Some("tcp") => Some(IpProtocol::TCP.number()),
+        Some("udp") => Some(IpProtocol::UDP.number()),
         Some(other) => return Err(at(format!("protocol `{other}` is not tcp, udp or any"))),
     };
     let ports = raw

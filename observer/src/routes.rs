@@ -17,7 +17,19 @@ use serde::Serialize;
 use crate::topology::{Environment, NextHop, RouteTarget, SubnetRole, Topology};
 
 /// Where a route comes from (Azure's effective-routes "Source").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 pub enum Source {
     User,
     VirtualNetworkGateway,
@@ -26,11 +38,7 @@ pub enum Source {
 
 impl Source {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "User",
-            Self::VirtualNetworkGateway => "VirtualNetworkGateway",
-            Self::Default => "Default",
-        }
+        self.into()
     }
 }
 

@@ -102,14 +102,10 @@ impl Audit {
             checked: 0,
             problems: Vec::new(),
         };
-        let platform = matches!(
-            topology.environment,
-            Environment::Asev1 | Environment::Asev2External | Environment::Asev2Ilb
-        );
         for dep in catalog.for_environment(topology.environment) {
             auditor.outbound(&dep);
         }
-        if platform {
+        if topology.environment.platform_in_subnet() {
             auditor.inbound_management();
             auditor.asymmetric_management();
         } else if topology.environment == Environment::Asev3 {
@@ -152,7 +148,16 @@ impl fmt::Display for Audit {
 
 /// Which check found a problem (the `check` field of `check --json`).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, strum::Display, strum::IntoStaticStr,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "kebab-case")]
 #[strum(serialize_all = "kebab-case")]

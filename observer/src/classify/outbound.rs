@@ -217,11 +217,7 @@ impl Classifier {
             }
         }
 
-        let platform = matches!(
-            t.environment,
-            Environment::Asev1 | Environment::Asev2External | Environment::Asev2Ilb
-        );
-        if j.category == Category::Internet && !j.reply && platform {
+        if j.category == Category::Internet && !j.reply && t.environment.platform_in_subnet() {
             let owner = t
                 .service_tags
                 .owner(remote)

@@ -49,7 +49,7 @@ fn record(
         },
         direction,
         ip_version: 4,
-        protocol: 6,
+        protocol: crate::protocol::IpProtocol::TCP.number(),
         src_addr: src.parse().unwrap(),
         dst_addr: dst.parse().unwrap(),
         src_port: Some(sport),

@@ -259,7 +259,7 @@ mod tests {
         FlowKey {
             src_port: port,
             dst_port: 443,
-            protocol: 6,
+            protocol: crate::protocol::IpProtocol::TCP.number(),
             ip_version: 4,
             ..FlowKey::default()
         }

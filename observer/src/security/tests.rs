@@ -496,7 +496,7 @@ proptest! {
     #[test]
     fn an_exact_rule_at_the_top_decides(rules in rule_set(), f in flow(), allow in any::<bool>()) {
         let mut rules: Vec<RuleSpec> = rules.into_iter().filter(|r| r.priority != 100).collect();
-        let protocol = if f.protocol == 6 { "Tcp" } else { "Udp" };
+        let protocol = crate::protocol::IpProtocol(f.protocol).azure();
         for inbound in [false, true] {
             rules.push(RuleSpec {
                 priority: 100,
