@@ -13,9 +13,9 @@
 //! | live Prometheus metrics of a run | [`metrics`] |
 //! | DNS answers to names per flow | [`dns`] |
 //! | the customer's network, from its TOML file | [`topology`] |
-//! | Azure route selection | [`routes`] |
+//! | Azure route selection | `routes` |
 //! | NSG evaluation (IP flow verify, effective rules) | [`security`] |
-//! | the static audit of `observer check` | [`audit`] |
+//! | the static audit of `observer check` | `audit` |
 //! | documented ASE dependencies (data) | [`catalog`] |
 //! | category, expected/observed path, verdict | [`classify`] |
 //! | the verdict vocabulary (below topology and classify) | [`verdict`] |
@@ -28,7 +28,7 @@
 //! | topologies in network namespaces, scenario traffic | [`lab`] |
 //! | command line | [`cli`] |
 
-pub mod audit;
+pub(crate) mod audit;
 pub mod capture;
 pub mod catalog;
 pub mod classify;
@@ -42,7 +42,7 @@ pub mod metrics;
 pub mod pipeline;
 pub(crate) mod protocol;
 pub mod report;
-pub mod routes;
+pub(crate) mod routes;
 pub mod security;
 pub mod storage;
 pub mod topology;

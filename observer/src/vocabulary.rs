@@ -143,8 +143,9 @@ mod tests {
             assert_eq!(serde_json::to_value(h).unwrap(), h.as_str());
         }
         for &c in Check::VARIANTS {
-            assert_eq!(c.to_string(), c.as_str());
-            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+            let name: &str = c.into();
+            assert_eq!(c.to_string(), name);
+            assert_eq!(serde_json::to_value(c).unwrap(), name);
         }
         for &d in RuleDirection::VARIANTS {
             assert_eq!(d.to_string(), d.as_str());

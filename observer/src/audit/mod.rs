@@ -46,20 +46,20 @@ use crate::{
 
 /// One problem the audit found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// Which check found it.
-    pub check: Check,
+    pub(crate) check: Check,
     /// The dependency or requirement concerned (`azure-sql`, `management`).
-    pub subject: String,
+    pub(crate) subject: String,
     /// What is wrong, with the rule or route that causes it.
-    pub problem: String,
+    pub(crate) problem: String,
     /// What stops working.
-    pub breaks: String,
+    pub(crate) breaks: String,
     /// How to fix it.
-    pub fix: String,
+    pub(crate) fix: String,
     /// Whether the environment stops working (creation fails, the ASE is
     /// unhealthy, a required dependency is unreachable).
-    pub breaks_ase: bool,
+    pub(crate) breaks_ase: bool,
 }
 
 impl fmt::Display for Problem {
@@ -79,22 +79,22 @@ impl fmt::Display for Problem {
 
 /// What the audit found for one topology.
 #[derive(Clone, Debug, Serialize)]
-pub struct Audit {
-    pub topology: String,
-    pub environment: &'static str,
+pub(crate) struct Audit {
+    pub(crate) topology: String,
+    pub(crate) environment: &'static str,
     /// Requirements evaluated (one per dependency, inbound rule, server...).
-    pub checked: usize,
-    pub problems: Vec<Problem>,
+    pub(crate) checked: usize,
+    pub(crate) problems: Vec<Problem>,
 }
 
 impl Audit {
     /// Whether the environment would work (no problem breaks it).
-    pub fn ase_works(&self) -> bool {
+    pub(crate) fn ase_works(&self) -> bool {
         !self.problems.iter().any(|p| p.breaks_ase)
     }
 
     /// Runs every check that applies to the topology's environment.
-    pub fn run(topology: &Topology, catalog: &Catalog) -> Self {
+    pub(crate) fn run(topology: &Topology, catalog: &Catalog) -> Self {
         let mut auditor = Auditor {
             t: topology,
             routes: EffectiveRoutes::build(topology),
@@ -161,7 +161,7 @@ impl fmt::Display for Audit {
 )]
 #[serde(rename_all = "kebab-case")]
 #[strum(serialize_all = "kebab-case")]
-pub enum Check {
+pub(crate) enum Check {
     /// A dependency of the catalog: its route and NSG verdicts.
     Outbound,
     /// An inbound requirement of the environment.
@@ -174,12 +174,6 @@ pub enum Check {
     PrivateEndpointDns,
     /// A custom DNS server that does not forward or cannot be reached.
     CustomDns,
-}
-
-impl Check {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
 }
 
 /// The state of one audit: the topology's routes and NSGs, and what was

@@ -13,7 +13,7 @@ use crate::{
 impl Classifier {
     /// Judges one DNS answer: the server, privatelink names answered
     /// publicly, and dependencies that do not resolve.
-    pub fn judge_dns(&self, answer: &mut DnsAnswer) {
+    pub(crate) fn judge_dns(&self, answer: &mut DnsAnswer) {
         let t = &self.topology;
         // A custom server asking upstream (forwarding) is not the app.
         let forwarder = t.dns.servers.contains(&answer.client);

@@ -35,7 +35,7 @@ use rustc_hash::FxHashMap;
 
 pub(crate) use self::answers::Answer;
 use self::index::Known;
-pub use crate::verdict::Verdict;
+pub(crate) use crate::verdict::Verdict;
 use crate::{
     catalog::{Catalog, Dependency, Destination},
     flow::{FlowRecord, NsgDecision},

@@ -17,8 +17,9 @@ mod tracker;
 
 use std::{fmt, net::IpAddr, str::FromStr, sync::Arc};
 
+pub(crate) use self::parse::query_message;
 pub use self::{
-    parse::{Parsed, Skip, parse_response, query_message},
+    parse::{Parsed, Skip, parse_response},
     table::read_recorded,
     tracker::{DnsTracker, GRACE_NS},
 };
@@ -106,7 +107,7 @@ pub enum DnsVerdict {
 }
 
 impl DnsVerdict {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 }

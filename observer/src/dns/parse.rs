@@ -77,23 +77,27 @@ pub fn parse_response(payload: &[u8]) -> Result<Parsed, Skip> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Parsed {
-    pub query_type: String,
-    pub rcode: Rcode,
+    pub(crate) query_type: String,
+    pub(crate) rcode: Rcode,
     /// The question's name, then every CNAME target.
-    pub chain: Vec<String>,
-    pub addresses: Vec<IpAddr>,
-    pub ttl: u32,
+    pub(crate) chain: Vec<String>,
+    pub(crate) addresses: Vec<IpAddr>,
+    pub(crate) ttl: u32,
 }
 
 impl Parsed {
     /// The name asked for.
-    pub fn query(&self) -> &str {
+    pub(crate) fn query(&self) -> &str {
         &self.chain[0]
     }
 }
 
 /// Builds a query message, for tests and the lab's resolver client.
-pub fn query_message(id: u16, name: &str, query_type: RecordType) -> Result<Vec<u8>, String> {
+pub(crate) fn query_message(
+    id: u16,
+    name: &str,
+    query_type: RecordType,
+) -> Result<Vec<u8>, String> {
     let name = hickory_proto::rr::Name::from_ascii(name).map_err(|e| e.to_string())?;
     let mut message = Message::new(id, MessageType::Query, hickory_proto::op::OpCode::Query);
     message.metadata.recursion_desired = true;

@@ -118,7 +118,7 @@ impl Rows for DnsAnswer {
 
 /// Why a batch is not a `dns` table.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum TableError {
+pub(crate) enum TableError {
     #[error("dns table: column `{column}` is missing")]
     Missing { column: String },
     #[error("dns table: column `{column}` is not {expected}")]

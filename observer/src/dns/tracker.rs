@@ -18,10 +18,10 @@ pub const GRACE_NS: i64 = 30_000_000_000;
 
 /// What a tracked (client, address) pair resolved from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolution {
-    pub time_ns: i64,
-    pub expires_ns: i64,
-    pub chain: Arc<[String]>,
+pub(crate) struct Resolution {
+    pub(crate) time_ns: i64,
+    pub(crate) expires_ns: i64,
+    pub(crate) chain: Arc<[String]>,
 }
 
 /// Maps (client, address) to the name that produced it, honouring TTLs with
@@ -58,7 +58,7 @@ impl DnsTracker {
     }
 
     /// Entries dropped to stay within the capacity.
-    pub fn evicted(&self) -> u64 {
+    pub(crate) fn evicted(&self) -> u64 {
         self.evicted
     }
 
@@ -92,7 +92,7 @@ impl DnsTracker {
     }
 
     /// The latest resolution of `addr` by `client` valid at `at_ns`.
-    pub fn lookup(&self, client: IpAddr, addr: IpAddr, at_ns: i64) -> Option<&Resolution> {
+    pub(crate) fn lookup(&self, client: IpAddr, addr: IpAddr, at_ns: i64) -> Option<&Resolution> {
         // Answers and the first packet can be stamped in either order within
         // one drain; allow a second of skew.
         const SKEW_NS: i64 = 1_000_000_000;
@@ -105,7 +105,7 @@ impl DnsTracker {
 
     /// Fills `dst_name` and `dns_chain` of a record from the workload's
     /// point of view (for replies, the remote end is the source).
-    pub fn enrich(&self, record: &mut FlowRecord) {
+    pub(crate) fn enrich(&self, record: &mut FlowRecord) {
         let forward = self.lookup(record.src_addr, record.dst_addr, record.start_ns);
         let found =
             forward.or_else(|| self.lookup(record.dst_addr, record.src_addr, record.start_ns));

@@ -2,16 +2,17 @@
 //! with the vocabulary of IPFIX (`packets`/`bytes`, `flowEndReason`) and room
 //! for the classification and DNS columns filled in by later stages.
 
-pub mod clock;
-pub mod table;
+pub(crate) mod clock;
+pub(crate) mod table;
 
 use std::{collections::HashMap, fmt, net::IpAddr, sync::Arc};
 
 use observer_common::{FlowKey, FlowStats};
 
-pub use self::{
+pub use self::table::TableConfig;
+pub(crate) use self::{
     clock::WallClock,
-    table::{Ended, FlowTable, TableConfig},
+    table::{Ended, FlowTable},
 };
 use crate::{protocol::IpProtocol, vocabulary::Vocabulary};
 
@@ -41,7 +42,7 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 }
@@ -50,7 +51,8 @@ impl Vocabulary for Direction {
     const WHAT: &'static str = "direction";
 }
 
-/// Why a record was closed: the IPFIX `flowEndReason` values.
+/// Why a record was closed: the IPFIX `flowEndReason` values, declared in
+/// code order (code = position + 1).
 #[derive(
     Clone,
     Copy,
@@ -84,13 +86,8 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
-    }
-
-    /// The IPFIX `flowEndReason` code (RFC 7011 / IANA IPFIX registry).
-    pub fn ipfix_code(self) -> u8 {
-        self as u8 + 1
     }
 }
 
@@ -145,7 +142,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 }
@@ -184,7 +181,7 @@ pub enum FlowState {
 }
 
 impl FlowState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 }
@@ -217,7 +214,7 @@ pub enum NsgDecision {
 }
 
 impl NsgDecision {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 }
@@ -254,7 +251,7 @@ pub struct Interner {
 }
 
 impl Interner {
-    pub fn get(&mut self, value: &str) -> Arc<str> {
+    pub(crate) fn get(&mut self, value: &str) -> Arc<str> {
         if let Some(last) = &self.last
             && **last == *value
         {
@@ -353,7 +350,7 @@ impl Default for FlowRecord {
 
 impl FlowRecord {
     /// Builds the record of a kernel flow key and its accumulated counters.
-    pub fn from_kernel(
+    pub(crate) fn from_kernel(
         key: &FlowKey,
         stats: &FlowStats,
         end_reason: EndReason,
@@ -453,9 +450,12 @@ mod tests {
     }
 
     #[test]
-    fn end_reasons_use_ipfix_codes() {
-        assert_eq!(EndReason::IdleTimeout.ipfix_code(), 1);
-        assert_eq!(EndReason::LackOfResources.ipfix_code(), 5);
+    fn end_reasons_are_declared_in_ipfix_code_order() {
+        // RFC 7011 / IANA IPFIX registry: flowEndReason 1 to 5.
+        let codes: Vec<u8> = EndReason::VARIANTS.iter().map(|&r| r as u8 + 1).collect();
+        assert_eq!(codes, [1, 2, 3, 4, 5]);
+        assert_eq!(EndReason::IdleTimeout as u8 + 1, 1);
+        assert_eq!(EndReason::LackOfResources as u8 + 1, 5);
     }
 
     /// Every variant's column text, in declaration order, parsed back.

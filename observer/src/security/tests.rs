@@ -9,6 +9,24 @@ use proptest::prelude::*;
 use super::*;
 use crate::topology::Topology;
 
+impl EffectiveSecurity {
+    /// Whether a packet of `flow` passes, counting NSGs' state: a packet
+    /// that answers an allowed flow in the other direction passes too (the
+    /// lab's conntrack; the classifier judges flows as their initiator
+    /// sent them).
+    fn passes(&self, flow: &Flow) -> bool {
+        let reverse = Flow {
+            src: flow.dst,
+            dst: flow.src,
+            protocol: flow.protocol,
+            src_port: flow.dst_port,
+            dst_port: flow.src_port,
+        };
+        self.verify(flow, Scope::Path).access == Access::Allow
+            || self.verify(&reverse, Scope::Path).access == Access::Allow
+    }
+}
+
 const TOPOLOGY: &str = r#"name = "t"
 environment = "asev2-external"
 [vnet]
