@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use super::{Auditor, Check, Problem, route_text};
 use crate::{
-    protocol::{IpProtocol, MANAGEMENT_PORTS},
+    protocol::{DNS_PORT, IpProtocol, MANAGEMENT_PORTS},
     security::{Flow, Scope},
     topology::{AZURE_DNS, Access, NextHop},
 };
@@ -134,7 +134,18 @@ impl Auditor<'_> {
             peer
         };
         let itself = vec![(peer, format!("the ASE subnet ({peer})"))];
-        let ports = [1, 53, 80, 443, 445, 454, 1433, 8172, 16001, 65535];
+        let ports = [
+            1,
+            DNS_PORT,
+            80,
+            443,
+            445,
+            MANAGEMENT_PORTS[0],
+            1433,
+            8172,
+            LOAD_BALANCER_KEEPALIVE,
+            65535,
+        ];
         self.inbound_requirement(&Requirement {
             subject: "ase-subnet",
             from: &itself,

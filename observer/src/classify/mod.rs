@@ -28,7 +28,7 @@ mod index;
 mod memo;
 mod outbound;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
@@ -143,7 +143,7 @@ pub struct Classifier {
     routes: EffectiveRoutes,
     security: EffectiveSecurity,
     dependencies: Vec<Dependency>,
-    known: FxHashMap<std::net::Ipv4Addr, Known>,
+    known: FxHashMap<Ipv4Addr, Known>,
 }
 
 impl Classifier {
@@ -168,7 +168,7 @@ impl Classifier {
         &self,
         record: &FlowRecord,
         answer: Answer,
-        decisions: &mut FxHashMap<std::net::Ipv4Addr, Decision>,
+        decisions: &mut FxHashMap<Ipv4Addr, Decision>,
     ) -> Classification {
         let Sides {
             reply,
