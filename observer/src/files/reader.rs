@@ -5,7 +5,8 @@
 //!
 //! A directory (or blob prefix) stands for every `*.parquet` below it,
 //! recursively (Hive-style `date=.../hour=.../` trees included), except the
-//! `dns-*.parquet` tables, which are read as DNS answers.
+//! `dns-*.parquet` tables: their batches go to a reader the caller passes
+//! ([`read_dns_tables`]; `dns::read_recorded` makes DNS answers of them).
 
 use std::{
     collections::BTreeMap,
