@@ -10,14 +10,14 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `mod.rs` | [`Classifier`]: construction, one record's facts gathered and judged (`classify_with`), [`Classification`], [`Category`], [`FlowType`], the workload's side of a record (`Sides`) |
+//! | `mod.rs` | [`Classifier`]: construction, one record's facts gathered and judged (`classify_with`), `Classification`, `Category`, `FlowType`, the workload's side of a record (`Sides`) |
 //! | `index.rs` | the address index: what each address the topology names is (`Known`) |
 //! | `memo.rs` | [`Classifier::classify_all`]: one decision per distinct `MemoKey` (FxHash), its text shared by every record it applies to (`Stamp`) |
-//! | `identity.rs` | the remote end's [`Category`] and Traffic Analytics [`FlowType`] |
+//! | `identity.rs` | the remote end's `Category` and Traffic Analytics `FlowType` |
 //! | `outbound.rs` | verdicts of flows the workload opened (and their replies): routes, leaks, NSGs, dependencies |
 //! | `inbound.rs` | verdicts of flows the remote end opened: the destination's NSG, management replies |
-//! | `dns.rs` | [`Classifier::judge_dns`]: the verdict of one DNS answer |
-//! | `answers.rs` | pairing TCP directions on one interface: [`Answer`] (answered, unanswered, refused) |
+//! | `dns.rs` | `Classifier::judge_dns`: the verdict of one DNS answer |
+//! | `answers.rs` | pairing TCP directions on one interface: `Answer` (answered, unanswered, refused) |
 //! | `tests.rs` | table-driven checks of every verdict on the scenario topologies |
 
 mod answers;
