@@ -301,7 +301,7 @@ impl Summary {
             .collect();
         summary.dns.answers = dns.len();
         for a in dns {
-            let verdict = a.verdict.clone().unwrap_or_else(|| "unjudged".into());
+            let verdict: String = a.verdict.map_or("unjudged", |v| v.as_str()).into();
             if verdict != "ok" && verdict != "unjudged" {
                 summary.dns.problems.push(format!(
                     "{verdict}: {}",
