@@ -27,18 +27,38 @@
 //! | summaries for people and CI | [`report`] |
 //! | topologies in network namespaces, scenario traffic | [`lab`] |
 //! | command line | [`cli`] |
+//!
+//! `capture`, `pipeline`, `metrics`, `lab` and `cli` (and the binary) are
+//! the capture side, behind the default `capture` feature; without it the
+//! library builds with stable Rust alone (no kernel program), as the
+//! Python wheel (`observer-py`) uses it.
+
+#![cfg_attr(
+    not(feature = "capture"),
+    expect(
+        dead_code,
+        unused_imports,
+        reason = "without the capture side, what only the command line uses (the audit of \
+                  `check`, the tables of `route` and `nsg`) has no caller"
+    )
+)]
 
 pub(crate) mod audit;
+#[cfg(feature = "capture")]
 pub mod capture;
 pub mod catalog;
 pub mod classify;
+#[cfg(feature = "capture")]
 pub mod cli;
 pub mod dns;
 pub mod files;
 pub mod flow;
 pub mod import;
+#[cfg(feature = "capture")]
 pub mod lab;
+#[cfg(feature = "capture")]
 pub mod metrics;
+#[cfg(feature = "capture")]
 pub mod pipeline;
 pub(crate) mod protocol;
 pub mod report;

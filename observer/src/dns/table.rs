@@ -6,6 +6,11 @@
 //! Typed fields are written as text (`rcode` as `dig` names it, `verdict`
 //! in the [`DnsVerdict`] vocabulary) and parsed back; a missing or
 //! mistyped column, or a value outside its vocabulary, is named.
+//!
+//! `time` is `TIMESTAMP(MICROS, UTC)` since flow schema 3 (what Spark
+//! reads), the answer's nanosecond time rounded down; tables of earlier
+//! runs (nanoseconds) and other writers' types (any timestamp unit, any
+//! integer type for `ttl`, any text or list encoding) are read too.
 
 use std::{
     net::IpAddr,
@@ -16,7 +21,7 @@ use std::{
 use arrow::{
     array::{
         Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringArray, StringBuilder,
-        TimestampNanosecondArray, UInt32Array,
+        TimestampMicrosecondArray, UInt32Array,
     },
     datatypes::{
         DataType, Field, Schema, SchemaRef, TimeUnit, TimestampNanosecondType, UInt32Type,
@@ -25,14 +30,19 @@ use arrow::{
 use thiserror::Error;
 
 use super::{DnsAnswer, DnsVerdict, Rcode};
-use crate::files::{ReadError, Rows, reader};
+use crate::files::{
+    ReadError, Rows,
+    conform::{Mismatch, UnsignedWidth, Want, conform},
+    reader,
+    schema::micros,
+};
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
     Arc::new(Schema::new(vec![
         Field::new(
             "time",
-            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             false,
         ),
         Field::new("iface", DataType::Utf8, false),
@@ -74,7 +84,7 @@ impl Rows for DnsAnswer {
     fn to_batch(rows: &[Self]) -> RecordBatch {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(
-                TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.time_ns))
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| micros(r.time_ns)))
                     .with_timezone("UTC"),
             ),
             strings(rows.iter().map(|r| &*r.iface)),
@@ -126,6 +136,12 @@ pub(crate) enum TableError {
         column: String,
         expected: &'static str,
     },
+    #[error("dns table: column `{column}`, row {row}: {message}")]
+    Row {
+        column: String,
+        row: usize,
+        message: String,
+    },
     #[error("dns table: `{value}` is not an address")]
     Address { value: String },
     /// A value outside its vocabulary (`rcode`, `verdict`).
@@ -147,26 +163,33 @@ pub fn read_recorded(inputs: &[PathBuf]) -> Result<Vec<DnsAnswer>, ReadError> {
 
 /// Reads a `dns` table batch back; a missing or mistyped column is named.
 pub(super) fn from_batch(batch: &RecordBatch) -> Result<Vec<DnsAnswer>, TableError> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| TableError::Missing {
-                column: name.into(),
+    let read = |name: &str, want: Want, required: bool| -> Result<Option<ArrayRef>, TableError> {
+        let Some(found) = batch.column_by_name(name) else {
+            return Ok(None);
+        };
+        conform(found, want, required)
+            .map(Some)
+            .map_err(|mismatch| match mismatch {
+                Mismatch::Type { .. } => TableError::Type {
+                    column: name.into(),
+                    expected: want.describe(),
+                },
+                Mismatch::Value { row, message } => TableError::Row {
+                    column: name.into(),
+                    row,
+                    message,
+                },
             })
     };
-    let mistyped = |name: &str, expected| TableError::Type {
-        column: name.into(),
-        expected,
+    let column = |name: &str, want: Want, required: bool| {
+        read(name, want, required)?.ok_or_else(|| TableError::Missing {
+            column: name.into(),
+        })
     };
-    let text = |name: &str| -> Result<&StringArray, TableError> {
-        column(name)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| mistyped(name, "text"))
-    };
+    let text = |name: &str| column(name, Want::Text, true);
     let list = |name: &str| -> Result<Vec<Vec<String>>, TableError> {
-        let array = column(name)?
-            .as_list_opt::<i32>()
-            .ok_or_else(|| mistyped(name, "a list"))?;
+        let array = column(name, Want::TextList, true)?;
+        let array = array.as_list::<i32>();
         Ok((0..array.len())
             .map(|i| {
                 let values = array.value(i);
@@ -177,12 +200,10 @@ pub(super) fn from_batch(batch: &RecordBatch) -> Result<Vec<DnsAnswer>, TableErr
             })
             .collect())
     };
-    let time = column("time")?
-        .as_primitive_opt::<TimestampNanosecondType>()
-        .ok_or_else(|| mistyped("time", "a timestamp"))?;
-    let ttl = column("ttl")?
-        .as_primitive_opt::<UInt32Type>()
-        .ok_or_else(|| mistyped("ttl", "UInt32"))?;
+    let time = column("time", Want::Time, true)?;
+    let time = time.as_primitive::<TimestampNanosecondType>();
+    let ttl = column("ttl", Want::Unsigned(UnsignedWidth::U32), true)?;
+    let ttl = ttl.as_primitive::<UInt32Type>();
     let (iface, client, server, query, query_type, rcode) = (
         text("iface")?,
         text("client")?,
@@ -191,9 +212,13 @@ pub(super) fn from_batch(batch: &RecordBatch) -> Result<Vec<DnsAnswer>, TableErr
         text("query_type")?,
         text("rcode")?,
     );
+    let [iface, client, server, query, query_type, rcode] =
+        [&iface, &client, &server, &query, &query_type, &rcode].map(|a| a.as_string::<i32>());
     let (chain, addresses) = (list("chain")?, list("addresses")?);
-    let verdict = text("verdict").ok();
-    let reason = text("reason").ok();
+    let verdict = read("verdict", Want::Text, false)?;
+    let reason = read("reason", Want::Text, false)?;
+    let verdict = verdict.as_ref().map(|a| a.as_string::<i32>());
+    let reason = reason.as_ref().map(|a| a.as_string::<i32>());
     let addr = |s: &str| {
         s.parse::<IpAddr>().map_err(|_| TableError::Address {
             value: s.to_owned(),

@@ -225,6 +225,57 @@ fn the_dns_table_round_trips() {
     );
 }
 
+/// Times are written in microseconds (what Spark reads), rounded down;
+/// what Spark writes back (times in another zone's spelling, `ttl` as a
+/// `long`) reads as the same answers, and a negative `ttl` is named.
+#[test]
+fn the_dns_table_is_spark_readable_and_read_from_spark_types() {
+    use std::sync::Arc;
+
+    use arrow::{
+        array::{AsArray, Int64Array, RecordBatch, TimestampMicrosecondArray},
+        datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType},
+    };
+
+    let mut rows = vec![answer("10.0.0.4", "203.0.113.30", "a.example", 1, 60)];
+    rows[0].time_ns += 123_456_789;
+    let batch = DnsAnswer::to_batch(&rows);
+    let time = batch.column_by_name("time").unwrap();
+    assert_eq!(
+        time.data_type(),
+        &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    );
+    assert_eq!(
+        time.as_primitive::<TimestampMicrosecondType>().value(0),
+        1_123_456
+    );
+    rows[0].time_ns = 1_123_456_000;
+    assert_eq!(table::from_batch(&batch).unwrap(), rows);
+
+    let spark = |ttl: i64| {
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (**f).clone())
+            .collect();
+        let mut columns = batch.columns().to_vec();
+        let zone = DataType::Timestamp(TimeUnit::Microsecond, Some("Etc/UTC".into()));
+        fields[0] = Field::new("time", zone, true);
+        columns[0] =
+            Arc::new(TimestampMicrosecondArray::from(vec![1_123_456]).with_timezone("Etc/UTC"));
+        let ttl_index = batch.schema().index_of("ttl").unwrap();
+        fields[ttl_index] = Field::new("ttl", DataType::Int64, true);
+        columns[ttl_index] = Arc::new(Int64Array::from(vec![ttl]));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    };
+    assert_eq!(table::from_batch(&spark(60)).unwrap(), rows);
+    assert_eq!(
+        table::from_batch(&spark(-1)).unwrap_err().to_string(),
+        "dns table: column `ttl`, row 0: -1 is not an integer from 0 to 4294967295"
+    );
+}
+
 #[test]
 fn typed_columns_are_written_as_their_names_and_read_back() {
     use arrow::array::AsArray;

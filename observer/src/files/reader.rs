@@ -311,6 +311,7 @@ pub fn read_flows(inputs: &[PathBuf]) -> Result<Vec<FlowFile>, ReadError> {
 mod tests {
     use super::*;
     use crate::files::{ParquetFiles, schema::tests::sample};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     #[test]
     fn files_are_complete_renamed_and_read_back_with_metadata() {
@@ -371,6 +372,89 @@ mod tests {
         assert_eq!(read.len(), codecs.len());
         let ports: Vec<_> = read.iter().map(|f| f.records[0].src_port).collect();
         assert_eq!(ports, (0..5).map(Some).collect::<Vec<_>>());
+    }
+
+    fn testdata(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/parquet")
+            .join(path)
+    }
+
+    /// Files the observer of schema 2 wrote (nanosecond times, `UInt64`
+    /// counters) read as they were written: every row, times to the
+    /// nanosecond, counters, provenance; and written again as schema 3,
+    /// they read back as the same records, times rounded down to the
+    /// microsecond.
+    #[test]
+    fn schema_2_files_are_read() {
+        use arrow::{array::AsArray, datatypes::TimestampNanosecondType};
+
+        let capture = read_flows(&[testdata("schema-2/capture")]).unwrap();
+        assert_eq!(capture.len(), 2);
+        assert_eq!(capture[0].metadata["observer.schema_version"], "2");
+        let records: Vec<&FlowRecord> = capture.iter().flat_map(|f| &f.records).collect();
+        assert_eq!(records.len(), 3 + 31);
+        assert!(records.iter().all(|r| r.verdict.is_some() && r.packets > 0));
+        assert!(
+            records
+                .iter()
+                .any(|r| r.dst_name.is_some() && r.dns_chain.is_some())
+        );
+        // Times to the nanosecond, as the file holds them.
+        let path = &capture[0].path;
+        let file = std::fs::File::open(path).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let starts = batch
+            .column_by_name("start_time")
+            .unwrap()
+            .as_primitive::<TimestampNanosecondType>();
+        assert!(
+            starts.values().iter().any(|ns| ns % 1_000 != 0),
+            "real nanoseconds"
+        );
+        let read: Vec<i64> = capture[0].records.iter().map(|r| r.start_ns).collect();
+        assert_eq!(read, starts.values().to_vec());
+
+        let imported = read_flows(&[testdata("schema-2/import")]).unwrap();
+        let records: Vec<&FlowRecord> = imported.iter().flat_map(|f| &f.records).collect();
+        assert_eq!(records.len(), 7 + 12);
+        assert!(
+            records
+                .iter()
+                .all(|r| r.origin.source.as_str() == "azure-vnet-flow-log")
+        );
+        assert!(
+            records
+                .iter()
+                .any(|r| r.origin.reverse_bytes.is_some_and(|b| b > 0))
+        );
+
+        // Rewritten as schema 3: the same records, times in whole microseconds.
+        let batch = schema::to_batch(&capture[1].records);
+        let again = schema::from_batch(&batch).unwrap();
+        for (before, after) in capture[1].records.iter().zip(&again) {
+            let mut expected = before.clone();
+            expected.start_ns = before.start_ns.div_euclid(1_000) * 1_000;
+            expected.end_ns = before.end_ns.div_euclid(1_000) * 1_000;
+            assert_eq!(after, &expected);
+        }
+    }
+
+    /// The `dns` tables of schema 2 (nanosecond `time`) are found beside
+    /// the flow files and read.
+    #[test]
+    fn schema_2_dns_tables_are_read() {
+        let answers = crate::dns::read_recorded(&[testdata("schema-2/capture")]).unwrap();
+        assert_eq!(answers.len(), 5 + 1);
+        assert!(answers.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+        assert!(answers.iter().any(|a| a.time_ns % 1_000 != 0));
+        assert!(answers.iter().all(|a| a.verdict.is_some()));
     }
 
     #[test]

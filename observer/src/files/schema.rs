@@ -1,23 +1,36 @@
 //! The flow-record Parquet schema: column names and types are a contract
 //! (snake_case, one row per flow per observation point per interval), and
 //! the conversions between [`FlowRecord`]s and Arrow record batches.
+//!
+//! Schema 3 is what every Spark reads without flags: times are
+//! `TIMESTAMP(MICROS, UTC)` (Spark's `TimestampType`; the sub-microsecond
+//! part of a record's nanosecond times is dropped, rounding down), counters
+//! signed 64-bit. The small unsigned columns stay `UInt8`/`UInt16` (Spark
+//! reads them as `short`/`int`; DuckDB, pyarrow and pandas as before).
+//! Reading accepts schemas 1 and 2 (nanosecond times, `UInt64` counters)
+//! and whatever type another writer chose for a column, when its values fit
+//! (see [`super::conform`]).
 
 use std::{net::IpAddr, sync::Arc};
 
 use arrow::{
     array::{
-        Array, ArrayBuilder, ArrayRef, AsArray, ListBuilder, RecordBatch, StringArray,
-        StringBuilder, TimestampNanosecondArray, UInt8Array, UInt8Builder, UInt16Builder,
-        UInt64Array, UInt64Builder,
+        Array, ArrayBuilder, ArrayRef, AsArray, Int64Array, Int64Builder, ListBuilder, RecordBatch,
+        StringArray, StringBuilder, TimestampMicrosecondArray, UInt8Array, UInt8Builder,
+        UInt16Builder,
     },
-    datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt8Type, UInt16Type, UInt64Type},
+    datatypes::{
+        DataType, Field, Schema, SchemaRef, TimeUnit, TimestampNanosecondType, UInt8Type,
+        UInt16Type, UInt64Type,
+    },
 };
 use thiserror::Error;
 
+use super::conform::{Mismatch, UnsignedWidth, Want, conform};
 use crate::flow::{FlowRecord, Interner, ObservationPoint, Origin};
 
 /// Version of the flow file layout, written to the file metadata.
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
 
 #[derive(Debug, Error)]
 pub enum SchemaError {
@@ -30,7 +43,7 @@ pub enum SchemaError {
     WrongType {
         column: &'static str,
         found: DataType,
-        expected: DataType,
+        expected: &'static str,
     },
     #[error("column `{column}`, row {row}: {message}")]
     BadValue {
@@ -41,7 +54,19 @@ pub enum SchemaError {
 }
 
 fn utc() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A record's nanosecond time as written: microseconds, rounded down (so
+/// the order of times is kept, ties aside).
+pub fn micros(ns: i64) -> i64 {
+    ns.div_euclid(1_000)
+}
+
+/// A counter as written: signed 64-bit. No real counter reaches 2^63; one
+/// that did would be written as the largest value, not wrapped.
+fn signed(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// The required (measured) columns, in file order.
@@ -63,12 +88,12 @@ pub fn capture_fields() -> Vec<Field> {
         Field::new("icmp_type", DataType::UInt8, true),
         Field::new("icmp_code", DataType::UInt8, true),
         Field::new("vlan_id", DataType::UInt16, true),
-        Field::new("packets", DataType::UInt64, false),
-        Field::new("bytes", DataType::UInt64, false),
+        Field::new("packets", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
         Field::new("tcp_flags", DataType::UInt8, false),
-        Field::new("syn_count", DataType::UInt64, false),
-        Field::new("fin_count", DataType::UInt64, false),
-        Field::new("rst_count", DataType::UInt64, false),
+        Field::new("syn_count", DataType::Int64, false),
+        Field::new("fin_count", DataType::Int64, false),
+        Field::new("rst_count", DataType::Int64, false),
         Field::new("end_reason", DataType::Utf8, false),
     ]
 }
@@ -100,8 +125,8 @@ pub fn enrichment_fields() -> Vec<Field> {
 pub fn origin_fields() -> Vec<Field> {
     vec![
         Field::new("source", DataType::Utf8, false),
-        Field::new("reverse_packets", DataType::UInt64, true),
-        Field::new("reverse_bytes", DataType::UInt64, true),
+        Field::new("reverse_packets", DataType::Int64, true),
+        Field::new("reverse_bytes", DataType::Int64, true),
         Field::new("flow_state", DataType::Utf8, true),
         Field::new("nsg_rule", DataType::Utf8, true),
         Field::new("nsg_decision", DataType::Utf8, true),
@@ -185,7 +210,7 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
     ] = [12; 6].map(text);
     let mut reason = text(64);
     let mut source = text(8);
-    let [mut reverse_packets, mut reverse_bytes] = [(); 2].map(|_| UInt64Builder::with_capacity(n));
+    let [mut reverse_packets, mut reverse_bytes] = [(); 2].map(|_| Int64Builder::with_capacity(n));
     let [
         mut flow_state,
         mut nsg_rule,
@@ -194,8 +219,8 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
     ] = [8; 4].map(text);
 
     for r in records {
-        start.push(r.start_ns);
-        end.push(r.end_ns);
+        start.push(micros(r.start_ns));
+        end.push(micros(r.end_ns));
         host.append_value(&r.point.host);
         netns.append_option(r.point.netns.as_deref());
         iface.append_value(&r.point.iface);
@@ -210,12 +235,12 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         icmp_type.append_option(r.icmp_type);
         icmp_code.append_option(r.icmp_code);
         vlan_id.append_option(r.vlan_id);
-        packets.push(r.packets);
-        bytes.push(r.bytes);
+        packets.push(signed(r.packets));
+        bytes.push(signed(r.bytes));
         tcp_flags.push(r.tcp_flags);
-        syn.push(r.syn_count);
-        fin.push(r.fin_count);
-        rst.push(r.rst_count);
+        syn.push(signed(r.syn_count));
+        fin.push(signed(r.fin_count));
+        rst.push(signed(r.rst_count));
         end_reason.append_value(r.end_reason.as_str());
         dst_name.append_option(r.dst_name.as_deref());
         match &r.dns_chain {
@@ -231,8 +256,8 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         reason.append_option(r.reason.as_deref());
         let o = &r.origin;
         source.append_value(o.source.as_str());
-        reverse_packets.append_option(o.reverse_packets);
-        reverse_bytes.append_option(o.reverse_bytes);
+        reverse_packets.append_option(o.reverse_packets.map(signed));
+        reverse_bytes.append_option(o.reverse_bytes.map(signed));
         flow_state.append_option(o.flow_state.map(|s| s.as_str()));
         nsg_rule.append_option(o.nsg_rule.as_deref());
         nsg_decision.append_option(o.nsg_decision.map(|d| d.as_str()));
@@ -240,10 +265,10 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
     }
 
     let time = |values: Vec<i64>| -> ArrayRef {
-        Arc::new(TimestampNanosecondArray::from(values).with_timezone("UTC"))
+        Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
     };
     let u8s = |values: Vec<u8>| -> ArrayRef { Arc::new(UInt8Array::from(values)) };
-    let u64s = |values: Vec<u64>| -> ArrayRef { Arc::new(UInt64Array::from(values)) };
+    let i64s = |values: Vec<i64>| -> ArrayRef { Arc::new(Int64Array::from(values)) };
     let done = |b: &mut dyn ArrayBuilder| b.finish();
     let columns: Vec<ArrayRef> = vec![
         time(start),
@@ -262,12 +287,12 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         done(&mut icmp_type),
         done(&mut icmp_code),
         done(&mut vlan_id),
-        u64s(packets),
-        u64s(bytes),
+        i64s(packets),
+        i64s(bytes),
         u8s(tcp_flags),
-        u64s(syn),
-        u64s(fin),
-        u64s(rst),
+        i64s(syn),
+        i64s(fin),
+        i64s(rst),
         done(&mut end_reason),
         done(&mut dst_name),
         done(&mut chain),
@@ -289,84 +314,119 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
     RecordBatch::try_new(flow_schema(), columns).expect("columns built in schema order")
 }
 
-/// Looks up a column by name and checks its type.
-fn column<'a>(
-    batch: &'a RecordBatch,
+/// Looks up a column by name and reads it as `want` (see [`conform`]).
+fn column(
+    batch: &RecordBatch,
     name: &'static str,
-    expected: &DataType,
-) -> Result<&'a ArrayRef, SchemaError> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| SchemaError::Missing {
-            column: name,
-            expected: expected.to_string(),
-        })?;
-    // Timestamps from other writers may carry another zone spelling; the unit is what matters.
-    let same = match (column.data_type(), expected) {
-        (DataType::Timestamp(unit, Some(_)), DataType::Timestamp(want, Some(_))) => unit == want,
-        // Writers name list items differently (pyarrow: `element`).
-        (DataType::List(found), DataType::List(want)) => found.data_type() == want.data_type(),
-        (found, want) => found == want,
-    };
-    if !same {
-        return Err(SchemaError::WrongType {
-            column: name,
-            found: column.data_type().clone(),
-            expected: expected.clone(),
-        });
-    }
-    Ok(column)
+    want: Want,
+    required: bool,
+) -> Result<ArrayRef, SchemaError> {
+    optional(batch, name, want, required)?.ok_or_else(|| SchemaError::Missing {
+        column: name,
+        expected: want.describe().to_owned(),
+    })
 }
 
-fn optional<'a>(
-    batch: &'a RecordBatch,
+/// A column that may be absent (older layouts, other writers).
+fn optional(
+    batch: &RecordBatch,
     name: &'static str,
-    expected: &DataType,
-) -> Result<Option<&'a ArrayRef>, SchemaError> {
-    match batch.column_by_name(name) {
-        None => Ok(None),
-        Some(_) => column(batch, name, expected).map(Some),
-    }
+    want: Want,
+    required: bool,
+) -> Result<Option<ArrayRef>, SchemaError> {
+    let Some(found) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
+    conform(found, want, required)
+        .map(Some)
+        .map_err(|mismatch| match mismatch {
+            Mismatch::Type { found } => SchemaError::WrongType {
+                column: name,
+                found,
+                expected: want.describe(),
+            },
+            Mismatch::Value { row, message } => SchemaError::BadValue {
+                column: name,
+                row,
+                message,
+            },
+        })
 }
 
 /// Reads the records of one batch. The capture columns are required; the
-/// enrichment columns are read when present.
+/// enrichment and provenance columns are read when present. Any layout
+/// observer wrote (schemas 1 to 3) and any type another writer chose for a
+/// column is read when the values fit (see [`conform`]).
 pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
-    let utf8 = DataType::Utf8;
-    let times = |name| {
-        column(batch, name, &utc())
-            .map(|c| c.as_primitive::<arrow::datatypes::TimestampNanosecondType>())
-    };
-    let texts = |name| column(batch, name, &utf8).map(|c| c.as_string::<i32>());
-    let u8s = |name| column(batch, name, &DataType::UInt8).map(|c| c.as_primitive::<UInt8Type>());
-    let u16s =
-        |name| column(batch, name, &DataType::UInt16).map(|c| c.as_primitive::<UInt16Type>());
-    let u64s =
-        |name| column(batch, name, &DataType::UInt64).map(|c| c.as_primitive::<UInt64Type>());
-    let opt_texts = |name| optional(batch, name, &utf8).map(|c| c.map(|c| c.as_string::<i32>()));
-
-    let (start, end) = (times("start_time")?, times("end_time")?);
-    let (host, netns, iface, role) = (
-        texts("host")?,
-        texts("netns")?,
-        texts("iface")?,
-        texts("iface_role")?,
+    const U8: Want = Want::Unsigned(UnsignedWidth::U8);
+    const U16: Want = Want::Unsigned(UnsignedWidth::U16);
+    const U64: Want = Want::Unsigned(UnsignedWidth::U64);
+    let (start, end) = (
+        column(batch, "start_time", Want::Time, true)?,
+        column(batch, "end_time", Want::Time, true)?,
     );
-    let direction = texts("direction")?;
-    let (ip_version, protocol) = (u8s("ip_version")?, u8s("protocol")?);
-    let (src_addr, dst_addr) = (texts("src_addr")?, texts("dst_addr")?);
-    let (src_port, dst_port) = (u16s("src_port")?, u16s("dst_port")?);
-    let (icmp_type, icmp_code, vlan_id) = (u8s("icmp_type")?, u8s("icmp_code")?, u16s("vlan_id")?);
-    let (packets, bytes, tcp_flags) = (u64s("packets")?, u64s("bytes")?, u8s("tcp_flags")?);
-    let (syn, fin, rst) = (u64s("syn_count")?, u64s("fin_count")?, u64s("rst_count")?);
-    let end_reason = texts("end_reason")?;
-    let chain_type = enrichment_fields()
-        .into_iter()
-        .find(|f| f.name() == "dns_chain")
-        .expect("listed")
-        .data_type()
-        .clone();
-    let dns_chain = optional(batch, "dns_chain", &chain_type)?.map(|c| c.as_list::<i32>());
+    let (start, end) = (
+        start.as_primitive::<TimestampNanosecondType>(),
+        end.as_primitive::<TimestampNanosecondType>(),
+    );
+    let text = |name, required| column(batch, name, Want::Text, required);
+    let [host, iface, direction, src_addr, dst_addr, end_reason] = [
+        "host",
+        "iface",
+        "direction",
+        "src_addr",
+        "dst_addr",
+        "end_reason",
+    ]
+    .map(|name| text(name, true));
+    let [netns, role] = ["netns", "iface_role"].map(|name| text(name, false));
+    let (host, iface, direction) = (host?, iface?, direction?);
+    let (src_addr, dst_addr, end_reason) = (src_addr?, dst_addr?, end_reason?);
+    let (netns, role) = (netns?, role?);
+    let [
+        host,
+        iface,
+        direction,
+        src_addr,
+        dst_addr,
+        end_reason,
+        netns,
+        role,
+    ] = [
+        &host,
+        &iface,
+        &direction,
+        &src_addr,
+        &dst_addr,
+        &end_reason,
+        &netns,
+        &role,
+    ]
+    .map(|a| a.as_string::<i32>());
+    let number = |name, want, required| column(batch, name, want, required);
+    let [ip_version, protocol, tcp_flags] =
+        ["ip_version", "protocol", "tcp_flags"].map(|name| number(name, U8, true));
+    let [icmp_type, icmp_code] = ["icmp_type", "icmp_code"].map(|name| number(name, U8, false));
+    let [src_port, dst_port, vlan_id] =
+        ["src_port", "dst_port", "vlan_id"].map(|name| number(name, U16, false));
+    let [packets, bytes, syn, fin, rst] =
+        ["packets", "bytes", "syn_count", "fin_count", "rst_count"]
+            .map(|name| number(name, U64, true));
+    let (ip_version, protocol, tcp_flags) = (ip_version?, protocol?, tcp_flags?);
+    let (icmp_type, icmp_code) = (icmp_type?, icmp_code?);
+    let (src_port, dst_port, vlan_id) = (src_port?, dst_port?, vlan_id?);
+    let (packets, bytes, syn, fin, rst) = (packets?, bytes?, syn?, fin?, rst?);
+    let [ip_version, protocol, tcp_flags, icmp_type, icmp_code] =
+        [&ip_version, &protocol, &tcp_flags, &icmp_type, &icmp_code]
+            .map(|a| a.as_primitive::<UInt8Type>());
+    let [src_port, dst_port, vlan_id] =
+        [&src_port, &dst_port, &vlan_id].map(|a| a.as_primitive::<UInt16Type>());
+    let [packets, bytes, syn, fin, rst] =
+        [&packets, &bytes, &syn, &fin, &rst].map(|a| a.as_primitive::<UInt64Type>());
+
+    let dns_chain = optional(batch, "dns_chain", Want::TextList, false)?;
+    let dns_chain = dns_chain.as_ref().map(|c| c.as_list::<i32>());
+    let opt_text = |name| optional(batch, name, Want::Text, false);
     let enrich = [
         "dst_name",
         "category",
@@ -376,8 +436,13 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
         "flow_type",
         "verdict",
         "reason",
+        "source",
+        "flow_state",
+        "nsg_rule",
+        "nsg_decision",
+        "encryption",
     ]
-    .map(opt_texts);
+    .map(opt_text);
     let [
         dst_name,
         category,
@@ -387,25 +452,51 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
         flow_type,
         verdict,
         reason,
+        source,
+        flow_state,
+        nsg_rule,
+        nsg_decision,
+        encryption,
     ] = enrich;
     let (dst_name, category, dependency) = (dst_name?, category?, dependency?);
     let (expected, observed, flow_type, verdict, reason) =
         (expected?, observed?, flow_type?, verdict?, reason?);
-    let [source, flow_state, nsg_rule, nsg_decision, encryption] = [
-        "source",
-        "flow_state",
-        "nsg_rule",
-        "nsg_decision",
-        "encryption",
-    ]
-    .map(opt_texts);
     let (source, flow_state, nsg_rule, nsg_decision, encryption) =
         (source?, flow_state?, nsg_rule?, nsg_decision?, encryption?);
-    let opt_u64s = |name| {
-        optional(batch, name, &DataType::UInt64).map(|c| c.map(|c| c.as_primitive::<UInt64Type>()))
-    };
-    let (reverse_packets, reverse_bytes) =
-        (opt_u64s("reverse_packets")?, opt_u64s("reverse_bytes")?);
+    fn strings(a: &Option<ArrayRef>) -> Option<&StringArray> {
+        a.as_ref().map(|a| a.as_string::<i32>())
+    }
+    let [
+        dst_name,
+        category,
+        dependency,
+        expected,
+        observed,
+        flow_type,
+        verdict,
+        reason,
+    ] = [
+        &dst_name,
+        &category,
+        &dependency,
+        &expected,
+        &observed,
+        &flow_type,
+        &verdict,
+        &reason,
+    ]
+    .map(strings);
+    let [source, flow_state, nsg_rule, nsg_decision, encryption] =
+        [&source, &flow_state, &nsg_rule, &nsg_decision, &encryption].map(strings);
+    let [reverse_packets, reverse_bytes] =
+        ["reverse_packets", "reverse_bytes"].map(|name| optional(batch, name, U64, false));
+    let (reverse_packets, reverse_bytes) = (reverse_packets?, reverse_bytes?);
+    let reverse_packets = reverse_packets
+        .as_ref()
+        .map(|a| a.as_primitive::<UInt64Type>());
+    let reverse_bytes = reverse_bytes
+        .as_ref()
+        .map(|a| a.as_primitive::<UInt64Type>());
     let opt_u64 = |a: Option<&arrow::array::PrimitiveArray<UInt64Type>>, i: usize| {
         a.filter(|a| a.is_valid(i)).map(|a| a.value(i))
     };
@@ -596,19 +687,123 @@ pub(crate) mod tests {
         let err = from_batch(&without).unwrap_err().to_string();
         assert!(err.contains("missing column `start_time`"), "{err}");
 
-        let index = batch.schema().index_of("bytes").unwrap();
+        let err = from_batch(&replace(
+            &batch,
+            "bytes",
+            Arc::new(StringArray::from(vec!["1500"])),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "column `bytes` has type Utf8, expected a non-negative integer"
+        );
+        let err = from_batch(&replace(
+            &batch,
+            "packets",
+            Arc::new(Int64Array::from(vec![-1])),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "column `packets`, row 0: -1 is not a non-negative integer"
+        );
+        let err = from_batch(&replace(
+            &batch,
+            "protocol",
+            Arc::new(Int64Array::from(vec![None])),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "column `protocol`, row 0: null where a value is required"
+        );
+    }
+
+    /// `batch` with the column `name` replaced (its field typed and
+    /// nullable as the new array).
+    fn replace(batch: &RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
+        let index = batch.schema().index_of(name).unwrap();
         let mut columns = batch.columns().to_vec();
-        columns[index] = Arc::new(arrow::array::Int64Array::from(vec![1500]));
         let mut fields: Vec<Field> = batch
             .schema()
             .fields()
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        fields[index] = Field::new("bytes", DataType::Int64, false);
-        let mistyped = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-        let err = from_batch(&mistyped).unwrap_err().to_string();
-        assert_eq!(err, "column `bytes` has type Int64, expected UInt64");
+        fields[index] = Field::new(name, array.data_type().clone(), true);
+        columns[index] = array;
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    /// The columns every Spark reads without flags: microsecond UTC times,
+    /// signed counters, nothing it widens to a decimal.
+    #[test]
+    fn the_schema_is_what_spark_reads() {
+        for field in flow_schema().fields() {
+            let ok = match field.data_type() {
+                DataType::Timestamp(unit, zone) => {
+                    *unit == TimeUnit::Microsecond && zone.as_deref() == Some("UTC")
+                }
+                DataType::UInt64 | DataType::UInt32 => false,
+                _ => true,
+            };
+            assert!(ok, "{field}");
+        }
+        assert_eq!(SCHEMA_VERSION, "3");
+    }
+
+    #[test]
+    fn times_are_written_in_microseconds_rounded_down() {
+        let mut record = sample(1);
+        record.start_ns = 1_700_000_000_123_456_789;
+        record.end_ns = -1_001; // before the epoch: still rounded down
+        let batch = to_batch(&[record]);
+        let written = batch
+            .column_by_name("start_time")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+            .value(0);
+        assert_eq!(written, 1_700_000_000_123_456);
+        let read = &from_batch(&batch).unwrap()[0];
+        assert_eq!(
+            (read.start_ns, read.end_ns),
+            (1_700_000_000_123_456_000, -2_000)
+        );
+    }
+
+    /// What Spark hands `mapInArrow` (and writes back): `short`/`int`/`long`
+    /// for the integers, microsecond times in the session's zone, large
+    /// strings; read as the same records.
+    #[test]
+    fn spark_types_read_as_the_same_records() {
+        let records = vec![sample(40000), sample(40001)];
+        let batch = to_batch(&records);
+        let spark = |name: &str, to: DataType| {
+            arrow::compute::cast(batch.column_by_name(name).unwrap(), &to).unwrap()
+        };
+        let mut widened = batch.clone();
+        for (name, to) in [
+            ("ip_version", DataType::Int16),
+            ("protocol", DataType::Int16),
+            ("tcp_flags", DataType::Int16),
+            ("src_port", DataType::Int32),
+            ("dst_port", DataType::Int32),
+            ("vlan_id", DataType::Int32),
+            ("icmp_type", DataType::Int16),
+            (
+                "start_time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("Europe/Amsterdam".into())),
+            ),
+            ("end_time", DataType::Timestamp(TimeUnit::Microsecond, None)),
+            ("host", DataType::LargeUtf8),
+            ("verdict", DataType::Utf8View),
+        ] {
+            widened = replace(&widened, name, spark(name, to));
+        }
+        assert_eq!(from_batch(&widened).unwrap(), records);
     }
 
     #[test]
