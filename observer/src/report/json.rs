@@ -4,11 +4,11 @@
 
 use serde::Serialize;
 
-use super::{Connection, DnsSummary, Loss, PathCount, Summary};
+use super::{Connection, DnsSummary, Judgement, Loss, PathCount, Summary};
 use std::collections::BTreeMap;
 
 /// The format tag at the top of every document.
-pub const FORMAT: &str = "observer-report/1";
+pub(crate) const FORMAT: &str = "observer-report/1";
 
 #[derive(Serialize)]
 struct Document<'a> {
@@ -23,19 +23,23 @@ struct Document<'a> {
 struct Totals<'a> {
     records: usize,
     unclassified_records: usize,
+    /// Only when there are some (records classified by a newer observer).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    unknown_verdicts: &'a BTreeMap<String, usize>,
     connections: usize,
-    by_verdict: &'a BTreeMap<String, usize>,
-    by_dependency: &'a BTreeMap<String, BTreeMap<String, usize>>,
+    by_verdict: &'a BTreeMap<Judgement, usize>,
+    by_dependency: &'a BTreeMap<String, BTreeMap<Judgement, usize>>,
     by_path: &'a [PathCount],
 }
 
 /// Renders `summary` as one pretty-printed JSON document.
-pub fn render(summary: &Summary) -> String {
+pub(crate) fn render(summary: &Summary) -> String {
     let doc = Document {
         format: FORMAT,
         summary: Totals {
             records: summary.records,
             unclassified_records: summary.unclassified,
+            unknown_verdicts: &summary.unknown_verdicts,
             connections: summary.connections.len(),
             by_verdict: &summary.by_verdict,
             by_dependency: &summary.by_dependency,
