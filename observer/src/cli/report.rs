@@ -1,6 +1,6 @@
 //! `observer report`: one line per connection (both directions, every
 //! observation point), problems first, counts by verdict, dependency and
-//! path; `--format text|json|junit|html`, written by [`report::write`];
+//! path; `--format text|json|junit|html`, written by `report::write`;
 //! `--fail-on` turns findings into a non-zero exit for CI.
 
 use std::{path::PathBuf, process::ExitCode};

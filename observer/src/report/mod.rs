@@ -1,17 +1,17 @@
 //! The report: ONE summary model of classified flows, one renderer per
-//! output format, and ONE way to write a report ([`write`]): `observer
+//! output format, and ONE way to write a report (`write`): `observer
 //! report`, `observer classify`, `lab exec` and `lab run` all go through
 //! it. Renderers only read the model.
 //!
 //! | file | owns |
 //! |---|---|
-//! | `mod.rs` | [`Format`] (a format and what it needs besides the summary), [`render`], [`write`] and the other writers of report files ([`write_index`], [`write_suites`]), [`WriteError`] |
-//! | [`summary`] | [`Summary`]: connections (both directions and every observation point of one conversation grouped like an RFC 5103 biflow, judged once), verdict counts ([`Judgement`]), DNS findings, capture loss; verdict names parsed once, here |
-//! | [`fail_on`] | [`FailOn`]: `--fail-on` |
-//! | [`text`] | the report for people: problems first, then counts |
-//! | [`json`] | one JSON document (field names are a contract, see the README) |
-//! | [`junit`] | JUnit XML for CI test reporters: one test case per connection |
-//! | [`html`] | one self-contained HTML page: leaks first, Sankey, topology, DNS, table, time (ECharts embedded); the lab's index page |
+//! | `mod.rs` | `Format` (a format and what it needs besides the summary), `render`, `write` and the other writers of report files (`write_index`, `write_suites`), `WriteError` |
+//! | `summary` | [`Summary`]: connections (both directions and every observation point of one conversation grouped like an RFC 5103 biflow, judged once), verdict counts ([`Judgement`]), DNS findings, capture loss; verdict names parsed once, here |
+//! | `fail_on` | [`FailOn`]: `--fail-on` |
+//! | `text` | the report for people: problems first, then counts |
+//! | `json` | one JSON document (field names are a contract, see the README) |
+//! | `junit` | JUnit XML for CI test reporters: one test case per connection |
+//! | `html` | one self-contained HTML page: leaks first, Sankey, topology, DNS, table, time (ECharts embedded); the lab's index page |
 //!
 //! The verdicts' names, colours, fixes and severities are
 //! [`crate::verdict::Verdict`]'s, not the report's.
