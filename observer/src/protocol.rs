@@ -41,13 +41,6 @@ impl IpProtocol {
 
     /// Lower case, as the report lists connections: `tcp`, `udp`, `icmp`
     /// (v4 and v6), else `ip-N`.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for the report's protocol column (report/mod.rs `protocol_name`), moved by the report's branch"
-        )
-    )]
     pub fn lower(self) -> Cow<'static, str> {
         match self {
             Self::TCP => "tcp".into(),

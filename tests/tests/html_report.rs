@@ -154,7 +154,7 @@ fn the_html_report_of_a_lab_scenario_renders_offline_in_chromium() -> anyhow::Re
                 summary
                     .connections
                     .iter()
-                    .filter(|c| c.verdict.as_deref() == Some(verdict))
+                    .filter(|c| c.verdict.is_some_and(|v| v.as_str() == verdict))
                     .count() as u64
             ),
             "{scheme}: the verdict filter"

@@ -11,7 +11,7 @@ use crate::{
     dns::{self, DnsAnswer, DnsTracker},
     files::{ParquetFiles, check_writable, reader},
     flow::FlowRecord,
-    report::Summary,
+    report::{self, Summary},
 };
 
 #[derive(Debug, Args)]
@@ -72,7 +72,7 @@ impl ClassifyArgs {
             dns_out.push(a);
         }
         dns_out.flush(&metadata)?;
-        print!("{}", crate::report::text::render(&summary));
+        report::write(&summary, &report::Format::Text, None)?;
         if let Some(path) = written {
             println!("\nwrote {}", path.display());
         } else {
