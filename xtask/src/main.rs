@@ -7,6 +7,8 @@ mod bench_import;
 mod demo;
 mod lab;
 mod setup;
+mod spark;
+mod wheel;
 
 use std::{
     path::{Path, PathBuf},
@@ -31,7 +33,9 @@ enum Task {
     /// Build the observer (release, with its eBPF program).
     Build,
     /// Every test: unprivileged unit tests, then the network-namespace suite
-    /// (needs root). Arguments after `--` filter the namespace tests.
+    /// and the Python wheel's pytest on Spark 4.0 and 3.5 (need root).
+    /// Arguments after `--` filter the namespace tests; `-- spark` runs
+    /// only the Python step.
     Test {
         #[arg(last = true)]
         filter: Vec<String>,
@@ -45,6 +49,9 @@ enum Task {
     },
     /// Benchmarks of the capture path (needs root); writes target/bench/*.json.
     Bench(bench::BenchArgs),
+    /// The Python wheel (`observer_py`: classifier and Spark helpers) into
+    /// target/wheels/, with maturin; stable Rust and Python only.
+    Wheel,
     /// `observer lab ARGS...` with the release observer (needs root):
     /// list, up, down, status, run, exec.
     Lab {
@@ -82,6 +89,7 @@ fn main() -> ExitCode {
         Task::Demo { out } => demo::run(out),
         Task::Bench(args) => bench::run(&args),
         Task::Lab { args } => lab::run(&args),
+        Task::Wheel => wheel::build().map(drop),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -169,6 +177,11 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
             .env("OBSERVER_NODE_MODULES", &node_modules));
         if let Err(error) = result {
             failed.push(format!("namespace tests: {error:#}"));
+        }
+        // The Python step: with no filter, or asked for by name.
+        if (filter.is_empty() || filter == ["spark"]) && !interrupted() {
+            eprintln!("xtask: Python wheel on Spark");
+            failed.extend(spark::test(&observer, &node_modules));
         }
         sweep();
         let left: Vec<String> = std::fs::read_dir("/run/netns")

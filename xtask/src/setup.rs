@@ -50,12 +50,85 @@ const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("duckdb", "duckdb"),
     ("azure.storage.blob", "azure-storage-blob"),
     ("prometheus_client", "prometheus_client"),
+    // Builds the observer_py wheel (`cargo xtask wheel`).
+    ("maturin", "maturin"),
 ];
 
 /// npm packages the tests use, under `target/tools/npm`: Azurite (the
 /// import tests) and playwright-core (the HTML report test drives Debian's
 /// chromium with it; 1.55.1 is the last that runs on Debian 12's Node 18).
 const NPM_PACKAGES: &[(&str, &str)] = &[("azurite", "3"), ("playwright-core", "1.55.1")];
+
+/// The pyspark lines the wheel is tested on, one venv each (they cannot
+/// share one): 4.0 is Databricks 17.3 LTS's Spark, 3.5 Fabric runtime
+/// 1.3's and Synapse's.
+pub const PYSPARK_LINES: &[(&str, &str)] = &[
+    ("spark40", "pyspark>=4.0,<4.1"),
+    ("spark35", "pyspark>=3.5,<3.6"),
+];
+
+/// What the Spark tests import besides pyspark (pandas: pyspark's Arrow
+/// paths check for it; the Blob client fills Azurite).
+const SPARK_PACKAGES: &[(&str, &str)] = &[
+    ("pyarrow", "pyarrow"),
+    ("pandas", "pandas"),
+    ("pytest", "pytest"),
+    ("azure.storage.blob", "azure-storage-blob"),
+];
+
+/// A venv `target/tools/NAME` with pyspark of `spec` and [`SPARK_PACKAGES`]
+/// (filled only when something is missing; Java for Spark from Debian);
+/// returns its python.
+pub fn spark_tools(name: &str, spec: &str) -> anyhow::Result<std::path::PathBuf> {
+    packages(&[("java", "openjdk-17-jre-headless")])?;
+    let venv = tools_dir().join(name);
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        eprintln!("xtask: creating {}", venv.display());
+        sh(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let imports = |module: &str| {
+        Command::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let mut missing: Vec<&str> = SPARK_PACKAGES
+        .iter()
+        .filter(|(module, _)| !imports(module))
+        .map(|(_, package)| *package)
+        .collect();
+    // The installed pyspark must be of the line asked for.
+    let line = spec
+        .split(">=")
+        .nth(1)
+        .and_then(|v| v.split(',').next())
+        .unwrap_or_default();
+    let pyspark_ok = Command::new(&python)
+        .args(["-c", "import pyspark; print(pyspark.__version__)"])
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(line));
+    if !pyspark_ok {
+        missing.push(spec);
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "xtask: pip install {} into {}",
+            missing.join(" "),
+            venv.display()
+        );
+        sh(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(&missing))?;
+    }
+    Ok(python)
+}
 
 /// Where the project-local tools live: `target/tools/{venv,npm}`.
 pub fn tools_dir() -> std::path::PathBuf {

@@ -1,6 +1,8 @@
 //! Pairing the two directions of a TCP flow seen on one interface: did the
 //! remote end answer the SYN ([`Answer`])? Only interfaces where both
 //! directions were watched can tell; elsewhere the answer is unknown.
+//! Which interfaces those are is learnt from the records, or given when the
+//! records are one part of a larger set (see [`super::Classifier::classify_part`]).
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -27,7 +29,13 @@ pub(crate) enum Answer {
 }
 
 /// Pairs each TCP record with the reverse direction on the same interface.
-pub(super) fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
+/// `both_ways`: interfaces known to have been watched both ways besides
+/// those where `records` show both directions.
+pub(super) fn answers(
+    records: &[FlowRecord],
+    ase: Ipv4Net,
+    both_ways: &std::collections::HashSet<String>,
+) -> Vec<Answer> {
     // Keys borrow the interface name (no reference-count traffic) and use
     // the cheap hasher: this pass runs over every record.
     type Key<'a> = (&'a str, IpAddr, Option<u16>, IpAddr, Option<u16>);
@@ -44,6 +52,9 @@ pub(super) fn answers(records: &[FlowRecord], ase: Ipv4Net) -> Vec<Answer> {
         }
     }
     seen.retain(|_, dirs| *dirs == (true, true));
+    for iface in both_ways {
+        seen.insert(iface, (true, true));
+    }
     if seen.is_empty() {
         // Without both directions there is nothing to pair.
         return vec![Answer::Unknown; records.len()];

@@ -6,7 +6,7 @@
 //! The keys are small and no adversary chooses them, so the index hashes
 //! with FxHash (`rustc-hash`), far cheaper than SipHash here.
 
-use std::{hash::Hash, net::IpAddr, sync::Arc};
+use std::{collections::HashSet, hash::Hash, net::IpAddr, sync::Arc};
 
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
@@ -22,8 +22,18 @@ impl Classifier {
     /// names; records sharing those share one decision, computed once (with
     /// its reason text) and copied to each of them.
     pub fn classify_all(&self, records: &mut [FlowRecord]) {
+        self.classify_part(records, &HashSet::new());
+    }
+
+    /// Classifies `records` that are one part of a larger set, as
+    /// [`Classifier::classify_all`] would in the whole set, when the part
+    /// holds both directions of each of its connections (Spark's groups):
+    /// `both_ways` names the interfaces on which the whole set has records
+    /// of both directions (where a missing answer means unanswered, not
+    /// unwatched).
+    pub fn classify_part(&self, records: &mut [FlowRecord], both_ways: &HashSet<String>) {
         let ase = self.topology.ase_subnet().prefix;
-        let answers = answers(records, ase);
+        let answers = answers(records, ase, both_ways);
         let mut routes = FxHashMap::default();
         let mut table: Vec<Classification> = Vec::new();
         let mut slots: Vec<u32> = Vec::with_capacity(records.len());

@@ -18,6 +18,7 @@
 //! | `inbound.rs` | verdicts of flows the remote end opened: the destination's NSG, management replies |
 //! | `dns.rs` | `Classifier::judge_dns`: the verdict of one DNS answer |
 //! | `answers.rs` | pairing TCP directions on one interface: `Answer` (answered, unanswered, refused) |
+//! | `recorded.rs` | [`Recorded`]: post-hoc classification with the recorded DNS answers (`observer classify`, the Python wheel); [`Classifier::load`] |
 //! | `tests.rs` | table-driven checks of every verdict on the scenario topologies |
 
 mod answers;
@@ -27,6 +28,7 @@ mod inbound;
 mod index;
 mod memo;
 mod outbound;
+mod recorded;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -35,6 +37,7 @@ use rustc_hash::FxHashMap;
 
 pub(crate) use self::answers::Answer;
 use self::index::Known;
+pub use self::recorded::{LoadError, Recorded};
 pub(crate) use crate::verdict::Verdict;
 use crate::{
     catalog::{Catalog, Dependency, Destination},

@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
-    dns::{self, DnsAnswer, DnsTracker},
+    classify::{Classifier, Recorded},
+    dns::{self, DnsAnswer},
     files::{ParquetFiles, check_writable, reader},
     flow::FlowRecord,
     report::{self, Summary},
@@ -32,33 +33,30 @@ pub struct ClassifyArgs {
 
 impl ClassifyArgs {
     pub fn execute(&self) -> anyhow::Result<ExitCode> {
-        let classifier = super::load_classifier(&self.topology, &self.catalog)?;
+        let classifier = Classifier::load(&self.topology, &self.catalog)?;
         check_writable(&self.out)?;
         let files = reader::read_flows(&self.inputs)?;
-        let mut dns = dns::read_recorded(&self.inputs)?;
-        let mut tracker = DnsTracker::new(usize::MAX >> 1, dns::GRACE_NS);
-        for answer in &mut dns {
-            classifier.judge_dns(answer);
-            tracker.record(answer);
-        }
+        let recorded = Recorded::new(classifier, dns::read_recorded(&self.inputs)?);
+        // The input's metadata (run, host, loss), but this version's schema
+        // (older files are read, the output is written as this version's).
         let mut metadata: Vec<(String, String)> = files
             .first()
             .map(|f| f.metadata.clone().into_iter().collect())
             .unwrap_or_default();
-        metadata.retain(|(k, _)| k != "observer.topology");
+        metadata.retain(|(k, _)| k != "observer.topology" && k != "observer.schema_version");
         metadata.push((
             "observer.topology".into(),
-            classifier.topology().name.clone(),
+            recorded.classifier().topology_name().to_owned(),
+        ));
+        metadata.push((
+            "observer.schema_version".into(),
+            crate::files::schema::SCHEMA_VERSION.into(),
         ));
         let lost = reader::lost_packets(&files);
 
         let mut records: Vec<FlowRecord> = files.into_iter().flat_map(|f| f.records).collect();
-        for r in &mut records {
-            if r.dst_name.is_none() {
-                tracker.enrich(r);
-            }
-        }
-        classifier.classify_all(&mut records);
+        recorded.classify(&mut records, &Default::default());
+        let dns = recorded.into_answers();
 
         let run_id = format!("classified-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
         let mut out = ParquetFiles::<FlowRecord>::new(&self.out, &run_id);

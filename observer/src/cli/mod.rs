@@ -87,11 +87,7 @@ fn load_classifier(
     topology: &Path,
     catalogs: &[PathBuf],
 ) -> anyhow::Result<crate::classify::Classifier> {
-    let topology = crate::topology::Topology::load(topology)?;
-    let extra: Vec<&Path> = catalogs.iter().map(PathBuf::as_path).collect();
-    let catalog =
-        crate::catalog::Catalog::load(topology.cloud, &extra).map_err(anyhow::Error::msg)?;
-    Ok(crate::classify::Classifier::new(&topology, &catalog))
+    Ok(crate::classify::Classifier::load(topology, catalogs)?)
 }
 
 impl Cli {
