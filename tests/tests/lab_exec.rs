@@ -63,7 +63,7 @@ fn connection<'a>(report: &'a serde_json::Value, addr: &str, port: u64) -> &'a s
 
 /// Lab namespaces made by the process `pid`.
 fn namespaces_of(pid: u32) -> Vec<String> {
-    observer::lab::build::list()
+    observer::lab::teardown::list()
         .into_iter()
         .filter(|n| n.starts_with(&format!("oblab-{pid}-")))
         .collect()
@@ -455,7 +455,7 @@ print("udp", u.recv(100).decode())
         text(&curl.stderr)
     );
     assert!(down.status.success(), "{}", text(&down.stderr));
-    let left: Vec<String> = observer::lab::build::list()
+    let left: Vec<String> = observer::lab::teardown::list()
         .into_iter()
         .filter(|n| n.starts_with(&format!("obup-{name}-")))
         .collect();

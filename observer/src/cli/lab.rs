@@ -15,11 +15,14 @@ use clap::{Args, Subcommand};
 
 use crate::{
     lab::{
-        build::{self, Lab, LabOptions, PERSISTENT_PREFIX},
+        build::Lab,
         exec::{self, ExecConfig},
+        helpers::LabOptions,
+        netns::NETNS_ETC,
+        plan::{EPHEMERAL_PREFIX, PERSISTENT_PREFIX, Role},
         scenario::{self, RunConfig, ScenarioResult},
         serve::{self, ServeConfig},
-        topologies,
+        teardown, topologies,
     },
     report::{self, FailOn, junit},
     topology::Topology,
@@ -136,7 +139,7 @@ impl LabArgs {
             LabCommand::Up { topology, name } => up(topology, name.as_deref()),
             LabCommand::Down { name } => {
                 need_root()?;
-                let removed = build::down(name)?;
+                let removed = teardown::down(name)?;
                 if removed.is_empty() {
                     bail!("no lab named {name} (see `observer lab status`)");
                 }
@@ -144,7 +147,7 @@ impl LabArgs {
                 Ok(ExitCode::SUCCESS)
             }
             LabCommand::Status => {
-                let names = build::list();
+                let names = teardown::list();
                 if names.is_empty() {
                     println!("no lab namespaces");
                 }
@@ -200,17 +203,17 @@ fn up(topology: &str, name: Option<&str>) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&scratch);
     let topology = loaded?;
     let name = name.unwrap_or(&topology.name).to_string();
-    let _ = build::down(&name);
+    let _ = teardown::down(&name);
     let options = LabOptions {
         helper: this_binary()?,
         persistent: true,
     };
     let lab = Lab::build(&topology, format!("{PERSISTENT_PREFIX}-{name}"), &options)?;
-    let ase = lab.ns("ase").name().to_string();
+    let ase = lab.ns(Role::APP).name().to_string();
     println!("lab {name} is up: {}", lab.namespace_names().join(", "));
     println!(
         "resolver: {}/{ase}/resolv.conf (search {})",
-        build::NETNS_ETC,
+        NETNS_ETC,
         lab.search_domain()
     );
     let example = topology
@@ -239,7 +242,7 @@ fn run(
         out: out.clone(),
         scenario,
     };
-    crate::lab::netns::sweep_stale(build::EPHEMERAL_PREFIX);
+    crate::lab::netns::sweep_stale(EPHEMERAL_PREFIX);
     let mut results = Vec::new();
     let mut pages = Vec::new();
     for arg in topologies_args {

@@ -28,8 +28,10 @@ use crate::{
 };
 
 use crate::lab::{
-    build::{EPHEMERAL_PREFIX, Lab, LabOptions, NETNS_ETC, PERSISTENT_PREFIX},
-    netns::sweep_stale,
+    build::Lab,
+    helpers::LabOptions,
+    netns::{NETNS_ETC, sweep_stale},
+    plan::{EPHEMERAL_PREFIX, PERSISTENT_PREFIX, Role},
     scenario::{Observers, read_back},
     topologies,
 };
@@ -190,7 +192,7 @@ pub fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
     phase("drain", &mut outcome);
     if config.keep {
         outcome.kept = lab
-            .base
+            .base()
             .strip_prefix(&format!("{PERSISTENT_PREFIX}-"))
             .map(str::to_string);
         lab.persist();
@@ -344,7 +346,7 @@ fn identity(uid: libc::uid_t, gid: libc::gid_t) -> Identity {
 /// Runs COMMAND in the lab's first app instance and waits for it,
 /// forwarding SIGINT/SIGTERM that other processes send to this one.
 fn run_command(lab: &Lab, config: &ExecConfig) -> anyhow::Result<ExitStatus> {
-    let ns = lab.ns("ase").name().to_string();
+    let ns = lab.ns(Role::APP).name().to_string();
     let netns = File::open(Path::new("/run/netns").join(&ns))
         .with_context(|| format!("opening network namespace {ns}"))?;
     let resolv = Path::new(NETNS_ETC).join(&ns).join("resolv.conf");

@@ -31,6 +31,11 @@ pub enum NetnsError {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Where `ip netns exec` finds per-namespace files (`resolv.conf`).
+pub const NETNS_ETC: &str = "/etc/netns";
+/// The lab's runtime files, one directory per lab (`RUN_DIR/BASE`).
+pub const RUN_DIR: &str = "/run/observer-lab";
+
 /// A network namespace deleted on drop. Its name is `PREFIX-PID-N`.
 #[derive(Debug)]
 pub struct Netns {
@@ -176,12 +181,21 @@ pub fn sweep_stale(prefix: &str) -> Vec<String> {
         };
         if !Path::new(&format!("/proc/{pid}")).exists() && cmd::ip(["netns", "del", &name]).is_ok()
         {
-            // The namespace's resolver configuration (`/etc/netns/NAME`).
-            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&name));
+            remove_netns_etc(&name);
             removed.push(name);
         }
     }
     removed
+}
+
+/// Removes `/etc/netns/NAME` (the namespace's resolver configuration).
+pub fn remove_netns_etc(name: &str) {
+    let dir = Path::new(NETNS_ETC).join(name);
+    if dir.exists()
+        && let Err(error) = std::fs::remove_dir_all(&dir)
+    {
+        eprintln!("lab: could not remove {}: {error}", dir.display());
+    }
 }
 
 /// A background process stopped on drop: SIGTERM, then SIGKILL after 3 s.
