@@ -19,7 +19,7 @@ use crate::{
         exec::{self, ExecConfig},
         helpers::LabOptions,
         netns::NETNS_ETC,
-        plan::{EPHEMERAL_PREFIX, PERSISTENT_PREFIX, Role},
+        plan::{PERSISTENT_PREFIX, Role},
         scenario::{self, RunConfig, ScenarioResult},
         serve::{self, ServeConfig},
         teardown, topologies,
@@ -74,6 +74,10 @@ enum LabCommand {
     /// observation point; report its connections; exit with COMMAND's
     /// non-zero status, else 1 when a `--fail-on` verdict was seen, else 0.
     Exec(ExecArgs),
+    /// Removes an ephemeral lab once its process has ended (started by the
+    /// lab itself).
+    #[command(hide = true)]
+    Guard { base: String },
     /// The lab's servers in one namespace (started by the lab itself).
     #[command(hide = true)]
     Serve {
@@ -139,11 +143,14 @@ impl LabArgs {
             LabCommand::Up { topology, name } => up(topology, name.as_deref()),
             LabCommand::Down { name } => {
                 need_root()?;
-                let removed = teardown::down(name)?;
-                if removed.is_empty() {
+                let down = teardown::down(name)?;
+                if !down.stale.is_empty() {
+                    println!("removed stale {}", down.stale.join(", "));
+                }
+                if down.removed.is_empty() {
                     bail!("no lab named {name} (see `observer lab status`)");
                 }
-                println!("removed {}", removed.join(", "));
+                println!("removed {}", down.removed.join(", "));
                 Ok(ExitCode::SUCCESS)
             }
             LabCommand::Status => {
@@ -170,6 +177,10 @@ impl LabArgs {
                 html.as_deref(),
             ),
             LabCommand::Exec(args) => Ok(args.execute()),
+            LabCommand::Guard { base } => {
+                teardown::guard(base)?;
+                Ok(ExitCode::SUCCESS)
+            }
             LabCommand::Serve { tcp, udp, name } => {
                 let mut names = std::collections::BTreeMap::new();
                 for n in name {
@@ -242,7 +253,6 @@ fn run(
         out: out.clone(),
         scenario,
     };
-    crate::lab::netns::sweep_stale(EPHEMERAL_PREFIX);
     let mut results = Vec::new();
     let mut pages = Vec::new();
     for arg in topologies_args {

@@ -2,19 +2,21 @@
 //! veth pairs: the ASE subnet is a real L2 segment; every other link is a
 //! /30 transit in 169.254.0.0/16 (link-local, never routed anywhere else).
 //!
-//! [`Lab`] owns the lifecycle: it reads the [`Plan`], creates the
-//! namespaces ([`Fabric`]), runs the build steps in order (each a module
-//! of its own that reads the plan and acts on the fabric), keeps the
-//! helpers ([`Helpers`]) and tears everything down on drop, also after a
-//! failed step. A new role adds its variant in [`Role`], its namespace in
-//! [`Plan::new`] and its step in [`Lab::create`].
+//! [`Lab`] owns the lifecycle: it removes stale labs of killed runs, reads
+//! the [`Plan`], starts the lab's [`Guard`] (ephemeral labs), creates the
+//! namespaces ([`Fabric`]) and the runtime directory, runs the build steps
+//! in order (each a module of its own that reads the plan and acts on the
+//! fabric), keeps the helpers ([`Helpers`]) and tears everything down on
+//! drop, also after a failed step. A new role adds its variant in
+//! [`Role`], its namespace in [`Plan::new`] and its step in
+//! [`Lab::create`].
 //!
 //! A lab is live while it exists: every app instance has a resolver
 //! configuration naming the topology's DNS servers, and every backend,
 //! private endpoint, public endpoint and on-premises host is served for
 //! the lab's whole life.
 
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use anyhow::Context as _;
 
@@ -24,20 +26,28 @@ use crate::{
         fabric::Fabric,
         helpers::{Helpers, LabOptions},
         inbound,
-        netns::Netns,
+        netns::{self, Netns},
         plan::{EPHEMERAL_PREFIX, Plan, Role},
-        routing, servers, teardown, wiring,
+        routing, servers,
+        teardown::Guard,
+        wiring,
     },
     topology::Topology,
 };
 
-/// A built lab. Dropping it tears everything down (processes first).
+/// A built lab. Dropping it tears everything down: processes first, then
+/// the runtime directory, the namespaces, and last the guard (fields drop
+/// in this order after [`Lab`]'s own `drop`).
 #[derive(Debug)]
 pub struct Lab {
     plan: Plan,
     /// dnsmasq and the servers.
     helpers: Helpers,
+    /// The runtime directory, removed on drop unless the lab is kept.
+    run_dir: Option<PathBuf>,
     fabric: Fabric,
+    /// Removes the lab should this process die without dropping it.
+    guard: Option<Guard>,
 }
 
 /// A step run once every interface of a lab exists, before its routes,
@@ -76,14 +86,34 @@ impl Lab {
         after_links: AfterLinks<'_>,
     ) -> anyhow::Result<Self> {
         check_supported(topology)?;
+        for name in netns::sweep_stale(EPHEMERAL_PREFIX) {
+            tracing::info!("removed {name}, left by a killed lab");
+        }
         let plan = Plan::new(topology.clone(), base);
-        let helpers = Helpers::new(options.clone(), plan.run_dir());
-        let fabric =
-            Fabric::create(&plan).with_context(|| format!("building lab {}", plan.base))?;
+        let context = || format!("building lab {}", plan.base);
+        // First, so that nothing made below outlives a kill of this process.
+        let guard = (!options.persistent)
+            .then(|| Guard::start(&options.helper, &plan.base))
+            .transpose()
+            .with_context(context)?;
+        let run_dir = plan.run_dir();
+        std::fs::create_dir_all(&run_dir)
+            .with_context(|| format!("creating {}", run_dir.display()))
+            .with_context(context)?;
+        let helpers = Helpers::new(options.clone(), run_dir.clone());
+        let fabric = match Fabric::create(&plan) {
+            Ok(fabric) => fabric,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&run_dir);
+                return Err(anyhow::Error::new(error).context(context()));
+            }
+        };
         let mut lab = Self {
             plan,
             helpers,
+            run_dir: Some(run_dir),
             fabric,
+            guard,
         };
         // On error, `lab` drops here and removes what was made.
         lab.create(after_links)
@@ -120,6 +150,10 @@ impl Lab {
     pub fn persist(mut self) {
         self.helpers.persist();
         self.fabric.persist();
+        self.run_dir = None;
+        if let Some(guard) = self.guard.take() {
+            guard.disarm();
+        }
     }
 
     pub fn topology(&self) -> &Topology {
@@ -169,10 +203,19 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.helpers.stop();
         // What the user's command left running in an app instance.
-        for app in self.plan.apps().filter(|&a| self.fabric.has(a)) {
-            teardown::kill_processes_in(self.fabric.ns(app).name());
+        let apps: Vec<String> = self
+            .plan
+            .apps()
+            .filter(|&a| self.fabric.has(a))
+            .map(|a| self.fabric.ns(a).name().to_string())
+            .collect();
+        netns::stop_processes_in(&apps, std::time::Duration::ZERO);
+        if let Some(dir) = self.run_dir.take()
+            && let Err(error) = std::fs::remove_dir_all(&dir)
+        {
+            eprintln!("lab: could not remove {}: {error}", dir.display());
         }
-        // The fabric (namespaces, resolvers) drops after this body.
+        // Then the fabric (namespaces, resolvers) and the guard drop.
     }
 }
 

@@ -30,8 +30,8 @@ use crate::{
 use crate::lab::{
     build::Lab,
     helpers::LabOptions,
-    netns::{NETNS_ETC, sweep_stale},
-    plan::{EPHEMERAL_PREFIX, PERSISTENT_PREFIX, Role},
+    netns::NETNS_ETC,
+    plan::{PERSISTENT_PREFIX, Role},
     scenario::{Observers, read_back},
     topologies,
 };
@@ -157,7 +157,6 @@ pub fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
     // A topology error fails before anything is built.
     let path = topologies::resolve(&config.topology, &out.join("topology"))?;
     let topology = Topology::load(&path)?;
-    sweep_stale(EPHEMERAL_PREFIX);
 
     let options = LabOptions {
         helper: config.observer.clone(),

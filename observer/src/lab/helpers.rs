@@ -59,7 +59,8 @@ impl Helpers {
         if self.options.persistent {
             detach(command);
         } else {
-            die_with_parent(command);
+            // Nothing to flush: SIGKILL.
+            die_with_parent(command, libc::SIGKILL);
         }
     }
 
@@ -111,10 +112,6 @@ impl Helpers {
         records: Vec<String>,
         label: &str,
     ) -> anyhow::Result<()> {
-        let base = self.run_dir.file_name().map_or_else(
-            || "observer-lab".into(),
-            |n| n.to_string_lossy().into_owned(),
-        );
         let mut args = vec![
             "--keep-in-foreground".to_string(),
             "--no-resolv".into(),
@@ -123,14 +120,17 @@ impl Helpers {
             format!("--listen-address={listen}"),
             "--port=53".into(),
             "--log-facility=-".into(),
-            // dnsmasq removes its pid file on exit: never point it at a shared path.
+            // In the lab's runtime directory, removed with the lab (dnsmasq
+            // leaves it behind when killed).
             format!(
                 "--pid-file={}",
-                std::env::temp_dir()
-                    .join(format!("{base}-dnsmasq-{listen}.pid"))
-                    .display()
+                self.run_dir.join(format!("dnsmasq-{listen}.pid")).display()
             ),
+            // dnsmasq's default group is `dip`; changing it would clear the
+            // parent-death signal (prctl(2)), and dnsmasq would outlive a
+            // killed lab. Staying root:root keeps it.
             "--user=root".into(),
+            "--group=root".into(),
             "--local-ttl=60".into(),
         ];
         args.extend(records);
@@ -178,16 +178,22 @@ impl Drop for Helpers {
     }
 }
 
-/// Kills a helper process when the lab process dies, even by SIGKILL, and
-/// keeps it out of the terminal's process group (Ctrl-C reaches the lab's
-/// owner, which stops helpers in order).
-pub(crate) fn die_with_parent(command: &mut Command) {
+/// Sends `signal` to a helper process when the lab process dies, even by
+/// SIGKILL (SIGTERM for observers, which then write their last Parquet;
+/// SIGKILL for helpers with nothing to flush), and keeps it out of the
+/// terminal's process group (Ctrl-C reaches the lab's owner, which stops
+/// helpers in order).
+///
+/// The signal is tied to the thread that spawns the helper, and a change
+/// of the helper's credentials clears it: spawn from the thread that owns
+/// the lab, and keep helpers from switching user or group.
+pub(crate) fn die_with_parent(command: &mut Command, signal: libc::c_int) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: prctl and setpgid are async-signal-safe; nothing else runs
     // before exec.
     unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, signal);
             libc::setpgid(0, 0);
             Ok(())
         });

@@ -372,7 +372,8 @@ fn spawn_observer(
     command.stderr(
         std::fs::File::create(out.join("observer.log")).context("creating the observer log")?,
     );
-    die_with_parent(&mut command);
+    // SIGTERM: a killed lab's observers still write complete Parquet.
+    die_with_parent(&mut command, libc::SIGTERM);
     Ok(Process::spawn(
         &mut command,
         &format!("observer in {netns}"),
