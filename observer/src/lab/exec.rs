@@ -9,6 +9,9 @@
 //! forwarded to COMMAND (a terminal's Ctrl-C already reaches COMMAND, which
 //! shares the terminal's process group); either way the capture is still
 //! stopped cleanly and written, and the lab is torn down.
+//! SIGKILL, which no handler sees: COMMAND and the observers get SIGTERM
+//! from their parent-death signal (the observers still write their
+//! Parquet), and the lab's guard removes the rest (`lab::teardown`).
 
 use std::{
     ffi::{CString, OsString},

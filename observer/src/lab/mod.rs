@@ -8,27 +8,27 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | [`cmd`] | the one checked way to run `ip`, `nft` (scripts on stdin), `sysctl` |
-//! | [`netns`] | RAII namespaces, veth pairs, background processes; the sweep of stale namespaces |
-//! | [`plan`] | roles ([`plan::Role`]) and namespace names, transit addresses, which address lives where |
-//! | [`fabric`] | the lab's namespaces by role; link, address, route, nft on them |
-//! | [`helpers`] | starting dnsmasq and `lab serve` (dying with the lab or detached), waiting for them |
-//! | [`wiring`] | step: the ASE subnet, the router's legs, the hosts' addresses |
-//! | [`routing`] | step: the router's table from the effective routes, its NSG ruleset |
-//! | [`edges`] | step: return routes, SNAT at the internet edge and on-premises, the hosts' ACLs |
-//! | [`appliance`] | step: the virtual appliance (firewall namespace) of VirtualAppliance next hops |
-//! | [`inbound`] | step: inbound management, the VIP forwarded to the workload |
-//! | [`azure_dns`] | step: dnsmasq at 168.63.129.16, the app instances' `resolv.conf` |
-//! | [`custom_dns`] | step: the topology's custom DNS servers (in the VNet or on-premises) |
-//! | [`servers`] | step: the long-lived servers of `back`, `pub`, `onprem` |
-//! | [`build`] | [`build::Lab`]: the lifecycle, the steps in order, teardown on drop |
-//! | [`teardown`] | labs host-wide: `lab status`, `lab down` |
-//! | [`nsg`] | the topology's NSGs as the VNet router's nftables ruleset |
-//! | [`serve`] | the server process itself (`observer lab serve`): HTTP 200, TCP, UDP echo |
-//! | [`topologies`] | the scenario topologies shipped in the binary |
-//! | [`traffic`] | the scenario's client (DNS, TCP, UDP) and inbound connections |
-//! | [`scenario`] | `lab run`: observers, traffic, classification, checks |
-//! | [`exec`] | `lab exec`: the user's command in the lab, as a CI gate |
+//! | `cmd.rs` | the one checked way to run `ip`, `nft` (scripts on stdin), `sysctl` |
+//! | `netns.rs` | RAII namespaces, veth pairs, background processes; the sweep of stale namespaces |
+//! | `plan.rs` | roles (`Role`) and namespace names, transit addresses, which address lives where |
+//! | `fabric.rs` | the lab's namespaces by role; link, address, route, nft on them |
+//! | `helpers.rs` | starting dnsmasq and `lab serve` (dying with the lab or detached), waiting for them |
+//! | `wiring.rs` | step: the ASE subnet, the router's legs, the hosts' addresses |
+//! | `routing.rs` | step: the router's table from the effective routes, its NSG ruleset |
+//! | `edges.rs` | step: return routes, SNAT at the internet edge and on-premises, the hosts' ACLs |
+//! | `appliance.rs` | step: the virtual appliance (firewall namespace) of VirtualAppliance next hops |
+//! | `inbound.rs` | step: inbound management, the VIP forwarded to the workload |
+//! | `azure_dns.rs` | step: dnsmasq at 168.63.129.16, the app instances' `resolv.conf` |
+//! | `custom_dns.rs` | step: the topology's custom DNS servers (in the VNet or on-premises) |
+//! | `servers.rs` | step: the long-lived servers of `back`, `pub`, `onprem` |
+//! | `build.rs` | `Lab`: the lifecycle, the steps in order, teardown on drop |
+//! | `teardown.rs` | labs host-wide: `lab status`, `lab down`, the guard that removes a killed lab |
+//! | `nsg.rs` | the topology's NSGs as the VNet router's nftables ruleset |
+//! | `serve.rs` | the server process itself (`observer lab serve`): HTTP 200, TCP, UDP echo |
+//! | `topologies.rs` | the scenario topologies shipped in the binary |
+//! | `traffic.rs` | the scenario's client (DNS, TCP, UDP) and inbound connections |
+//! | `scenario.rs` | `lab run`: observers, traffic, classification, checks |
+//! | `exec.rs` | `lab exec`: the user's command in the lab, as a CI gate |
 
 pub(crate) mod appliance;
 pub(crate) mod azure_dns;

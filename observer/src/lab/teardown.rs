@@ -1,9 +1,9 @@
 //! Labs on the host as a whole: listing their namespaces (`lab status`),
-//! removing one with everything inside it (`lab down`, [`clear`]), and the
+//! removing one with everything inside it (`lab down`, `clear`), and the
 //! guard that removes an ephemeral lab whose process died without tearing
 //! it down.
 //!
-//! The guard ([`Guard`], run as the hidden `observer lab guard BASE`) is
+//! The guard (`Guard`, run as the hidden `observer lab guard BASE`) is
 //! the lab's second line after the parent-death signals: a process of its
 //! own, outside the terminal's process group, that ignores SIGINT, SIGTERM
 //! and SIGHUP and waits for its standard input to close. The lab's process
