@@ -36,13 +36,13 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// Where `ip netns` mounts named namespaces.
 const NETNS_DIR: &str = "/run/netns";
 /// Where `ip netns exec` finds per-namespace files (`resolv.conf`).
-pub const NETNS_ETC: &str = "/etc/netns";
+pub(crate) const NETNS_ETC: &str = "/etc/netns";
 /// The lab's runtime files (dnsmasq's pid files), one directory per lab
 /// (`RUN_DIR/BASE`), removed with the lab.
-pub const RUN_DIR: &str = "/run/observer-lab";
+pub(crate) const RUN_DIR: &str = "/run/observer-lab";
 /// How long processes in a namespace being removed get after SIGTERM (an
 /// observer writes its last Parquet) before SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(20);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(20);
 /// How long SIGKILLed processes get to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -176,7 +176,7 @@ pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> Result<(), Netn
 }
 
 /// Named namespaces on the host (`ip netns list`).
-pub fn named() -> Vec<String> {
+pub(crate) fn named() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(NETNS_DIR)
         .into_iter()
         .flatten()
@@ -197,7 +197,7 @@ fn owner(name: &str, prefix: &str) -> Option<i32> {
 }
 
 /// Whether `pid` runs (a zombie has ended: its parent only has not reaped it).
-pub fn is_running(pid: i32) -> bool {
+pub(crate) fn is_running(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         // `PID (COMM) STATE ...`; COMM may hold spaces and parentheses.
         stat.rsplit_once(')')
@@ -206,13 +206,13 @@ pub fn is_running(pid: i32) -> bool {
 }
 
 /// Whether the owner of `name` (`PREFIX-PID-...`) has ended.
-pub fn owner_gone(name: &str, prefix: &str) -> bool {
+pub(crate) fn owner_gone(name: &str, prefix: &str) -> bool {
     owner(name, prefix).is_some_and(|pid| !is_running(pid))
 }
 
 /// Processes whose network namespace is one of the named namespaces
 /// `names` (what `ip netns pids` lists), never this process.
-pub fn pids_in(names: &[String]) -> Vec<i32> {
+pub(crate) fn pids_in(names: &[String]) -> Vec<i32> {
     let wanted: Vec<(u64, u64)> = names
         .iter()
         .filter_map(|n| std::fs::metadata(Path::new(NETNS_DIR).join(n)).ok())
@@ -238,7 +238,7 @@ pub fn pids_in(names: &[String]) -> Vec<i32> {
 /// Stops every process in the namespaces `names`: SIGTERM and up to
 /// `grace` to exit (zero: none), then SIGKILL; returns once none is left
 /// or the kill has had a bounded time to land.
-pub fn stop_processes_in(names: &[String], grace: Duration) {
+pub(crate) fn stop_processes_in(names: &[String], grace: Duration) {
     let signal_all = |signal: libc::c_int| {
         let pids = pids_in(names);
         for &pid in &pids {
@@ -269,7 +269,7 @@ pub fn stop_processes_in(names: &[String], grace: Duration) {
 
 /// Deletes the named namespace and its `/etc/netns` files; `Ok(false)`
 /// when it was gone already.
-pub fn delete(name: &str) -> Result<bool, CmdError> {
+pub(crate) fn delete(name: &str) -> Result<bool, CmdError> {
     remove_netns_etc(name);
     if !Path::new(NETNS_DIR).join(name).exists() {
         return Ok(false);
@@ -284,7 +284,7 @@ pub fn delete(name: &str) -> Result<bool, CmdError> {
 
 /// Removes what runs killed before their teardown left: namespaces named
 /// `PREFIX-PID-...` whose process `PID` has ended (the processes still in
-/// them first: SIGTERM, [`STOP_GRACE`], SIGKILL), their `/etc/netns`
+/// them first: SIGTERM, 20 s, SIGKILL), their `/etc/netns`
 /// files, and their runtime directories `RUN_DIR/PREFIX-PID-...`. Returns
 /// the namespaces removed.
 pub fn sweep_stale(prefix: &str) -> Vec<String> {
@@ -314,7 +314,7 @@ pub fn sweep_stale(prefix: &str) -> Vec<String> {
 }
 
 /// Removes `/etc/netns/NAME` (the namespace's resolver configuration).
-pub fn remove_netns_etc(name: &str) {
+pub(crate) fn remove_netns_etc(name: &str) {
     let dir = Path::new(NETNS_ETC).join(name);
     if let Err(error) = std::fs::remove_dir_all(&dir)
         && error.kind() != io::ErrorKind::NotFound

@@ -10,7 +10,7 @@
 //! holds the other end, so the pipe closes when that process ends, however
 //! it ends (also SIGKILL, which no handler sees). The guard then clears the
 //! lab: what still runs in its namespaces gets SIGTERM (the observers
-//! write their last Parquet), then SIGKILL after [`STOP_GRACE`]; the
+//! write their last Parquet), then SIGKILL after 20 s; the
 //! namespaces, their resolver files and the lab's runtime directory go.
 //! After a normal teardown there is nothing left, and the guard exits at
 //! once. Should the guard die too, [`sweep_stale`] at the next lab build
@@ -215,7 +215,7 @@ impl Drop for Guard {
 
 /// The guard process (`observer lab guard BASE`): waits until its standard
 /// input closes, then clears the lab `base`.
-pub fn guard(base: &str) -> Result<(), TeardownError> {
+pub(crate) fn guard(base: &str) -> Result<(), TeardownError> {
     let owner = base
         .strip_prefix(&format!("{EPHEMERAL_PREFIX}-"))
         .and_then(|rest| rest.split_once('-'))
