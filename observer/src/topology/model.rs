@@ -424,6 +424,11 @@ pub struct PrivateEndpoint {
     pub zone_linked: bool,
     #[serde(default = "https")]
     pub ports: Vec<u16>,
+    /// The target resource's `publicNetworkAccess` as Azure's export gives
+    /// it (`false`: Disabled), when known. Kept as data; classification
+    /// does not read it yet.
+    #[serde(default)]
+    pub public_network_access: Option<bool>,
 }
 
 fn https() -> Vec<u16> {
