@@ -103,7 +103,10 @@ impl ImportArgs {
             topology.private_endpoints.len(),
             topology.backends.len(),
             if self.lab {
-                format!(", {} lab flows", topology.lab.traffic.len() + topology.lab.inbound.len())
+                format!(
+                    ", {} lab flows",
+                    topology.lab.traffic.len() + topology.lab.inbound.len()
+                )
             } else {
                 String::new()
             }

@@ -108,4 +108,3 @@ fn not_azure(doc: &Arc<Doc>, node: &Node, path: &str) -> ImportError {
         "pass the output of `az ... -o json`, `az group export` or the portal's \"Export template\" (see README: Reproduce a customer's network)",
     )
 }
-

@@ -98,7 +98,11 @@ impl<'a> Ctx<'a> {
 }
 
 /// Builds the topology from everything read.
-pub(super) fn build(inputs: &Inputs, out: &Path, options: &Options) -> Result<Imported, ImportError> {
+pub(super) fn build(
+    inputs: &Inputs,
+    out: &Path,
+    options: &Options,
+) -> Result<Imported, ImportError> {
     let mut by_key: BTreeMap<String, &Resource> = BTreeMap::new();
     let mut notes = inputs.notes.clone();
     for r in &inputs.resources {
@@ -169,7 +173,10 @@ pub(super) fn build(inputs: &Inputs, out: &Path, options: &Options) -> Result<Im
     let ase_name = last_name(&ase_subnet_key).to_string();
     if !subnets.iter().any(|(k, _)| *k == ase_subnet_key) {
         return Err(ImportError::network(
-            format!("the ASE's subnet `{ase_name}` is not among VNet {}'s subnets", vnet.name),
+            format!(
+                "the ASE's subnet `{ase_name}` is not among VNet {}'s subnets",
+                vnet.name
+            ),
             "export the VNet with its subnets (`az network vnet show` lists them)",
         ));
     }
@@ -224,7 +231,10 @@ pub(super) fn build(inputs: &Inputs, out: &Path, options: &Options) -> Result<Im
         .or_else(|| host.as_ref().map(|(r, _)| r.short_name().to_string()))
         .unwrap_or_else(|| vnet.short_name().to_string());
 
-    let service_tags_file = options.service_tags.as_ref().map(|p| (relative(p, out), 0..0));
+    let service_tags_file = options
+        .service_tags
+        .as_ref()
+        .map(|p| (relative(p, out), 0..0));
     let mut service_tags = ServiceTags::default();
     for (tag, prefixes) in &ctx.expanded {
         if ctx.file_tags.get(tag).is_none()
@@ -244,7 +254,10 @@ pub(super) fn build(inputs: &Inputs, out: &Path, options: &Options) -> Result<Im
             inputs
                 .files
                 .iter()
-                .map(|f| f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned()))
+                .map(|f| f.file_name().map_or_else(
+                    || f.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
@@ -323,7 +336,10 @@ fn environment<'a>(
             format!(
                 "{} App Service Environments in the inputs ({})",
                 ases.len(),
-                ases.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+                ases.iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             "a topology describes one ASE: import each with its own VNet",
         ));
@@ -354,7 +370,10 @@ fn environment<'a>(
             (None, None) => {
                 return Err(ImportError::shape(
                     ase.origin.clone(),
-                    format!("ASE {}: kind `{kind}` is not ASEV1, ASEV2 or ASEV3", ase.name),
+                    format!(
+                        "ASE {}: kind `{kind}` is not ASEV1, ASEV2 or ASEV3",
+                        ase.name
+                    ),
                     "pass --environment asev1|asev2-external|asev2-ilb|asev3",
                 ));
             }
@@ -365,13 +384,13 @@ fn environment<'a>(
             ase,
             Some(format!("kind {kind}, internalLoadBalancingMode {mode}")),
         );
-        ctx.from("subnet:ase", ase, Some("virtualNetwork.id".into()));
+        ctx.from("ase-subnet", ase, Some("virtualNetwork.id".into()));
         return Ok((environment, subnet, Some((ase, Host::Ase))));
     }
     for site in ctx.of(types::SITE) {
         if let Some(subnet) = site_subnet(ctx, site) {
             ctx.from("environment", site, Some("VNet integration".into()));
-            ctx.from("subnet:ase", site, Some("virtualNetworkSubnetId".into()));
+            ctx.from("ase-subnet", site, Some("virtualNetworkSubnetId".into()));
             let environment = options.environment.unwrap_or(Environment::MultiTenant);
             return Ok((environment, subnet, Some((site, Host::Site))));
         }
@@ -506,7 +525,10 @@ fn subnet_nodes<'a>(ctx: &Ctx<'a>) -> Vec<(String, &'a Node)> {
     for vnet in ctx.of(types::VNET) {
         for (s, _) in items(&vnet.node, "subnets") {
             if let Some(name) = s.get("name").and_then(Node::as_str) {
-                out.push((format!("{}/subnets/{}", vnet.key(), name.to_ascii_lowercase()), s));
+                out.push((
+                    format!("{}/subnets/{}", vnet.key(), name.to_ascii_lowercase()),
+                    s,
+                ));
             }
         }
     }
@@ -594,7 +616,10 @@ fn peerings(ctx: &mut Ctx<'_>, vnet: &Resource, effective: &Effective) -> Vec<Pe
         }
     }
     for (owner, node, rel) in parts {
-        let Some(name) = node.get("name").and_then(Node::as_str).map(|n| last_name(n).to_string())
+        let Some(name) = node
+            .get("name")
+            .and_then(Node::as_str)
+            .map(|n| last_name(n).to_string())
         else {
             continue;
         };
@@ -604,7 +629,9 @@ fn peerings(ctx: &mut Ctx<'_>, vnet: &Resource, effective: &Effective) -> Vec<Pe
         if let Some(state) = node.str("peeringState")
             && !state.eq_ignore_ascii_case("Connected")
         {
-            ctx.note(format!("peering {name} is {state}: left out (Azure adds no routes for it)"));
+            ctx.note(format!(
+                "peering {name} is {state}: left out (Azure adds no routes for it)"
+            ));
             ctx.use_(owner);
             continue;
         }
@@ -616,7 +643,9 @@ fn peerings(ctx: &mut Ctx<'_>, vnet: &Resource, effective: &Effective) -> Vec<Pe
             .filter_map(v4_prefix)
             .collect();
         if space.is_empty()
-            && let Some(remote) = node.id_of("remoteVirtualNetwork").and_then(|id| ctx.get(id))
+            && let Some(remote) = node
+                .id_of("remoteVirtualNetwork")
+                .and_then(|id| ctx.get(id))
         {
             space = remote
                 .node
@@ -644,7 +673,8 @@ fn peerings(ctx: &mut Ctx<'_>, vnet: &Resource, effective: &Effective) -> Vec<Pe
     if out.is_empty() && !effective.peering.is_empty() {
         let name = "peered".to_string();
         for (prefix, source) in &effective.peering {
-            ctx.provenance.add(format!("peering:{name}"), source.clone());
+            ctx.provenance
+                .add(format!("peering:{name}"), source.clone());
             let _ = prefix;
         }
         out.push(Peering {
@@ -709,7 +739,8 @@ fn route_table(
         );
         let mut routes = Vec::new();
         for (route, source) in &effective.user {
-            ctx.provenance.add(format!("route:{}", route.name), source.clone());
+            ctx.provenance
+                .add(format!("route:{}", route.name), source.clone());
             routes.push(route.clone());
         }
         return Ok(RouteTable {
@@ -763,7 +794,12 @@ fn route_table(
     })
 }
 
-fn user_route(owner: &Resource, node: &Node, rel: &str, name: &str) -> Result<UserRoute, ImportError> {
+fn user_route(
+    owner: &Resource,
+    node: &Node,
+    rel: &str,
+    name: &str,
+) -> Result<UserRoute, ImportError> {
     let at = || owner.origin_of(node, rel);
     let prefix = node.str("addressPrefix").unwrap_or_default();
     let target = if prefix.starts_with(|c: char| c.is_ascii_digit()) {
@@ -931,9 +967,12 @@ fn cloud(ctx: &Ctx<'_>, anchor: &Resource) -> Cloud {
         .and_then(Node::as_str)
         .map(str::to_string)
         .or_else(|| {
-            ctx.all
-                .iter()
-                .find_map(|r| r.node.get("location").and_then(Node::as_str).map(str::to_string))
+            ctx.all.iter().find_map(|r| {
+                r.node
+                    .get("location")
+                    .and_then(Node::as_str)
+                    .map(str::to_string)
+            })
         })
         .unwrap_or_default()
         .to_ascii_lowercase()
@@ -957,7 +996,10 @@ fn unknown_tags(ctx: &Ctx<'_>, t: &Topology) -> Result<(), ImportError> {
                     && !ctx.knows_tag(tag)
                     && !inline(tag)
                 {
-                    return Err(missing_tag(tag, &format!("NSG {} rule {}", nsg.name, rule.name)));
+                    return Err(missing_tag(
+                        tag,
+                        &format!("NSG {} rule {}", nsg.name, rule.name),
+                    ));
                 }
             }
         }
@@ -992,10 +1034,15 @@ pub(super) fn v4_prefix(text: &str) -> Option<Ipv4Net> {
 
 /// RFC 1918 and CGNAT: where on-premises sites live.
 pub(super) fn is_private(net: Ipv4Net) -> bool {
-    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
-        .iter()
-        .filter_map(|p| p.parse::<Ipv4Net>().ok())
-        .any(|r| r.contains(&net))
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+    ]
+    .iter()
+    .filter_map(|p| p.parse::<Ipv4Net>().ok())
+    .any(|r| r.contains(&net))
 }
 
 /// `path` as the topology names it: relative to the output's folder when

@@ -67,8 +67,15 @@ impl Effective {
     }
 
     fn routes(&mut self, r: &Resource) -> Result<(), ImportError> {
-        let list = r.node.get("value").map_or(std::slice::from_ref(&r.node), |v| v.as_array());
-        let base = if r.node.get("value").is_some() { "$.value" } else { "$" };
+        let list = r
+            .node
+            .get("value")
+            .map_or(std::slice::from_ref(&r.node), |v| v.as_array());
+        let base = if r.node.get("value").is_some() {
+            "$.value"
+        } else {
+            "$"
+        };
         let mut user_names = BTreeSet::new();
         for (i, entry) in list.iter().enumerate() {
             let path = index(base, i);
@@ -116,10 +123,9 @@ impl Effective {
                         })
                         .flatten();
                     for p in prefixes {
-                        let base = entry
-                            .str("name")
-                            .map(str::to_string)
-                            .unwrap_or_else(|| format!("user-{}", p.to_string().replace(['.', '/'], "-")));
+                        let base = entry.str("name").map(str::to_string).unwrap_or_else(|| {
+                            format!("user-{}", p.to_string().replace(['.', '/'], "-"))
+                        });
                         let mut name = base.clone();
                         let mut n = 2;
                         while !user_names.insert(name.clone()) {
@@ -151,8 +157,15 @@ impl Effective {
     }
 
     fn nsgs(&mut self, ctx: &mut Ctx<'_>, r: &Resource) -> Result<(), ImportError> {
-        let list = r.node.get("value").map_or(std::slice::from_ref(&r.node), |v| v.as_array());
-        let base = if r.node.get("value").is_some() { "$.value" } else { "$" };
+        let list = r
+            .node
+            .get("value")
+            .map_or(std::slice::from_ref(&r.node), |v| v.as_array());
+        let base = if r.node.get("value").is_some() {
+            "$.value"
+        } else {
+            "$"
+        };
         for (i, entry) in list.iter().enumerate() {
             let path = index(base, i);
             let origin = r.doc.origin(entry, &path);
@@ -169,7 +182,10 @@ impl Effective {
                 .and_then(|a| a.id_of("subnet"))
                 .and_then(key_of_id);
             let mut rules = Vec::new();
-            let list = entry.prop("effectiveSecurityRules").map(Node::as_array).unwrap_or(&[]);
+            let list = entry
+                .prop("effectiveSecurityRules")
+                .map(Node::as_array)
+                .unwrap_or(&[]);
             for (j, rule) in list.iter().enumerate() {
                 let rule_path = format!("{path}.effectiveSecurityRules[{j}]");
                 let rule_origin = r.doc.origin(rule, &rule_path);

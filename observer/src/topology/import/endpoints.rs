@@ -36,20 +36,104 @@ use crate::topology::{
 /// privatelink zone, the service tag of the public endpoint, port.
 /// Source: MicrosoftDocs azure-docs `private-link/private-endpoint-dns.md`.
 pub(super) const GROUPS: &[(&str, &str, &str, &str, u16)] = &[
-    ("vault", "vault.azure.net", "privatelink.vaultcore.azure.net", "AzureKeyVault", 443),
-    ("blob", "blob.core.windows.net", "privatelink.blob.core.windows.net", "Storage", 443),
-    ("file", "file.core.windows.net", "privatelink.file.core.windows.net", "Storage", 443),
-    ("queue", "queue.core.windows.net", "privatelink.queue.core.windows.net", "Storage", 443),
-    ("table", "table.core.windows.net", "privatelink.table.core.windows.net", "Storage", 443),
-    ("dfs", "dfs.core.windows.net", "privatelink.dfs.core.windows.net", "Storage", 443),
-    ("web", "web.core.windows.net", "privatelink.web.core.windows.net", "Storage", 443),
-    ("sqlServer", "database.windows.net", "privatelink.database.windows.net", "Sql", 1433),
-    ("sites", "azurewebsites.net", "privatelink.azurewebsites.net", "AppService", 443),
-    ("account", "cognitiveservices.azure.com", "privatelink.cognitiveservices.azure.com", "CognitiveServicesManagement", 443),
-    ("namespace", "servicebus.windows.net", "privatelink.servicebus.windows.net", "ServiceBus", 443),
-    ("Sql", "documents.azure.com", "privatelink.documents.azure.com", "AzureCosmosDB", 443),
-    ("redisCache", "redis.cache.windows.net", "privatelink.redis.cache.windows.net", "AzureCache", 6380),
-    ("registry", "azurecr.io", "privatelink.azurecr.io", "AzureContainerRegistry", 443),
+    (
+        "vault",
+        "vault.azure.net",
+        "privatelink.vaultcore.azure.net",
+        "AzureKeyVault",
+        443,
+    ),
+    (
+        "blob",
+        "blob.core.windows.net",
+        "privatelink.blob.core.windows.net",
+        "Storage",
+        443,
+    ),
+    (
+        "file",
+        "file.core.windows.net",
+        "privatelink.file.core.windows.net",
+        "Storage",
+        443,
+    ),
+    (
+        "queue",
+        "queue.core.windows.net",
+        "privatelink.queue.core.windows.net",
+        "Storage",
+        443,
+    ),
+    (
+        "table",
+        "table.core.windows.net",
+        "privatelink.table.core.windows.net",
+        "Storage",
+        443,
+    ),
+    (
+        "dfs",
+        "dfs.core.windows.net",
+        "privatelink.dfs.core.windows.net",
+        "Storage",
+        443,
+    ),
+    (
+        "web",
+        "web.core.windows.net",
+        "privatelink.web.core.windows.net",
+        "Storage",
+        443,
+    ),
+    (
+        "sqlServer",
+        "database.windows.net",
+        "privatelink.database.windows.net",
+        "Sql",
+        1433,
+    ),
+    (
+        "sites",
+        "azurewebsites.net",
+        "privatelink.azurewebsites.net",
+        "AppService",
+        443,
+    ),
+    (
+        "account",
+        "cognitiveservices.azure.com",
+        "privatelink.cognitiveservices.azure.com",
+        "CognitiveServicesManagement",
+        443,
+    ),
+    (
+        "namespace",
+        "servicebus.windows.net",
+        "privatelink.servicebus.windows.net",
+        "ServiceBus",
+        443,
+    ),
+    (
+        "Sql",
+        "documents.azure.com",
+        "privatelink.documents.azure.com",
+        "AzureCosmosDB",
+        443,
+    ),
+    (
+        "redisCache",
+        "redis.cache.windows.net",
+        "privatelink.redis.cache.windows.net",
+        "AzureCache",
+        6380,
+    ),
+    (
+        "registry",
+        "azurecr.io",
+        "privatelink.azurecr.io",
+        "AzureContainerRegistry",
+        443,
+    ),
 ];
 
 /// What this file reads.
@@ -130,7 +214,10 @@ fn private_endpoint(
         .flat_map(|g| {
             items(&g.node, "privateDnsZoneConfigs")
                 .into_iter()
-                .filter_map(|(c, _)| c.str("privateDnsZoneId").map(|id| last_name(id).to_string()))
+                .filter_map(|(c, _)| {
+                    c.str("privateDnsZoneId")
+                        .map(|id| last_name(id).to_string())
+                })
                 .collect::<Vec<_>>()
         })
         .next();
@@ -147,13 +234,20 @@ fn private_endpoint(
         ));
         return Ok(Vec::new());
     };
-    let target_name = target_id.as_deref().map(last_name).unwrap_or_default().to_string();
+    let target_name = target_id
+        .as_deref()
+        .map(last_name)
+        .unwrap_or_default()
+        .to_string();
     let mut names: Vec<(String, Option<Ipv4Addr>)> = pe
         .items("customDnsConfigs")
         .into_iter()
         .filter_map(|(c, _)| {
             let fqdn = c.str("fqdn")?.trim_end_matches('.').to_string();
-            let ip = c.strings("ipAddresses").into_iter().find_map(|a| a.parse().ok());
+            let ip = c
+                .strings("ipAddresses")
+                .into_iter()
+                .find_map(|a| a.parse().ok());
             Some((fqdn, ip))
         })
         .collect();
@@ -174,16 +268,22 @@ fn private_endpoint(
         .into_iter()
         .find_map(|(c, _)| c.str("privateIPAddress").and_then(|a| a.parse().ok()))
         .or_else(|| {
-            pe.items("networkInterfaces").into_iter().find_map(|(n, _)| {
-                let nic = n.str("id").and_then(|id| ctx.get(id))?;
-                nic_ip(nic)
-            })
+            pe.items("networkInterfaces")
+                .into_iter()
+                .find_map(|(n, _)| {
+                    let nic = n.str("id").and_then(|id| ctx.get(id))?;
+                    nic_ip(nic)
+                })
         });
     let (linked, zone_known, records) = zone_state(ctx, &zone);
     let mut out = Vec::new();
     let count = names.len();
     for (i, (fqdn, ip)) in names.into_iter().enumerate() {
-        let label = fqdn.split('.').next().unwrap_or_default().to_ascii_lowercase();
+        let label = fqdn
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let record_ip = records
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(&label))
@@ -202,11 +302,7 @@ fn private_endpoint(
             format!("{}-{}", pe.short_name(), i + 1)
         };
         let item = format!("private_endpoint:{name}");
-        ctx.from(
-            &item,
-            pe,
-            Some(format!("group {group_id}, zone {zone}")),
-        );
+        ctx.from(&item, pe, Some(format!("group {group_id}, zone {zone}")));
         if zone_known && record_ip.is_none() {
             ctx.note(format!(
                 "zone {zone} has no A record `{label}`: inside the VNet {fqdn} does not resolve to the private endpoint (the topology cannot express a missing record)"
@@ -267,9 +363,7 @@ fn zone_state(ctx: &mut Ctx<'_>, name: &str) -> (bool, bool, Vec<(String, Ipv4Ad
             ctx.use_(z);
         }
     }
-    let in_zone = |r: &Resource| {
-        parent_key(&r.key()).is_some_and(|p| p.ends_with(&zone_key_end))
-    };
+    let in_zone = |r: &Resource| parent_key(&r.key()).is_some_and(|p| p.ends_with(&zone_key_end));
     let mut linked = false;
     for link in ctx.of(types::ZONE_LINK) {
         if !in_zone(link) {
@@ -332,11 +426,14 @@ fn backends(
         if out.iter().any(|b| b.name == name) {
             continue;
         }
-        let public = nic.items("ipConfigurations").into_iter().find_map(|(c, _)| {
-            let pip = c.id_of("publicIPAddress").and_then(|id| ctx.get(id))?;
-            let ip: Ipv4Addr = pip.node.str("ipAddress")?.parse().ok()?;
-            Some((pip, ip))
-        });
+        let public = nic
+            .items("ipConfigurations")
+            .into_iter()
+            .find_map(|(c, _)| {
+                let pip = c.id_of("publicIPAddress").and_then(|id| ctx.get(id))?;
+                let ip: Ipv4Addr = pip.node.str("ipAddress")?.parse().ok()?;
+                Some((pip, ip))
+            });
         let item = format!("backend:{name}");
         ctx.from(&item, nic, None);
         if let Some((pip, _)) = public {

@@ -130,9 +130,7 @@ impl<'a> Scope<'a> {
                         .map(|(_, v)| v.clone()),
                     _ => None,
                 };
-                found.ok_or_else(|| {
-                    Failure::Message(format!("`{base}` has no property `{name}`"))
-                })
+                found.ok_or_else(|| Failure::Message(format!("`{base}` has no property `{name}`")))
             }
             Expr::Index(base, key) => {
                 let base = self.eval(base, at)?;
@@ -150,7 +148,9 @@ impl<'a> Scope<'a> {
                         .find(|(m, _)| m.eq_ignore_ascii_case(k))
                         .map(|(_, v)| v.clone())
                         .ok_or_else(|| Failure::Message(format!("`{base}` has no property `{k}`"))),
-                    _ => Err(Failure::Message(format!("cannot index `{base}` with {key}"))),
+                    _ => Err(Failure::Message(format!(
+                        "cannot index `{base}` with {key}"
+                    ))),
                 }
             }
             Expr::Call(name, args) => {
@@ -205,7 +205,10 @@ impl<'a> Scope<'a> {
                     return Ok(Node::new(Value::Array(items), at));
                 }
                 Ok(string(
-                    args.iter().map(text).collect::<Result<Vec<_>, _>>()?.concat(),
+                    args.iter()
+                        .map(text)
+                        .collect::<Result<Vec<_>, _>>()?
+                        .concat(),
                 ))
             }
             "format" => {
@@ -237,7 +240,9 @@ impl<'a> Scope<'a> {
                     &[
                         (
                             "id",
-                            format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"),
+                            format!(
+                                "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+                            ),
                         ),
                         ("name", RESOURCE_GROUP.into()),
                         ("type", "Microsoft.Resources/resourceGroups".into()),
@@ -338,7 +343,11 @@ pub(crate) fn format(pattern: &str, args: &[String]) -> Result<String, String> {
                     format!("format(): `{{{i}}}` has no argument ({} given)", args.len())
                 })?);
             }
-            '}' => return Err(format!("format(): a lone `}}` in `{pattern}` (write `}}}}`)")),
+            '}' => {
+                return Err(format!(
+                    "format(): a lone `}}` in `{pattern}` (write `}}}}`)"
+                ));
+            }
             c => out.push(c),
         }
     }
@@ -377,9 +386,8 @@ pub(crate) fn resource_id(parts: &[String]) -> Result<String, String> {
             names.len()
         ));
     }
-    let mut id = format!(
-        "/subscriptions/{subscription}/resourceGroups/{group}/providers/{namespace}"
-    );
+    let mut id =
+        format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/{namespace}");
     for (t, n) in types.iter().zip(names) {
         id.push('/');
         id.push_str(t);
@@ -468,7 +476,9 @@ impl<'s> Parser<'s> {
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
                 let name = self.ident()?;
                 if !self.eat('(') {
-                    return Err(format!("`{name}` is not a function call (write {name}(...))"));
+                    return Err(format!(
+                        "`{name}` is not a function call (write {name}(...))"
+                    ));
                 }
                 let mut args = Vec::new();
                 if !self.eat(')') {

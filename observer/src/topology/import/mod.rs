@@ -184,7 +184,10 @@ impl Provenance {
     }
 
     pub fn remark(&mut self, item: impl Into<String>, text: impl Into<String>) {
-        self.remarks.entry(item.into()).or_default().push(text.into());
+        self.remarks
+            .entry(item.into())
+            .or_default()
+            .push(text.into());
     }
 
     pub fn sources(&self, item: &str) -> &[Source] {
@@ -271,10 +274,14 @@ pub fn import(inputs: &[PathBuf], out: &Path, options: &Options) -> Result<Impor
 /// the offending line came from).
 pub fn save(imported: &Imported, out: &Path) -> Result<Topology, ImportError> {
     let text = write(&imported.topology, &imported.provenance, &imported.summary);
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
-        out.file_name().map_or("topology.toml".into(), |n| n.to_string_lossy())
+        out.file_name()
+            .map_or("topology.toml".into(), |n| n.to_string_lossy())
     ));
     std::fs::write(&tmp, &text).map_err(|source| ImportError::Write {
         path: tmp.clone(),

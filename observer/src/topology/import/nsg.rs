@@ -53,7 +53,12 @@ pub(super) fn nsgs(
         let key = nsg.key();
         let mut associated: BTreeSet<String> = BTreeSet::new();
         for (subnet_key, node) in subnet_objects(ctx) {
-            if node.id_of("networkSecurityGroup").and_then(key_of_id).as_deref() == Some(&key) {
+            if node
+                .id_of("networkSecurityGroup")
+                .and_then(key_of_id)
+                .as_deref()
+                == Some(&key)
+            {
                 associated.extend(subnet_name(&subnet_key));
             }
         }
@@ -94,7 +99,10 @@ pub(super) fn nsgs(
             }
             continue;
         };
-        if let Some(known) = out.iter_mut().find(|n| n.name.eq_ignore_ascii_case(&e.name)) {
+        if let Some(known) = out
+            .iter_mut()
+            .find(|n| n.name.eq_ignore_ascii_case(&e.name))
+        {
             if !known.subnets.contains(&subnet) {
                 known.subnets.push(subnet);
                 known.subnets.sort();
@@ -109,7 +117,8 @@ pub(super) fn nsgs(
             }
             continue;
         }
-        ctx.provenance.add(format!("nsg:{}", e.name), e.source.clone());
+        ctx.provenance
+            .add(format!("nsg:{}", e.name), e.source.clone());
         for (rule, source) in &e.rules {
             ctx.provenance
                 .add(format!("rule:{}/{}", e.name, rule.name), source.clone());
@@ -183,7 +192,10 @@ fn rules(ctx: &mut Ctx<'_>, nsg: &Resource, name: &str) -> Result<Vec<SecurityRu
         let item = format!("rule:{name}/{}", rule.name);
         let what = format!("{} {name} rule {}", owner.kind, rule.name);
         ctx.from_part(&item, owner, node, &rel, what);
-        match out.iter().position(|r| r.name.eq_ignore_ascii_case(&rule.name)) {
+        match out
+            .iter()
+            .position(|r| r.name.eq_ignore_ascii_case(&rule.name))
+        {
             Some(i) => {
                 if out[i] != rule {
                     ctx.note(format!(
@@ -226,15 +238,29 @@ pub(super) fn convert(node: &Node, effective: bool) -> Result<Converted, String>
         .ok()
         .filter(|p| PRIORITIES.contains(p))
         .ok_or_else(|| at("priority", format!("{priority} is outside 100..4096")))?;
-    let direction = match node.str("direction").map(str::to_ascii_lowercase).as_deref() {
+    let direction = match node
+        .str("direction")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("inbound") => RuleDirection::Inbound,
         Some("outbound") => RuleDirection::Outbound,
-        other => return Err(at("direction", format!("`{}` is not Inbound or Outbound", other.unwrap_or("")))),
+        other => {
+            return Err(at(
+                "direction",
+                format!("`{}` is not Inbound or Outbound", other.unwrap_or("")),
+            ));
+        }
     };
     let access = match node.str("access").map(str::to_ascii_lowercase).as_deref() {
         Some("allow") => Access::Allow,
         Some("deny") => Access::Deny,
-        other => return Err(at("access", format!("`{}` is not Allow or Deny", other.unwrap_or("")))),
+        other => {
+            return Err(at(
+                "access",
+                format!("`{}` is not Allow or Deny", other.unwrap_or("")),
+            ));
+        }
     };
     let protocol_text = node.str("protocol").unwrap_or_default();
     let protocol = match protocol_text.to_ascii_lowercase().as_str() {
@@ -247,7 +273,12 @@ pub(super) fn convert(node: &Node, effective: bool) -> Result<Converted, String>
                 "rule {name} (protocol {protocol_text}) left out: it matches only IPsec {protocol_text} packets, which observer does not judge; no TCP, UDP or ICMP verdict changes"
             )));
         }
-        other => return Err(at("protocol", format!("`{other}` is not Tcp, Udp, Icmp, Esp, Ah or *"))),
+        other => {
+            return Err(at(
+                "protocol",
+                format!("`{other}` is not Tcp, Udp, Icmp, Esp, Ah or *"),
+            ));
+        }
     };
     for side in ["source", "destination"] {
         if !node
@@ -350,7 +381,9 @@ fn address(text: &str, effective: bool) -> Result<Option<AddressPrefix>, String>
     {
         return Ok(Some(AddressPrefix::Tag(text.to_string())));
     }
-    Err(format!("`{text}` is neither an address prefix nor a service tag"))
+    Err(format!(
+        "`{text}` is neither an address prefix nor a service tag"
+    ))
 }
 
 impl Node {

@@ -94,7 +94,12 @@ impl Resource {
 
     /// The comparable identity: `microsoft.network/virtualnetworks/v/subnets/s`.
     pub fn key(&self) -> String {
-        if let Some(key) = self.node.get("id").and_then(Node::as_str).and_then(key_of_id) {
+        if let Some(key) = self
+            .node
+            .get("id")
+            .and_then(Node::as_str)
+            .and_then(key_of_id)
+        {
             return key;
         }
         key_of(&self.kind, &self.name)
@@ -118,7 +123,11 @@ impl Resource {
 pub(crate) fn key_of_id(id: &str) -> Option<String> {
     let lower = id.to_ascii_lowercase();
     let at = lower.rfind("/providers/")?;
-    Some(lower[at + "/providers/".len()..].trim_end_matches('/').to_string())
+    Some(
+        lower[at + "/providers/".len()..]
+            .trim_end_matches('/')
+            .to_string(),
+    )
 }
 
 /// The identity of a type and a full name:

@@ -70,7 +70,12 @@ impl Writer<'_> {
             .iter()
             .map(|s| format!("# from {s}"))
             .collect();
-        let remarks: Vec<String> = self.p.remarks(key).iter().map(|r| format!("# {r}")).collect();
+        let remarks: Vec<String> = self
+            .p
+            .remarks(key)
+            .iter()
+            .map(|r| format!("# {r}"))
+            .collect();
         for l in sources.into_iter().chain(remarks) {
             self.line(l);
         }
@@ -129,14 +134,17 @@ impl Writer<'_> {
         for s in &t.vnet.subnets {
             self.about(&format!("subnet:{}", s.name));
             if s.role == SubnetRole::Ase {
-                self.about("subnet:ase");
+                self.about("ase-subnet");
             }
             self.line("[[vnet.subnet]]");
             self.line(format!("name = {}", q(&s.name)));
             self.line(format!("prefix = {}", q(&s.prefix.to_string())));
             self.line(format!("role = {}", q(role(s.role))));
             if !s.service_endpoints.is_empty() {
-                self.line(format!("service_endpoints = {}", list(&s.service_endpoints)));
+                self.line(format!(
+                    "service_endpoints = {}",
+                    list(&s.service_endpoints)
+                ));
             }
             self.line("");
         }
@@ -222,11 +230,7 @@ impl Writer<'_> {
             };
             self.line(format!("gateway = {}", q(gateway)));
             self.line(format!("prefixes = {}", list(&o.prefixes)));
-            let advertises: Vec<_> = o
-                .bgp_routes
-                .iter()
-                .skip(o.prefixes.len())
-                .collect();
+            let advertises: Vec<_> = o.bgp_routes.iter().skip(o.prefixes.len()).collect();
             if !advertises.is_empty() {
                 self.line(format!("advertises = {}", list(advertises)));
             }
@@ -302,7 +306,10 @@ impl Writer<'_> {
                     self.line(format!("source_ports = {}", list(&r.source_ports)));
                 }
                 if !all(&r.destination_ports) {
-                    self.line(format!("destination_ports = {}", list(&r.destination_ports)));
+                    self.line(format!(
+                        "destination_ports = {}",
+                        list(&r.destination_ports)
+                    ));
                 }
                 self.line("");
             }
