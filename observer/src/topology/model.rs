@@ -367,6 +367,9 @@ pub struct Topology {
     pub nsgs: Vec<super::nsg::Nsg>,
     pub lab: LabSpec,
     pub(crate) service_tags_file: Option<(String, Range<usize>)>,
+    /// How many of `service_tags` (the first ones) are `[[service_tag]]`
+    /// tables; the rest come from the service-tag file.
+    pub(crate) inline_service_tags: usize,
     /// Service tags the NSG rules name, checked once the tag file is read.
     pub(crate) nsg_tag_uses: Vec<super::nsg::TagUse>,
 }

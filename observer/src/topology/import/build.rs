@@ -285,9 +285,11 @@ pub(super) fn build(
         nsgs,
         lab: LabSpec::default(),
         service_tags_file,
+        inline_service_tags: 0,
         nsg_tag_uses: Vec::new(),
     };
     topology.vnet.subnets.sort_by_key(|s| s.prefix);
+    topology.inline_service_tags = topology.service_tags.iter().count();
     unknown_tags(&ctx, &topology)?;
 
     let mut summary = Summary {

@@ -261,7 +261,7 @@ impl Writer<'_> {
             }
             self.line("");
         }
-        for tag in t.service_tags.iter() {
+        for tag in t.service_tags.iter().take(t.inline_service_tags) {
             self.about(&format!("service_tag:{}", tag.name));
             self.line("[[service_tag]]");
             self.line(format!("name = {}", q(&tag.name)));
