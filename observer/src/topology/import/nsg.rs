@@ -91,11 +91,16 @@ pub(super) fn nsgs(
     // NSGs only the effective list shows (their resource not exported).
     for e in &effective.nsgs {
         let Some(subnet) = e.subnet_key.as_deref().and_then(subnet_name) else {
-            if e.subnet_key.is_none() {
-                ctx.note(format!(
+            match &e.subnet_key {
+                None => ctx.note(format!(
                     "NSG {} applies to a network interface in the effective NSG list: not modelled (only subnet NSGs apply to an ASE)",
                     e.name
-                ));
+                )),
+                Some(key) => ctx.note(format!(
+                    "NSG {} applies to subnet {} in the effective NSG list, which is not a subnet of the ASE's VNet: left out",
+                    e.name,
+                    key.split("/virtualnetworks/").nth(1).unwrap_or(key)
+                )),
             }
             continue;
         };
