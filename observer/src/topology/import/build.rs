@@ -904,6 +904,12 @@ fn onprem(ctx: &mut Ctx<'_>, effective: &Effective) -> Option<OnPrem> {
     }
     let kind = match gateway {
         Some(g) => {
+            // Its public address is Azure's side of the tunnel: not modelled.
+            for (c, _) in items(&g.node, "ipConfigurations") {
+                if let Some(pip) = c.id_of("publicIPAddress").and_then(|id| ctx.get(id)) {
+                    ctx.use_(pip);
+                }
+            }
             let t = g.node.str("gatewayType").unwrap_or("Vpn");
             ctx.from("onprem", g, Some(format!("gatewayType {t}")));
             if t.eq_ignore_ascii_case("ExpressRoute") {

@@ -56,19 +56,24 @@ pub(super) fn generate(
             );
             continue;
         }
-        let port = *dep.ports[0].start();
+        // HTTPS where the dependency takes it, else its first port.
+        let port = if dep.ports.iter().any(|r| r.contains(&443)) {
+            443
+        } else {
+            *dep.ports[0].start()
+        };
         let protocol = match dep.protocol {
             Some(17) => Protocol::Udp,
             Some(_) => Protocol::Tcp,
             None if matches!(port, 53 | 123) => Protocol::Udp,
             None => Protocol::Tcp,
         };
-        let host = dep
-            .hosts
-            .iter()
-            .find(|h| !h.starts_with("*."))
-            .cloned()
-            .or_else(|| dep.hosts.first().map(|h| format!("lab{}", &h[1..])));
+        // The first documented name (`*.database.windows.net` as
+        // `lab.database.windows.net`).
+        let host = dep.hosts.first().map(|h| match h.strip_prefix('*') {
+            Some(suffix) => format!("lab{suffix}"),
+            None => h.clone(),
+        });
         let literal = dep.addresses.iter().find_map(|a| match a {
             IpAddr::V4(v4) => Some(*v4),
             IpAddr::V6(_) => None,
