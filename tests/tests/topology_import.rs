@@ -79,7 +79,7 @@ fn lab_run(file: &Path, out: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-const FLOWS: [&str; 13] = [
+const FLOWS: [&str; 14] = [
     "azure-sql",
     "azure-storage",
     "azure-management",
@@ -93,6 +93,7 @@ const FLOWS: [&str; 13] = [
     "pe-kv-pe",
     "onprem-172-31-0-0-16",
     "onprem-192-168-0-0-16",
+    "inbound-management",
 ];
 
 #[test]
@@ -107,7 +108,8 @@ fn an_imported_arm_export_runs_in_the_lab_with_its_verdicts() {
     assert_eq!(names, FLOWS);
     // The customer's network lets every dependency out by the Internet
     // path, reaches the SQL VM and on-premises by the VNet and the gateway,
-    // and resolves the Key Vault to its private endpoint (zone linked).
+    // resolves the Key Vault to its private endpoint (zone linked), and
+    // admits App Service management from AppServiceManagement (inbound).
     for (flow, verdict) in &verdicts {
         assert_eq!(verdict, "ok", "{flow}: {verdicts:?}");
     }
