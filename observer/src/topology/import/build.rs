@@ -73,7 +73,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Records that `item` came from the part `node` (at `rel`) of `r`.
-    pub fn from_part(&mut self, item: &str, r: &Resource, node: &Node, rel: &str, what: String) {
+    pub fn record_part(&mut self, item: &str, r: &Resource, node: &Node, rel: &str, what: String) {
         self.used.insert(r.key());
         self.provenance.add(
             item,
@@ -159,7 +159,7 @@ pub(super) fn build(
         .map(|a| a.strings("addressPrefixes"))
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|p| v4_prefix(p))
+        .filter_map(v4_prefix)
         .collect();
     if address_space.is_empty() {
         return Err(ImportError::shape(
@@ -326,12 +326,12 @@ enum Host {
     Site,
 }
 
+/// The environment, the ASE subnet's key, and the ASE or site that says so.
+type Found<'a> = (Environment, String, Option<(&'a Resource, Host)>);
+
 /// The environment, the ASE (or integration) subnet's key and the
 /// resource that says so.
-fn environment<'a>(
-    ctx: &mut Ctx<'a>,
-    options: &Options,
-) -> Result<(Environment, String, Option<(&'a Resource, Host)>), ImportError> {
+fn environment<'a>(ctx: &mut Ctx<'a>, options: &Options) -> Result<Found<'a>, ImportError> {
     let ases = ctx.of(types::ASE);
     if ases.len() > 1 {
         return Err(ImportError::network(
@@ -563,16 +563,16 @@ fn subnets(ctx: &mut Ctx<'_>, vnet: &Resource) -> Result<Vec<(String, Subnet)>, 
         }
     }
     for (key, owner, node, rel) in parts {
-        let name = last_name(&node.get("name").and_then(Node::as_str).unwrap_or(&key)).to_string();
+        let name = last_name(node.get("name").and_then(Node::as_str).unwrap_or(&key)).to_string();
         let item = format!("subnet:{name}");
         let what = format!("{} subnet {name}", owner.kind);
-        ctx.from_part(&item, owner, node, &rel, what);
+        ctx.record_part(&item, owner, node, &rel, what);
         if found.iter().any(|(k, _)| *k == key) {
             continue;
         }
         let mut prefixes: Vec<&str> = node.str("addressPrefix").into_iter().collect();
         prefixes.extend(node.strings("addressPrefixes"));
-        let v4: Vec<Ipv4Net> = prefixes.iter().filter_map(|p| v4_prefix(p)).collect();
+        let v4: Vec<Ipv4Net> = prefixes.iter().copied().filter_map(v4_prefix).collect();
         let Some(prefix) = v4.first().copied() else {
             return Err(ImportError::shape(
                 owner.origin_of(node, &rel),
@@ -666,7 +666,7 @@ fn peerings(ctx: &mut Ctx<'_>, vnet: &Resource, effective: &Effective) -> Vec<Pe
             continue;
         }
         let what = format!("{} peering {name}", owner.kind);
-        ctx.from_part(&format!("peering:{name}"), owner, node, &rel, what);
+        ctx.record_part(&format!("peering:{name}"), owner, node, &rel, what);
         out.push(Peering {
             name,
             address_space: space,
@@ -780,7 +780,7 @@ fn route_table(
             .unwrap_or_default();
         let route = user_route(owner, node, &rel, &name)?;
         let what = format!("{} route {name}", owner.kind);
-        ctx.from_part(&format!("route:{name}"), owner, node, &rel, what);
+        ctx.record_part(&format!("route:{name}"), owner, node, &rel, what);
         match routes.iter().find(|r| r.name == name) {
             Some(same) if *same == route => {}
             Some(_) => ctx.note(format!(
@@ -1056,10 +1056,18 @@ pub(super) fn is_private(net: Ipv4Net) -> bool {
 /// `path` as the topology names it: relative to the output's folder when
 /// below it, else absolute.
 fn relative(path: &Path, out: &Path) -> String {
-    let dir = out.parent().unwrap_or(Path::new(""));
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (file, dir) = (absolute(path), absolute(dir));
     file.strip_prefix(&dir)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| file.display().to_string())
+}
+
+#[cfg(test)]
+pub(super) fn relative_for_test(path: &Path, out: &Path) -> String {
+    relative(path, out)
 }

@@ -196,7 +196,7 @@ fn rules(ctx: &mut Ctx<'_>, nsg: &Resource, name: &str) -> Result<Vec<SecurityRu
         };
         let item = format!("rule:{name}/{}", rule.name);
         let what = format!("{} {name} rule {}", owner.kind, rule.name);
-        ctx.from_part(&item, owner, node, &rel, what);
+        ctx.record_part(&item, owner, node, &rel, what);
         match out
             .iter()
             .position(|r| r.name.eq_ignore_ascii_case(&rule.name))

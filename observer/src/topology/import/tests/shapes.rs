@@ -437,3 +437,37 @@ fn a_topology_the_loader_refuses_names_the_resource() {
     );
     assert!(!out.exists(), "a refused topology is not left behind");
 }
+
+#[test]
+fn the_service_tag_file_is_named_relative_to_the_output() {
+    let dir = scratch();
+    let out = dir.path().join("sub/out.toml");
+    std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+    let imported = import(
+        &files("seed-004", &["export.json"]),
+        &out,
+        &with_tags(dir.path()),
+    )
+    .unwrap();
+    let (file, _) = imported.topology.service_tags_file.clone().unwrap();
+    assert_eq!(
+        Path::new(&file),
+        std::path::absolute(dir.path().join("service-tags.json")).unwrap()
+    );
+    let out = dir.path().join("out.toml");
+    let imported = import(
+        &files("seed-004", &["export.json"]),
+        &out,
+        &with_tags(dir.path()),
+    )
+    .unwrap();
+    assert_eq!(
+        imported.topology.service_tags_file.unwrap().0,
+        "service-tags.json"
+    );
+    // A bare file name in the working folder.
+    assert_eq!(
+        super::super::build::relative_for_test(Path::new("tags.json"), Path::new("out.toml")),
+        "tags.json"
+    );
+}
