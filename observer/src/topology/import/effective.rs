@@ -22,8 +22,9 @@ use ipnet::Ipv4Net;
 
 use super::{
     ImportError, Source,
-    build::{Ctx, parse_hop, v4_prefix},
+    build::{Ctx, v4_prefix},
     json::{Node, index},
+    network::parse_hop,
     nsg::{Converted, convert},
     resource::{Resource, key_of_id, last_name, types},
 };

@@ -9,7 +9,8 @@
 //! | `arm.rs` | ARM templates ("Export template", `az group export`, `az bicep build`) |
 //! | `az.rs` | `az ... -o json` output and REST bodies: one resource, lists, `{"value": [...]}` |
 //! | `resource.rs` | one resource with its identity (ids with or without subscription and group compare equal) |
-//! | `build.rs` | resources to topology items: environment, VNet, subnets, peerings, DNS, gateways, route table |
+//! | `build.rs` | resources to a topology: the environment and the ASE subnet, the VNet and its subnets, the summary |
+//! | `network.rs` | peerings, the ASE subnet's route table, gateway and on-premises prefixes, custom DNS, the cloud |
 //! | `nsg.rs` | NSGs and their rules (inline and child resources deduplicated, Azure's spellings) |
 //! | `endpoints.rs` | private endpoints, private DNS zones (A records, VNet links), backends (NICs) |
 //! | `effective.rs` | `az network nic show-effective-route-table` (BGP routes) and `list-effective-nsg` |
@@ -27,6 +28,7 @@ mod endpoints;
 mod expr;
 mod json;
 mod lab;
+mod network;
 mod nsg;
 mod resource;
 mod write;
