@@ -471,3 +471,76 @@ fn the_service_tag_file_is_named_relative_to_the_output() {
         "tags.json"
     );
 }
+
+#[test]
+fn bicep_symbolic_resources_and_nested_children() {
+    // `az bicep build` with languageVersion 2.0 writes resources as an
+    // object of symbolic names and child names with format(); templates
+    // may also nest children with names relative to their parent.
+    let dir = scratch();
+    let template = write_file(
+        dir.path(),
+        "main.json",
+        r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "languageVersion": "2.0",
+  "contentVersion": "1.0.0.0",
+  "metadata": { "_generator": { "name": "bicep", "version": "0.30.23.60470" } },
+  "parameters": { "prefix": { "type": "string", "defaultValue": "lab" } },
+  "variables": { "vnetName": "[format('{0}-vnet', parameters('prefix'))]" },
+  "resources": {
+    "vnet": {
+      "type": "Microsoft.Network/virtualNetworks",
+      "apiVersion": "2023-09-01",
+      "name": "[variables('vnetName')]",
+      "location": "[resourceGroup().location]",
+      "properties": { "addressSpace": { "addressPrefixes": ["10.9.0.0/16"] } },
+      "resources": [
+        {
+          "type": "subnets",
+          "apiVersion": "2023-09-01",
+          "name": "workers",
+          "properties": { "addressPrefix": "10.9.1.0/24" }
+        }
+      ]
+    },
+    "aseSubnet": {
+      "type": "Microsoft.Network/virtualNetworks/subnets",
+      "apiVersion": "2023-09-01",
+      "name": "[format('{0}/{1}', variables('vnetName'), 'ase')]",
+      "properties": {
+        "addressPrefix": "10.9.0.0/24",
+        "delegations": [ { "name": "ase", "properties": { "serviceName": "Microsoft.Web/hostingEnvironments" } } ]
+      },
+      "dependsOn": ["vnet"]
+    },
+    "ase": {
+      "type": "Microsoft.Web/hostingEnvironments",
+      "apiVersion": "2022-09-01",
+      "name": "[format('{0}-ase', parameters('prefix'))]",
+      "kind": "ASEV3",
+      "location": "[resourceGroup().location]",
+      "properties": {
+        "virtualNetwork": { "id": "[resourceId('Microsoft.Network/virtualNetworks/subnets', variables('vnetName'), 'ase')]" },
+        "internalLoadBalancingMode": "Web, Publishing"
+      },
+      "dependsOn": ["aseSubnet"]
+    }
+  }
+}"#,
+    );
+    let (imported, t, text) = round_trip(&[template], dir.path(), &Options::default());
+    assert_eq!(t.name, "lab-ase");
+    assert_eq!(t.environment, crate::topology::Environment::Asev3);
+    assert_eq!(t.vnet.name, "lab-vnet");
+    let subnets: Vec<String> = t
+        .vnet
+        .subnets
+        .iter()
+        .map(|s| format!("{} {:?}", s.name, s.role))
+        .collect();
+    assert_eq!(subnets, ["ase Ase", "workers Other"]);
+    assert!(text.contains("main.json:9:13 $.resources.vnet"), "{text}");
+    assert!(text.contains("$.resources.vnet.resources[0]"), "{text}");
+    assert!(imported.summary.ignored.is_empty());
+}
