@@ -6,10 +6,13 @@ use std::{collections::HashMap, net::IpAddr, ops::RangeInclusive, path::Path};
 
 use serde::Deserialize;
 
-use crate::topology::{Cloud, Environment, NextHop, ServiceTags};
+use crate::{
+    protocol::IpProtocol,
+    topology::{Cloud, Environment, NextHop, ServiceTags},
+};
 
 /// The catalog shipped with observer.
-pub const BUILTIN: &str = include_str!("../catalog/ase-dependencies.toml");
+pub(crate) const BUILTIN: &str = include_str!("../catalog/ase-dependencies.toml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,39 +42,40 @@ struct RawEntry {
     #[serde(default)]
     any_destination: bool,
     next_hops: Vec<String>,
-    #[serde(default)]
-    sources: Vec<String>,
+    /// Where the entry's facts come from (documentation links), for
+    /// people reading the catalog; checked for shape, not used.
+    #[serde(default, rename = "sources")]
+    _sources: Vec<String>,
 }
 
 /// One dependency, resolved for a cloud.
 #[derive(Clone, Debug)]
-pub struct Dependency {
-    pub name: String,
-    pub description: String,
-    pub environments: Vec<Environment>,
+pub(crate) struct Dependency {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) environments: Vec<Environment>,
     /// IP protocol number; `None` for any.
-    pub protocol: Option<u8>,
-    pub ports: Vec<RangeInclusive<u16>>,
-    pub hosts: Vec<String>,
-    pub service_tags: Vec<String>,
-    pub addresses: Vec<IpAddr>,
-    pub any_destination: bool,
+    pub(crate) protocol: Option<u8>,
+    pub(crate) ports: Vec<RangeInclusive<u16>>,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) service_tags: Vec<String>,
+    pub(crate) addresses: Vec<IpAddr>,
+    pub(crate) any_destination: bool,
     /// Paths the flow may take; empty means any.
-    pub next_hops: Vec<NextHop>,
-    pub sources: Vec<String>,
+    pub(crate) next_hops: Vec<NextHop>,
 }
 
 /// What a flow is matched on.
 #[derive(Clone, Copy, Debug)]
-pub struct Destination<'a> {
-    pub addr: IpAddr,
-    pub name: Option<&'a str>,
-    pub protocol: u8,
-    pub port: Option<u16>,
+pub(crate) struct Destination<'a> {
+    pub(crate) addr: IpAddr,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) protocol: u8,
+    pub(crate) port: Option<u16>,
 }
 
 impl Dependency {
-    pub fn matches(&self, dst: &Destination<'_>, tags: &ServiceTags) -> bool {
+    pub(crate) fn matches(&self, dst: &Destination<'_>, tags: &ServiceTags) -> bool {
         if self.protocol.is_some_and(|p| p != dst.protocol) {
             return false;
         }
@@ -88,12 +92,12 @@ impl Dependency {
     }
 
     /// Whether `name` is one of this dependency's host names.
-    pub fn names(&self, name: &str) -> bool {
+    pub(crate) fn names(&self, name: &str) -> bool {
         self.hosts.iter().any(|h| host_matches(h, name))
     }
 
     /// Whether `hop` is a path this dependency may take.
-    pub fn allows(&self, hop: NextHop) -> bool {
+    pub(crate) fn allows(&self, hop: NextHop) -> bool {
         self.next_hops.is_empty() || self.next_hops.contains(&hop)
     }
 }
@@ -136,7 +140,7 @@ impl Catalog {
     }
 
     /// Appends the entries of one catalog text.
-    pub fn add(&mut self, cloud: Cloud, text: &str) -> Result<(), String> {
+    pub(crate) fn add(&mut self, cloud: Cloud, text: &str) -> Result<(), String> {
         let mut file: File = toml::from_str(text).map_err(|e| e.to_string())?;
         // A user file may use the built-in suffixes without repeating them.
         let suffixes = match file.clouds.remove(cloud.as_str()) {
@@ -153,12 +157,8 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn entries(&self) -> &[Dependency] {
-        &self.entries
-    }
-
     /// The entries that apply to `environment`.
-    pub fn for_environment(&self, environment: Environment) -> Vec<Dependency> {
+    pub(crate) fn for_environment(&self, environment: Environment) -> Vec<Dependency> {
         self.entries
             .iter()
             .filter(|e| e.environments.contains(&environment))
@@ -171,8 +171,8 @@ fn resolve(raw: RawEntry, suffixes: &HashMap<String, String>) -> Result<Dependen
     let at = |message: String| format!("dependency `{}`: {message}", raw.name);
     let protocol = match raw.protocol.as_deref() {
         None | Some("any") => None,
-        Some("tcp") => Some(6),
-        Some("udp") => Some(17),
+        Some("tcp") => Some(IpProtocol::TCP.number()),
+        Some("udp") => Some(IpProtocol::UDP.number()),
         Some(other) => return Err(at(format!("protocol `{other}` is not tcp, udp or any"))),
     };
     let ports = raw
@@ -216,7 +216,6 @@ fn resolve(raw: RawEntry, suffixes: &HashMap<String, String>) -> Result<Dependen
         addresses: raw.addresses,
         any_destination: raw.any_destination,
         next_hops,
-        sources: raw.sources,
     })
 }
 

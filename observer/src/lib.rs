@@ -13,12 +13,14 @@
 //! | live Prometheus metrics of a run | [`metrics`] |
 //! | DNS answers to names per flow | [`dns`] |
 //! | the customer's network, from its TOML file | [`topology`] |
-//! | Azure route selection | [`routes`] |
+//! | Azure route selection | `routes` |
 //! | NSG evaluation (IP flow verify, effective rules) | [`security`] |
-//! | the static audit of `observer check` | [`audit`] |
+//! | the static audit of `observer check` | `audit` |
 //! | documented ASE dependencies (data) | [`catalog`] |
 //! | category, expected/observed path, verdict | [`classify`] |
 //! | the verdict vocabulary (below topology and classify) | [`verdict`] |
+//! | IP protocols and shared ports (a leaf below every stage) | `protocol` |
+//! | the parse error of the name vocabularies (strum) | `vocabulary` |
 //! | Parquet schema, writer, reader | [`files`] |
 //! | local or `az://` paths | [`storage`] |
 //! | Azure flow logs and pcaps into flow records | [`import`] |
@@ -26,7 +28,7 @@
 //! | topologies in network namespaces, scenario traffic | [`lab`] |
 //! | command line | [`cli`] |
 
-pub mod audit;
+pub(crate) mod audit;
 pub mod capture;
 pub mod catalog;
 pub mod classify;
@@ -38,9 +40,11 @@ pub mod import;
 pub mod lab;
 pub mod metrics;
 pub mod pipeline;
+pub(crate) mod protocol;
 pub mod report;
-pub mod routes;
+pub(crate) mod routes;
 pub mod security;
 pub mod storage;
 pub mod topology;
 pub mod verdict;
+pub(crate) mod vocabulary;

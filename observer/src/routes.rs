@@ -17,36 +17,44 @@ use serde::Serialize;
 use crate::topology::{Environment, NextHop, RouteTarget, SubnetRole, Topology};
 
 /// Where a route comes from (Azure's effective-routes "Source").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum Source {
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+pub(crate) enum Source {
     User,
     VirtualNetworkGateway,
     Default,
 }
 
 impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "User",
-            Self::VirtualNetworkGateway => "VirtualNetworkGateway",
-            Self::Default => "Default",
-        }
+    pub(crate) fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Route {
-    pub prefix: Ipv4Net,
-    pub source: Source,
-    pub next_hop: NextHop,
-    pub next_hop_ip: Option<Ipv4Addr>,
+pub(crate) struct Route {
+    pub(crate) prefix: Ipv4Net,
+    pub(crate) source: Source,
+    pub(crate) next_hop: NextHop,
+    pub(crate) next_hop_ip: Option<Ipv4Addr>,
     /// The service tag a user route names (its prefixes are expanded).
-    pub service_tag: Option<String>,
+    pub(crate) service_tag: Option<String>,
     /// Azure's tag rank (0 best); `None` for explicit prefixes.
     #[serde(skip)]
-    pub tag_rank: Option<u8>,
+    pub(crate) tag_rank: Option<u8>,
     /// Where the route comes from, in words.
-    pub origin: String,
+    pub(crate) origin: String,
 }
 
 impl Route {
@@ -80,24 +88,24 @@ impl fmt::Display for Route {
 
 /// A route that lost, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Beaten {
-    pub route: Route,
-    pub why: String,
+pub(crate) struct Beaten {
+    pub(crate) route: Route,
+    pub(crate) why: String,
 }
 
 /// The decision for one destination.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Decision {
-    pub destination: Ipv4Addr,
-    pub chosen: Route,
-    pub beaten: Vec<Beaten>,
+pub(crate) struct Decision {
+    pub(crate) destination: Ipv4Addr,
+    pub(crate) chosen: Route,
+    pub(crate) beaten: Vec<Beaten>,
     /// Multi-tenant integration with Route All off: the flow never enters
     /// the VNet, so its route table does not apply.
-    pub bypasses_vnet: bool,
+    pub(crate) bypasses_vnet: bool,
 }
 
 impl Decision {
-    pub fn next_hop(&self) -> NextHop {
+    pub(crate) fn next_hop(&self) -> NextHop {
         self.chosen.next_hop
     }
 }
@@ -133,13 +141,13 @@ const RFC1918: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 
 /// The effective route table of the ASE (or integration) subnet.
 #[derive(Clone, Debug)]
-pub struct EffectiveRoutes {
+pub(crate) struct EffectiveRoutes {
     routes: Vec<Route>,
     route_all: bool,
 }
 
 impl EffectiveRoutes {
-    pub fn build(topology: &Topology) -> Self {
+    pub(crate) fn build(topology: &Topology) -> Self {
         let mut routes = Vec::new();
         let system = |prefix, next_hop, origin: String| Route {
             prefix,
@@ -248,12 +256,12 @@ impl EffectiveRoutes {
         }
     }
 
-    pub fn routes(&self) -> &[Route] {
+    pub(crate) fn routes(&self) -> &[Route] {
         &self.routes
     }
 
     /// The route Azure picks for `destination`.
-    pub fn lookup(&self, destination: Ipv4Addr) -> Decision {
+    pub(crate) fn lookup(&self, destination: Ipv4Addr) -> Decision {
         let candidates = self
             .routes
             .iter()
@@ -291,7 +299,7 @@ impl EffectiveRoutes {
 
     /// The route every address of `net` takes, when `net` is one of the
     /// table's own prefixes (the lab installs one kernel route per prefix).
-    pub fn lookup_prefix(&self, net: Ipv4Net) -> Decision {
+    pub(crate) fn lookup_prefix(&self, net: Ipv4Net) -> Decision {
         decide(
             net.network(),
             self.routes.iter().filter(|r| r.prefix.contains(&net)),
@@ -299,7 +307,7 @@ impl EffectiveRoutes {
     }
 
     /// Every distinct prefix in the table, most specific last.
-    pub fn prefixes(&self) -> Vec<Ipv4Net> {
+    pub(crate) fn prefixes(&self) -> Vec<Ipv4Net> {
         let mut prefixes: Vec<Ipv4Net> = self.routes.iter().map(|r| r.prefix).collect();
         prefixes.sort_by_key(|p| (p.prefix_len(), *p));
         prefixes.dedup();

@@ -33,12 +33,12 @@ use crate::topology::{
 /// One packet's 5-tuple, as NSGs see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Flow {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub(crate) src: Ipv4Addr,
+    pub(crate) dst: Ipv4Addr,
     /// IP protocol number (6 TCP, 17 UDP, 1 ICMP).
-    pub protocol: u8,
-    pub src_port: Option<u16>,
-    pub dst_port: Option<u16>,
+    pub(crate) protocol: u8,
+    pub(crate) src_port: Option<u16>,
+    pub(crate) dst_port: Option<u16>,
 }
 
 impl Flow {
@@ -69,26 +69,26 @@ pub enum Scope {
 
 /// The rule that decided one NSG's verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RuleHit {
-    pub rule: String,
-    pub priority: u16,
-    pub access: Access,
+pub(crate) struct RuleHit {
+    pub(crate) rule: String,
+    pub(crate) priority: u16,
+    pub(crate) access: Access,
     /// One of Azure's default rules.
-    pub default: bool,
+    pub(crate) default: bool,
 }
 
 /// One NSG's verdict on the flow (or none, for a subnet without an NSG).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Step {
-    pub direction: RuleDirection,
-    pub subnet: String,
-    pub nsg: Option<String>,
+pub(crate) struct Step {
+    pub(crate) direction: RuleDirection,
+    pub(crate) subnet: String,
+    pub(crate) nsg: Option<String>,
     /// `None` when the subnet has no NSG (everything is allowed).
-    pub hit: Option<RuleHit>,
+    pub(crate) hit: Option<RuleHit>,
 }
 
 impl Step {
-    pub fn access(&self) -> Access {
+    pub(crate) fn access(&self) -> Access {
         self.hit.as_ref().map_or(Access::Allow, |h| h.access)
     }
 }
@@ -118,17 +118,17 @@ impl fmt::Display for Step {
 /// The verdict on a flow: Allow unless one of the NSGs on its way denies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SecurityDecision {
-    pub flow: Flow,
+    pub(crate) flow: Flow,
     pub access: Access,
     /// The NSGs consulted, in the order the packet meets them (evaluation
     /// stops at the first Deny).
-    pub steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
 }
 
 impl SecurityDecision {
     /// The step that decided: the denying one, else the last NSG that
     /// allowed (a subnet without an NSG decides nothing), else the last.
-    pub fn deciding(&self) -> Option<&Step> {
+    pub(crate) fn deciding(&self) -> Option<&Step> {
         self.steps
             .iter()
             .find(|s| s.access() == Access::Deny)
@@ -148,19 +148,19 @@ impl SecurityDecision {
 /// A rule with its service tags expanded, as Azure's effective security
 /// rules show it.
 #[derive(Clone, Debug, Serialize)]
-pub struct EffectiveRule {
-    pub name: String,
-    pub priority: u16,
-    pub direction: RuleDirection,
-    pub access: Access,
-    pub protocol: &'static str,
-    pub source: Vec<String>,
-    pub expanded_source: Vec<String>,
-    pub source_ports: Vec<String>,
-    pub destination: Vec<String>,
-    pub expanded_destination: Vec<String>,
-    pub destination_ports: Vec<String>,
-    pub default: bool,
+pub(crate) struct EffectiveRule {
+    pub(crate) name: String,
+    pub(crate) priority: u16,
+    pub(crate) direction: RuleDirection,
+    pub(crate) access: Access,
+    pub(crate) protocol: &'static str,
+    pub(crate) source: Vec<String>,
+    pub(crate) expanded_source: Vec<String>,
+    pub(crate) source_ports: Vec<String>,
+    pub(crate) destination: Vec<String>,
+    pub(crate) expanded_destination: Vec<String>,
+    pub(crate) destination_ports: Vec<String>,
+    pub(crate) default: bool,
 }
 
 /// The topology's NSGs, ready to judge flows.
@@ -192,22 +192,22 @@ impl EffectiveSecurity {
         }
     }
 
-    pub fn topology(&self) -> &Topology {
+    pub(crate) fn topology(&self) -> &Topology {
         &self.topology
     }
 
     /// The prefixes of the `VirtualNetwork` tag.
-    pub fn virtual_network(&self) -> &[Ipv4Net] {
+    pub(crate) fn virtual_network(&self) -> &[Ipv4Net] {
         &self.virtual_network
     }
 
     /// Whether `addr` is in the `VirtualNetwork` tag.
-    pub fn in_virtual_network(&self, addr: Ipv4Addr) -> bool {
+    pub(crate) fn in_virtual_network(&self, addr: Ipv4Addr) -> bool {
         self.virtual_network.iter().any(|n| n.contains(&addr))
     }
 
     /// Whether `prefix` (an address prefix of a rule) holds `addr`.
-    pub fn contains(&self, prefix: &AddressPrefix, addr: Ipv4Addr) -> bool {
+    pub(crate) fn contains(&self, prefix: &AddressPrefix, addr: Ipv4Addr) -> bool {
         match prefix {
             AddressPrefix::Any => true,
             AddressPrefix::Cidr(net) => net.contains(&addr),
@@ -228,7 +228,7 @@ impl EffectiveSecurity {
 
     /// The IPv4 prefixes a tag stands for; `Internet` has none of its own
     /// (it is every public address outside `VirtualNetwork`).
-    pub fn tag_prefixes(&self, tag: &str) -> Vec<Ipv4Net> {
+    pub(crate) fn tag_prefixes(&self, tag: &str) -> Vec<Ipv4Net> {
         match tag {
             "VirtualNetwork" => self.virtual_network.clone(),
             "Internet" => Vec::new(),
@@ -256,7 +256,7 @@ impl EffectiveSecurity {
     }
 
     /// Whether `rule` matches `flow`.
-    pub fn matches(&self, rule: &SecurityRule, flow: &Flow) -> bool {
+    pub(crate) fn matches(&self, rule: &SecurityRule, flow: &Flow) -> bool {
         rule.protocol.matches(flow.protocol)
             && rule.source.iter().any(|p| self.contains(p, flow.src))
             && rule.destination.iter().any(|p| self.contains(p, flow.dst))
@@ -267,7 +267,7 @@ impl EffectiveSecurity {
     /// The rule of `nsg` that decides `flow` in `direction`: the first match
     /// in priority order (the default rules end with a deny-all, so there is
     /// always one).
-    pub fn decide(&self, nsg: &Nsg, direction: RuleDirection, flow: &Flow) -> RuleHit {
+    pub(crate) fn decide(&self, nsg: &Nsg, direction: RuleDirection, flow: &Flow) -> RuleHit {
         let rule = nsg
             .effective(direction)
             .into_iter()
@@ -319,22 +319,8 @@ impl EffectiveSecurity {
         }
     }
 
-    /// Whether a packet of `flow` passes, counting NSGs' state: a packet
-    /// that answers an allowed flow in the other direction passes too.
-    pub fn passes(&self, flow: &Flow) -> bool {
-        let reverse = Flow {
-            src: flow.dst,
-            dst: flow.src,
-            protocol: flow.protocol,
-            src_port: flow.dst_port,
-            dst_port: flow.src_port,
-        };
-        self.verify(flow, Scope::Path).access == Access::Allow
-            || self.verify(&reverse, Scope::Path).access == Access::Allow
-    }
-
     /// The effective rules of `nsg` (both directions, priority order).
-    pub fn effective_rules(&self, nsg: &Nsg) -> Vec<EffectiveRule> {
+    pub(crate) fn effective_rules(&self, nsg: &Nsg) -> Vec<EffectiveRule> {
         [RuleDirection::Inbound, RuleDirection::Outbound]
             .into_iter()
             .flat_map(|d| nsg.effective(d))

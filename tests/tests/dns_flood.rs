@@ -233,7 +233,7 @@ impl Design {
         let write = PEAK.load(Relaxed) - base - pending;
 
         let base = LIVE.load(Relaxed);
-        let mut tracker = DnsTracker::new(CAPACITY as usize, 30_000_000_000);
+        let mut tracker = DnsTracker::new(CAPACITY as usize, observer::dns::GRACE_NS);
         for i in 0..2 * CAPACITY {
             tracker.record(&answer(i + 1)?);
         }

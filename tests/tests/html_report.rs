@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use observer::{files::reader, report::Summary};
+use observer::{dns, files::reader, report::Summary};
 use observer_tests::{Scratch, node_modules, observer_bin};
 
 fn workspace() -> PathBuf {
@@ -75,7 +75,7 @@ fn the_html_report_of_a_lab_scenario_renders_offline_in_chromium() -> anyhow::Re
     let files = reader::read_flows(&dirs)?;
     let lost = reader::lost_packets(&files);
     let records: Vec<_> = files.into_iter().flat_map(|f| f.records).collect();
-    let summary = Summary::build(&records, &reader::read_dns(&dirs)?, lost);
+    let summary = Summary::build(&records, &dns::read_recorded(&dirs)?, lost);
     let leak = summary
         .connections
         .iter()
@@ -154,7 +154,7 @@ fn the_html_report_of_a_lab_scenario_renders_offline_in_chromium() -> anyhow::Re
                 summary
                     .connections
                     .iter()
-                    .filter(|c| c.verdict.as_deref() == Some(verdict))
+                    .filter(|c| c.verdict.is_some_and(|v| v.as_str() == verdict))
                     .count() as u64
             ),
             "{scheme}: the verdict filter"

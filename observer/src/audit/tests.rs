@@ -33,7 +33,7 @@ fn audit(t: &Topology) -> Audit {
 fn found(a: &Audit) -> Vec<(&'static str, String, bool)> {
     a.problems
         .iter()
-        .map(|p| (p.check, p.subject.clone(), p.breaks_ase))
+        .map(|p| (p.check.into(), p.subject.clone(), p.breaks_ase))
         .collect()
 }
 

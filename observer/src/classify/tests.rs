@@ -3,11 +3,22 @@
 
 use std::{net::IpAddr, path::PathBuf, sync::Arc};
 
+use observer_common::tcp_flag::{ACK, RST, SYN};
+
 use super::*;
 use crate::{
     catalog::Catalog,
-    flow::{EndReason, ObservationPoint},
+    dns::{DnsAnswer, DnsVerdict},
+    flow::{Direction, EndReason, ObservationPoint},
+    topology::is_public,
 };
+
+impl Classifier {
+    /// Classifies one record, alone.
+    fn classify(&self, record: &FlowRecord, answer: Answer) -> Classification {
+        self.classify_with(record, answer, &mut FxHashMap::default())
+    }
+}
 
 fn scenario(file: &str) -> Topology {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,7 +49,7 @@ fn record(
         },
         direction,
         ip_version: 4,
-        protocol: 6,
+        protocol: crate::protocol::IpProtocol::TCP.number(),
         src_addr: src.parse().unwrap(),
         dst_addr: dst.parse().unwrap(),
         src_port: Some(sport),
@@ -289,15 +300,15 @@ fn categories_and_flow_types_follow_traffic_analytics() {
     assert!(!is_public("100.64.1.1".parse::<IpAddr>().unwrap()));
 }
 
-fn dns_answer(server: &str, rcode: &str, chain: &[&str], addr: &str) -> crate::dns::DnsAnswer {
-    crate::dns::DnsAnswer {
+fn dns_answer(server: &str, rcode: &str, chain: &[&str], addr: &str) -> DnsAnswer {
+    DnsAnswer {
         time_ns: 0,
         iface: "eth0".into(),
         client: "10.0.0.4".parse().unwrap(),
         server: server.parse().unwrap(),
         query: chain[0].into(),
         query_type: "A".into(),
-        rcode: rcode.into(),
+        rcode: rcode.parse().unwrap(),
         chain: chain.iter().map(|s| s.to_string()).collect(),
         addresses: if addr.is_empty() {
             vec![]
@@ -324,12 +335,15 @@ fn dns_answers_are_judged() {
         "contoso-kv.privatelink.vaultcore.azure.net",
     ];
     let (v, r) = judge("168.63.129.16", "NOERROR", &pl, "203.0.113.20");
-    assert_eq!(v, "privatelink-public");
+    assert_eq!(v, DnsVerdict::PrivatelinkPublic);
     assert!(r.contains("not linked to VNet ase-vnet"), "{r}");
-    assert_eq!(judge("168.63.129.16", "NOERROR", &pl, "10.0.2.5").0, "ok");
+    assert_eq!(
+        judge("168.63.129.16", "NOERROR", &pl, "10.0.2.5").0,
+        DnsVerdict::Ok
+    );
     assert_eq!(
         judge("8.8.8.8", "NOERROR", &pl, "10.0.2.5").0,
-        "unexpected-server"
+        DnsVerdict::UnexpectedServer
     );
     let (v, r) = judge(
         "168.63.129.16",
@@ -337,7 +351,7 @@ fn dns_answers_are_judged() {
         &["contoso.blob.core.windows.net"],
         "",
     );
-    assert_eq!(v, "nxdomain-dependency");
+    assert_eq!(v, DnsVerdict::NxdomainDependency);
     assert!(r.contains("azure-storage"), "{r}");
 
     let mut custom = t.clone();

@@ -8,10 +8,10 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
-    dns::{DnsAnswer, DnsTracker},
+    dns::{self, DnsAnswer, DnsTracker},
     files::{ParquetFiles, check_writable, reader},
     flow::FlowRecord,
-    report::Summary,
+    report::{self, Summary},
 };
 
 #[derive(Debug, Args)]
@@ -35,8 +35,8 @@ impl ClassifyArgs {
         let classifier = super::load_classifier(&self.topology, &self.catalog)?;
         check_writable(&self.out)?;
         let files = reader::read_flows(&self.inputs)?;
-        let mut dns = reader::read_dns(&self.inputs)?;
-        let mut tracker = DnsTracker::new(usize::MAX >> 1, 30_000_000_000);
+        let mut dns = dns::read_recorded(&self.inputs)?;
+        let mut tracker = DnsTracker::new(usize::MAX >> 1, dns::GRACE_NS);
         for answer in &mut dns {
             classifier.judge_dns(answer);
             tracker.record(answer);
@@ -72,7 +72,7 @@ impl ClassifyArgs {
             dns_out.push(a);
         }
         dns_out.flush(&metadata)?;
-        print!("{}", crate::report::text::render(&summary));
+        report::write(&summary, &report::Format::Text, None)?;
         if let Some(path) = written {
             println!("\nwrote {}", path.display());
         } else {
@@ -86,7 +86,7 @@ impl ClassifyArgs {
 pub fn read_inputs(inputs: &[PathBuf]) -> anyhow::Result<(Vec<FlowRecord>, Vec<DnsAnswer>, u64)> {
     let files = reader::read_flows(inputs).context("reading flow files")?;
     let lost = reader::lost_packets(&files);
-    let dns = reader::read_dns(inputs)?;
+    let dns = dns::read_recorded(inputs)?;
     Ok((
         files.into_iter().flat_map(|f| f.records).collect(),
         dns,

@@ -186,7 +186,7 @@ impl ImportArgs {
             iface_role: self.iface.as_ref().and_then(|i| i.role.clone()),
             host: None,
         };
-        let mut tracker = DnsTracker::new(1 << 20, 30_000_000_000);
+        let mut tracker = DnsTracker::new(1 << 20, crate::dns::GRACE_NS);
         let mut answers: Vec<DnsAnswer> = Vec::new();
         let mut interner = Interner::default();
         for file in &files {

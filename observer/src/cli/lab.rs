@@ -266,16 +266,14 @@ fn run(
     }
     if let Some(dir) = html_dir {
         let index = dir.join("index.html");
-        std::fs::write(&index, report::html::index(&pages))
-            .with_context(|| format!("writing {}", index.display()))?;
+        report::write_index(&pages, &index)?;
         println!("HTML reports: {}", index.display());
     }
     let (text, failed) = roll_up(&results);
     print!("{text}");
     println!("\nParquet under {}", out.display());
     if let Some(file) = junit_file {
-        std::fs::write(file, junit::render_suites(&scenario_suites(&results)))
-            .with_context(|| format!("writing {}", file.display()))?;
+        report::write_suites(&scenario_suites(&results), file)?;
     }
     if failed > 0 {
         eprintln!("observer lab run: {failed} flows did not get their expected verdict");
@@ -292,36 +290,21 @@ fn html_page(
 ) -> anyhow::Result<report::html::IndexEntry> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let topology = Topology::load(topology_file)?;
-    let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let context = report::html::Context {
-        topology_name: Some(&topology.name),
-        topology: Some(&topology),
-        generated: &generated,
-    };
+    let context = report::html::Context::new(Some(&topology.name), Some(&topology));
     let file = format!("{}.html", result.topology);
-    let path = dir.join(&file);
-    std::fs::write(&path, report::html::render(&result.summary, &context))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(report::html::IndexEntry {
+    report::write(
+        &result.summary,
+        &report::Format::Html(context),
+        Some(&dir.join(&file)),
+    )?;
+    let checks_failed = result.checks.iter().filter(|c| !c.passed()).count();
+    Ok(report::html::IndexEntry::new(
         file,
-        topology: result.topology.clone(),
-        description: result.description.clone(),
-        connections: result.summary.connections.len(),
-        leaks: result
-            .summary
-            .connections
-            .iter()
-            .filter(|c| c.is_leak())
-            .count(),
-        problems: result
-            .summary
-            .connections
-            .iter()
-            .filter(|c| c.verdict.as_deref().is_some_and(|v| v != "ok"))
-            .count(),
-        checks: result.checks.len(),
-        checks_failed: result.checks.iter().filter(|c| !c.passed()).count(),
-    })
+        result.topology.clone(),
+        result.description.clone(),
+        &result.summary,
+        (result.checks.len(), checks_failed),
+    ))
 }
 
 /// The roll-up of several scenario runs, and how many checks failed.
@@ -408,7 +391,10 @@ impl ExecArgs {
             .map(|(name, s)| format!("{name} {s:.3} s"))
             .collect();
         tracing::info!("lab exec phases: {}", phases.join(", "));
-        eprint!("\n{}", crate::report::text::render(&outcome.summary));
+        eprint!(
+            "\n{}",
+            report::render(&outcome.summary, &report::Format::Text)
+        );
         if let Some(signal) = outcome.signal {
             eprintln!(
                 "\nobserver lab exec: interrupted by signal {signal}; the lab is torn down and the capture written"

@@ -1,18 +1,17 @@
 //! `observer report`: one line per connection (both directions, every
 //! observation point), problems first, counts by verdict, dependency and
-//! path; `--format text|json|junit`; `--fail-on` turns findings into a
-//! non-zero exit for CI.
+//! path; `--format text|json|junit|html`, written by `report::write`;
+//! `--fail-on` turns findings into a non-zero exit for CI.
 
 use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use crate::report::{self, FailOn, Summary};
 
-/// Output formats of the report.
+/// The formats of `--format`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+enum OutputFormat {
     /// For people: problems first, then counts.
     #[default]
     Text,
@@ -24,37 +23,14 @@ pub enum Format {
     Html,
 }
 
-impl Format {
-    /// Renders `summary`; JUnit failures follow `fail` (default: leaks).
-    pub fn render(self, summary: &Summary, fail: Option<&FailOn>) -> String {
-        self.render_with(summary, fail, &report::html::Context::default())
-    }
-
-    /// Like [`Self::render`], with what the HTML page shows besides the
-    /// summary (topology name and drawing, time made).
-    pub fn render_with(
-        self,
-        summary: &Summary,
-        fail: Option<&FailOn>,
-        context: &report::html::Context<'_>,
-    ) -> String {
-        match self {
-            Self::Html => report::html::render(summary, context),
-            Self::Text => report::text::render(summary),
-            Self::Json => report::json::render(summary),
-            Self::Junit => report::junit::render(summary, fail.unwrap_or(&FailOn::leaks())),
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Flow files or directories (classified by `run --topology` or `classify`).
     #[arg(value_name = "DIR", required = true)]
     inputs: Vec<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
     /// Write the report to FILE instead of standard output.
     #[arg(long, short, visible_alias = "out", value_name = "FILE")]
     output: Option<PathBuf>,
@@ -73,7 +49,7 @@ pub struct ReportArgs {
 
 /// The topology names the flow files were classified against (file
 /// metadata `observer.topology`; footers only), joined with `, `.
-pub fn topology_names(inputs: &[PathBuf]) -> String {
+fn topology_names(inputs: &[PathBuf]) -> String {
     use parquet::file::reader::{FileReader as _, SerializedFileReader};
     let mut names = std::collections::BTreeSet::new();
     for path in crate::files::reader::flow_paths(inputs).unwrap_or_default() {
@@ -105,23 +81,20 @@ impl ReportArgs {
             .map(crate::topology::Topology::load)
             .transpose()?;
         let names = topology_names(&self.inputs);
-        let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let context = report::html::Context {
-            topology_name: (!names.is_empty()).then_some(names.as_str()),
-            topology: topology.as_ref(),
-            generated: &generated,
+        let leaks = FailOn::leaks();
+        let format = match self.format {
+            OutputFormat::Text => report::Format::Text,
+            OutputFormat::Json => report::Format::Json,
+            OutputFormat::Junit => report::Format::Junit {
+                fail: self.fail_on.as_ref().unwrap_or(&leaks),
+                first: &[],
+            },
+            OutputFormat::Html => report::Format::Html(report::html::Context::new(
+                (!names.is_empty()).then_some(names.as_str()),
+                topology.as_ref(),
+            )),
         };
-        let rendered = match self.format {
-            Format::Html => self
-                .format
-                .render_with(&summary, self.fail_on.as_ref(), &context),
-            format => format.render(&summary, self.fail_on.as_ref()),
-        };
-        match &self.output {
-            Some(path) => std::fs::write(path, rendered)
-                .with_context(|| format!("writing the report to {}", path.display()))?,
-            None => print!("{rendered}"),
-        }
+        report::write(&summary, &format, self.output.as_deref())?;
         if let Some(fail) = &self.fail_on {
             let failures = summary.failures(fail);
             if !failures.is_empty() {

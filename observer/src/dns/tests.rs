@@ -4,6 +4,7 @@ use hickory_proto::{
 };
 
 use super::*;
+use crate::files::Rows;
 
 fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
@@ -61,8 +62,8 @@ fn privatelink_chains_are_followed_in_order() {
     );
     assert_eq!(p.addresses, ["203.0.113.20".parse::<IpAddr>().unwrap()]);
     assert_eq!(
-        (p.ttl, p.rcode.as_str(), p.query_type.as_str()),
-        (60, "NOERROR", "A")
+        (p.ttl, p.rcode, p.query_type.as_str()),
+        (60, Rcode::NOERROR, "A")
     );
 
     // Zone linked: Azure DNS stops at the privatelink alias.
@@ -95,7 +96,8 @@ fn nxdomain_and_queries_are_told_apart() {
         ResponseCode::NXDomain,
     ))
     .unwrap();
-    assert_eq!(p.rcode, "NXDOMAIN");
+    assert_eq!(p.rcode, Rcode::NXDOMAIN);
+    assert_eq!(p.rcode.to_string(), "NXDOMAIN");
     assert!(p.addresses.is_empty());
     let query = query_message(1, "example.com.", RecordType::A).unwrap();
     assert_eq!(parse_response(&query), Err(Skip::Query));
@@ -146,7 +148,7 @@ fn answer(client: &str, addr: &str, name: &str, time_s: i64, ttl: u32) -> DnsAns
         server: "168.63.129.16".parse().unwrap(),
         query: name.into(),
         query_type: "A".into(),
-        rcode: "NOERROR".into(),
+        rcode: Rcode::NOERROR,
         chain: vec![name.into()],
         addresses: vec![addr.parse().unwrap()],
         ttl,
@@ -213,12 +215,94 @@ fn tracker_memory_is_bounded() {
 #[test]
 fn the_dns_table_round_trips() {
     let mut rows = vec![answer("10.0.0.4", "203.0.113.30", "a.example", 1, 60)];
-    rows[0].verdict = Some("ok".into());
+    rows[0].verdict = Some(DnsVerdict::Ok);
     let batch = DnsAnswer::to_batch(&rows);
-    assert_eq!(from_batch(&batch).unwrap(), rows);
+    assert_eq!(table::from_batch(&batch).unwrap(), rows);
     let missing = batch.project(&[0, 1]).unwrap();
     assert_eq!(
-        from_batch(&missing).unwrap_err(),
+        table::from_batch(&missing).unwrap_err().to_string(),
         "dns table: column `ttl` is missing"
     );
+}
+
+#[test]
+fn typed_columns_are_written_as_their_names_and_read_back() {
+    use arrow::array::AsArray;
+    use strum::VariantArray;
+
+    // Every verdict, an unjudged answer, and rcodes with and without a name.
+    let mut rows: Vec<DnsAnswer> = DnsVerdict::VARIANTS
+        .iter()
+        .map(|v| {
+            let mut a = answer("10.0.0.4", "203.0.113.30", "a.example", 1, 60);
+            a.verdict = Some(*v);
+            a.reason = Some(format!("because {v}"));
+            a
+        })
+        .collect();
+    rows.push(answer("10.0.0.4", "203.0.113.31", "b.example", 2, 60));
+    let rcodes = [
+        (Rcode::NOERROR, "NOERROR"),
+        (Rcode(2), "SERVFAIL"),
+        (Rcode::NXDOMAIN, "NXDOMAIN"),
+        (Rcode(5), "REFUSED"),
+        (Rcode(11), "RCODE11"),
+    ];
+    for (i, (rcode, _)) in rcodes.iter().enumerate() {
+        rows[i].rcode = *rcode;
+    }
+    let batch = DnsAnswer::to_batch(&rows);
+    let text = |name: &str| -> Vec<Option<String>> {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()
+    };
+    // The strings in the file are the vocabulary's names, as before.
+    let verdicts = text("verdict");
+    assert_eq!(
+        verdicts,
+        [
+            Some("ok".to_owned()),
+            Some("unexpected-server".to_owned()),
+            Some("privatelink-public".to_owned()),
+            Some("nxdomain-dependency".to_owned()),
+            None,
+        ]
+    );
+    let written: Vec<_> = text("rcode").into_iter().take(rcodes.len()).collect();
+    let expected: Vec<_> = rcodes.iter().map(|(_, n)| Some((*n).to_owned())).collect();
+    assert_eq!(written, expected);
+    assert_eq!(table::from_batch(&batch).unwrap(), rows);
+}
+
+#[test]
+fn names_outside_the_vocabulary_are_named_with_the_valid_ones() {
+    use std::sync::Arc;
+
+    use arrow::array::{RecordBatch, StringArray};
+
+    let rows = vec![answer("10.0.0.4", "203.0.113.30", "a.example", 1, 60)];
+    let batch = DnsAnswer::to_batch(&rows);
+    let with = |column: &str, value: &str| {
+        let index = batch.schema().index_of(column).unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[index] = Arc::new(StringArray::from(vec![value]));
+        let batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+        table::from_batch(&batch).unwrap_err().to_string()
+    };
+    assert_eq!(
+        with("verdict", "leaky"),
+        "dns table: column `verdict`: unknown DNS verdict `leaky` (ok, unexpected-server, privatelink-public or nxdomain-dependency)"
+    );
+    let err = with("rcode", "MAYBE");
+    assert!(
+        err.starts_with("dns table: column `rcode`: unknown rcode `MAYBE` (NOERROR,"),
+        "{err}"
+    );
+    assert_eq!("RCODE11".parse::<Rcode>().unwrap(), Rcode(11));
+    assert_eq!("SERVFAIL".parse::<Rcode>().unwrap(), Rcode(2));
 }

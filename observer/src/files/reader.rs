@@ -5,7 +5,8 @@
 //!
 //! A directory (or blob prefix) stands for every `*.parquet` below it,
 //! recursively (Hive-style `date=.../hour=.../` trees included), except the
-//! `dns-*.parquet` tables, which are read as DNS answers.
+//! `dns-*.parquet` tables: their batches go to a reader the caller passes
+//! ([`read_dns_tables`]; `dns::read_recorded` makes DNS answers of them).
 
 use std::{
     collections::BTreeMap,
@@ -41,8 +42,13 @@ pub enum ReadError {
     Schema { path: PathBuf, source: SchemaError },
     #[error("`{}` holds no flow files (*.parquet other than dns-*.parquet)", path.display())]
     EmptyDirectory { path: PathBuf },
-    #[error("`{}`: {message}", path.display())]
-    Dns { path: PathBuf, message: String },
+    /// A table's reader (the `dns` module's, for `dns-*.parquet`)
+    /// rejected a batch.
+    #[error("`{}`: {source}", path.display())]
+    Table {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// The records and key/value metadata of one file.
@@ -266,28 +272,34 @@ fn dns_files(inputs: &[PathBuf]) -> Vec<FileRef> {
     found
 }
 
-/// Paths of the DNS tables next to `inputs` (see [`read_dns`]).
+/// Paths of the DNS tables next to `inputs` (see [`read_dns_tables`]).
 pub fn dns_paths(inputs: &[PathBuf]) -> Vec<PathBuf> {
     dns_files(inputs).iter().map(FileRef::path).collect()
 }
 
-/// Reads the DNS answers recorded next to `inputs` (none is fine).
-pub fn read_dns(inputs: &[PathBuf]) -> Result<Vec<crate::dns::DnsAnswer>, ReadError> {
-    let mut answers = Vec::new();
+/// Reads the `dns-*.parquet` tables next to `inputs` (none is fine): each
+/// record batch goes to `rows`, which turns it into rows (the `dns`
+/// module's reader, so `files` never learns what a DNS answer is); what
+/// `rows` rejects is reported with the file's path.
+pub fn read_dns_tables<T, E>(
+    inputs: &[PathBuf],
+    mut rows: impl FnMut(&RecordBatch) -> Result<Vec<T>, E>,
+) -> Result<Vec<T>, ReadError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut out = Vec::new();
     for file in dns_files(inputs) {
         let path = file.path();
         read_batches(&file, |batch| {
-            answers.extend(
-                crate::dns::from_batch(batch).map_err(|message| ReadError::Dns {
-                    path: path.clone(),
-                    message,
-                })?,
-            );
+            out.extend(rows(batch).map_err(|source| ReadError::Table {
+                path: path.clone(),
+                source: source.into(),
+            })?);
             Ok(())
         })?;
     }
-    answers.sort_by_key(|a| a.time_ns);
-    Ok(answers)
+    Ok(out)
 }
 
 /// Reads every flow file named by `inputs` (see [`flow_files`]).

@@ -15,7 +15,6 @@ use std::{
     fs::{self, File},
     io::{self, BufWriter, Write},
     path::PathBuf,
-    str::FromStr,
     sync::mpsc,
     thread,
 };
@@ -37,8 +36,23 @@ use crate::{
 /// bounds what a blob upload holds in memory.
 pub const FILE_ROWS: usize = 8 * ROW_GROUP_ROWS;
 
-/// How output files are laid out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How output files are laid out (`--partition none|day|hour`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::VariantArray,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = String,
+    parse_err_fn = crate::vocabulary::unknown::<Self>
+)]
 pub enum Partition {
     /// All files in the output directory.
     #[default]
@@ -49,19 +63,8 @@ pub enum Partition {
     Hour,
 }
 
-impl FromStr for Partition {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Self::None),
-            "day" => Ok(Self::Day),
-            "hour" => Ok(Self::Hour),
-            other => Err(format!(
-                "unknown partitioning `{other}` (none, day or hour)"
-            )),
-        }
-    }
+impl crate::vocabulary::Vocabulary for Partition {
+    const WHAT: &'static str = "partitioning";
 }
 
 impl Partition {
@@ -533,12 +536,16 @@ mod tests {
 
     #[test]
     fn partition_names_parse() {
-        assert_eq!("day".parse::<Partition>().unwrap(), Partition::Day);
-        assert!(
-            "week"
-                .parse::<Partition>()
-                .unwrap_err()
-                .contains("none, day or hour")
+        for (name, partition) in [
+            ("none", Partition::None),
+            ("day", Partition::Day),
+            ("hour", Partition::Hour),
+        ] {
+            assert_eq!(name.parse::<Partition>(), Ok(partition));
+        }
+        assert_eq!(
+            "week".parse::<Partition>().unwrap_err(),
+            "unknown partitioning `week` (none, day or hour)"
         );
         assert_eq!(Partition::Day.dir_of(0), "date=1970-01-01/");
     }

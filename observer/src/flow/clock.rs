@@ -3,7 +3,7 @@
 
 /// Converts kernel monotonic nanoseconds to UTC nanoseconds since the epoch.
 #[derive(Clone, Copy, Debug)]
-pub struct WallClock {
+pub(crate) struct WallClock {
     offset_ns: i64,
 }
 
@@ -18,18 +18,18 @@ fn read(clock: libc::clockid_t) -> i64 {
 }
 
 /// CLOCK_MONOTONIC now, in the kernel program's time base.
-pub fn monotonic_now_ns() -> u64 {
+pub(crate) fn monotonic_now_ns() -> u64 {
     read(libc::CLOCK_MONOTONIC) as u64
 }
 
 /// CPU time of the calling thread: what a piece of work cost, whatever else
 /// shared the CPU meanwhile.
-pub fn thread_cpu_time() -> std::time::Duration {
+pub(crate) fn thread_cpu_time() -> std::time::Duration {
     std::time::Duration::from_nanos(read(libc::CLOCK_THREAD_CPUTIME_ID) as u64)
 }
 
 impl WallClock {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // Bracket the realtime read to halve the error of the two reads.
         let before = read(libc::CLOCK_MONOTONIC);
         let real = read(libc::CLOCK_REALTIME);
@@ -41,11 +41,11 @@ impl WallClock {
 
     /// The identity conversion, for times that are already UTC (packet
     /// capture files).
-    pub fn utc() -> Self {
+    pub(crate) fn utc() -> Self {
         Self { offset_ns: 0 }
     }
 
-    pub fn utc_ns(&self, monotonic_ns: u64) -> i64 {
+    pub(crate) fn utc_ns(&self, monotonic_ns: u64) -> i64 {
         monotonic_ns as i64 + self.offset_ns
     }
 }

@@ -2,20 +2,39 @@
 //! with the vocabulary of IPFIX (`packets`/`bytes`, `flowEndReason`) and room
 //! for the classification and DNS columns filled in by later stages.
 
-pub mod clock;
-pub mod table;
+pub(crate) mod clock;
+pub(crate) mod table;
 
-use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, sync::Arc};
+use std::{collections::HashMap, fmt, net::IpAddr, sync::Arc};
 
-use observer_common::{FlowKey, FlowStats, proto};
+use observer_common::{FlowKey, FlowStats};
 
-pub use self::{
+pub use self::table::TableConfig;
+pub(crate) use self::{
     clock::WallClock,
-    table::{Ended, FlowTable, TableConfig},
+    table::{Ended, FlowTable},
 };
+use crate::{protocol::IpProtocol, vocabulary::Vocabulary};
 
 /// Where a packet was seen relative to the interface.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::VariantArray,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = String,
+    parse_err_fn = crate::vocabulary::unknown::<Self>
+)]
 pub enum Direction {
     #[default]
     Ingress,
@@ -23,28 +42,35 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ingress => "ingress",
-            Self::Egress => "egress",
-        }
+    pub(crate) fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
-impl FromStr for Direction {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "ingress" => Ok(Self::Ingress),
-            "egress" => Ok(Self::Egress),
-            other => Err(format!("unknown direction `{other}` (ingress or egress)")),
-        }
-    }
+impl Vocabulary for Direction {
+    const WHAT: &'static str = "direction";
 }
 
-/// Why a record was closed: the IPFIX `flowEndReason` values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// Why a record was closed: the IPFIX `flowEndReason` values, declared in
+/// code order (code = position + 1).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::VariantArray,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = String,
+    parse_err_fn = crate::vocabulary::unknown::<Self>
+)]
 pub enum EndReason {
     /// 1: no packet for the idle timeout.
     IdleTimeout,
@@ -60,39 +86,13 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    pub const ALL: [Self; 5] = [
-        Self::IdleTimeout,
-        Self::ActiveTimeout,
-        Self::EndOfFlow,
-        Self::ForcedEnd,
-        Self::LackOfResources,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::IdleTimeout => "idle-timeout",
-            Self::ActiveTimeout => "active-timeout",
-            Self::EndOfFlow => "end-of-flow",
-            Self::ForcedEnd => "forced-end",
-            Self::LackOfResources => "lack-of-resources",
-        }
-    }
-
-    /// The IPFIX `flowEndReason` code (RFC 7011 / IANA IPFIX registry).
-    pub fn ipfix_code(self) -> u8 {
-        self as u8 + 1
+    pub(crate) fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
-impl FromStr for EndReason {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown end reason `{s}`"))
-    }
+impl Vocabulary for EndReason {
+    const WHAT: &'static str = "end reason";
 }
 
 impl fmt::Display for EndReason {
@@ -111,7 +111,24 @@ pub struct ObservationPoint {
 }
 
 /// Where a record's measurements come from (the `source` column).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::VariantArray,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = String,
+    parse_err_fn = crate::vocabulary::unknown::<Self>
+)]
 pub enum Source {
     /// The observer's own capture (`observer run`).
     #[default]
@@ -125,36 +142,33 @@ pub enum Source {
 }
 
 impl Source {
-    pub const ALL: [Self; 4] = [
-        Self::Observer,
-        Self::AzureVnetFlowLog,
-        Self::AzureNsgFlowLog,
-        Self::Pcap,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Observer => "observer",
-            Self::AzureVnetFlowLog => "azure-vnet-flow-log",
-            Self::AzureNsgFlowLog => "azure-nsg-flow-log",
-            Self::Pcap => "pcap",
-        }
+    pub(crate) fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
-impl FromStr for Source {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown source `{s}`"))
-    }
+impl Vocabulary for Source {
+    const WHAT: &'static str = "source";
 }
 
 /// The state an Azure flow log gives a tuple (`flow_state`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::VariantArray,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = String,
+    parse_err_fn = crate::vocabulary::unknown::<Self>
+)]
 pub enum FlowState {
     /// `B`: the flow began; no counters yet.
     Begin,
@@ -167,55 +181,46 @@ pub enum FlowState {
 }
 
 impl FlowState {
-    pub const ALL: [Self; 4] = [Self::Begin, Self::Continuing, Self::End, Self::Denied];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Begin => "begin",
-            Self::Continuing => "continuing",
-            Self::End => "end",
-            Self::Denied => "denied",
-        }
+    pub(crate) fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
-impl FromStr for FlowState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown flow state `{s}`"))
-    }
+impl Vocabulary for FlowState {
+    const WHAT: &'static str = "flow state";
 }
 
 /// What the NSG (or Virtual Network Manager admin rule) decided (`nsg_decision`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::VariantArray,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = String,
+    parse_err_fn = crate::vocabulary::unknown::<Self>
+)]
 pub enum NsgDecision {
     Allow,
     Deny,
 }
 
 impl NsgDecision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-        }
+    pub(crate) fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
-impl FromStr for NsgDecision {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "allow" => Ok(Self::Allow),
-            "deny" => Ok(Self::Deny),
-            other => Err(format!("unknown NSG decision `{other}` (allow or deny)")),
-        }
-    }
+impl Vocabulary for NsgDecision {
+    const WHAT: &'static str = "NSG decision";
 }
 
 /// What an imported source knows beyond the capture columns; all null for
@@ -246,7 +251,7 @@ pub struct Interner {
 }
 
 impl Interner {
-    pub fn get(&mut self, value: &str) -> Arc<str> {
+    pub(crate) fn get(&mut self, value: &str) -> Arc<str> {
         if let Some(last) = &self.last
             && **last == *value
         {
@@ -345,22 +350,22 @@ impl Default for FlowRecord {
 
 impl FlowRecord {
     /// Builds the record of a kernel flow key and its accumulated counters.
-    pub fn from_kernel(
+    pub(crate) fn from_kernel(
         key: &FlowKey,
         stats: &FlowStats,
         end_reason: EndReason,
         point: ObservationPoint,
         clock: &WallClock,
     ) -> Self {
-        let (src_port, dst_port, icmp_type, icmp_code) = match key.protocol {
-            proto::ICMP | proto::ICMPV6 => (
+        let (src_port, dst_port, icmp_type, icmp_code) = match IpProtocol(key.protocol) {
+            IpProtocol::ICMP | IpProtocol::ICMPV6 => (
                 None,
                 None,
                 Some(key.src_port as u8),
                 Some(key.dst_port as u8),
             ),
             // Ports 0/0 mark packets without a transport header (non-first fragments).
-            proto::TCP | proto::UDP if key.src_port != 0 || key.dst_port != 0 => {
+            IpProtocol::TCP | IpProtocol::UDP if key.src_port != 0 || key.dst_port != 0 => {
                 (Some(key.src_port), Some(key.dst_port), None, None)
             }
             _ => (None, None, None, None),
@@ -407,6 +412,7 @@ impl FlowRecord {
 #[cfg(test)]
 mod tests {
     use observer_common::{DIRECTION_EGRESS, user::addr_to_bytes};
+    use strum::VariantArray;
 
     use super::*;
 
@@ -444,12 +450,70 @@ mod tests {
     }
 
     #[test]
-    fn end_reasons_use_ipfix_codes_and_round_trip() {
-        assert_eq!(EndReason::IdleTimeout.ipfix_code(), 1);
-        assert_eq!(EndReason::LackOfResources.ipfix_code(), 5);
-        for reason in EndReason::ALL {
-            assert_eq!(reason.as_str().parse::<EndReason>().unwrap(), reason);
+    fn end_reasons_are_declared_in_ipfix_code_order() {
+        // RFC 7011 / IANA IPFIX registry: flowEndReason 1 to 5.
+        let codes: Vec<u8> = EndReason::VARIANTS.iter().map(|&r| r as u8 + 1).collect();
+        assert_eq!(codes, [1, 2, 3, 4, 5]);
+        assert_eq!(EndReason::IdleTimeout as u8 + 1, 1);
+        assert_eq!(EndReason::LackOfResources as u8 + 1, 5);
+    }
+
+    /// Every variant's column text, in declaration order, parsed back.
+    fn names_of<T>(expected: &[&str])
+    where
+        T: VariantArray + Copy + PartialEq + fmt::Debug + Into<&'static str>,
+        T: std::str::FromStr<Err = String>,
+    {
+        let names: Vec<&str> = T::VARIANTS.iter().map(|&v| v.into()).collect();
+        assert_eq!(names, expected);
+        for &v in T::VARIANTS {
+            assert_eq!(v.into().parse::<T>(), Ok(v));
         }
+    }
+
+    #[test]
+    fn column_names_are_unchanged_and_parse_back() {
+        names_of::<Direction>(&["ingress", "egress"]);
+        names_of::<EndReason>(&[
+            "idle-timeout",
+            "active-timeout",
+            "end-of-flow",
+            "forced-end",
+            "lack-of-resources",
+        ]);
+        names_of::<Source>(&[
+            "observer",
+            "azure-vnet-flow-log",
+            "azure-nsg-flow-log",
+            "pcap",
+        ]);
+        names_of::<FlowState>(&["begin", "continuing", "end", "denied"]);
+        names_of::<NsgDecision>(&["allow", "deny"]);
+        assert_eq!(EndReason::ForcedEnd.to_string(), "forced-end");
+    }
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        assert_eq!(
+            "out".parse::<Direction>().unwrap_err(),
+            "unknown direction `out` (ingress or egress)"
+        );
+        assert_eq!(
+            "done".parse::<EndReason>().unwrap_err(),
+            "unknown end reason `done` (idle-timeout, active-timeout, end-of-flow, forced-end or lack-of-resources)"
+        );
+        assert_eq!(
+            "x".parse::<Source>().unwrap_err(),
+            "unknown source `x` (observer, azure-vnet-flow-log, azure-nsg-flow-log or pcap)"
+        );
+        assert_eq!(
+            "B".parse::<FlowState>().unwrap_err(),
+            "unknown flow state `B` (begin, continuing, end or denied)"
+        );
+        assert_eq!(
+            "Deny".parse::<NsgDecision>().unwrap_err(),
+            "unknown NSG decision `Deny` (allow or deny)"
+        );
     }
 
     #[test]
@@ -461,7 +525,7 @@ mod tests {
             ..FlowStats::default()
         };
         let tcp = FlowRecord::from_kernel(
-            &key(6, 40000, 1433),
+            &key(IpProtocol::TCP.number(), 40000, 1433),
             &stats,
             EndReason::EndOfFlow,
             point(),
@@ -474,7 +538,7 @@ mod tests {
         assert_eq!(tcp.src_addr.to_string(), "10.0.0.4");
         assert_eq!(tcp.direction, Direction::Egress);
         let icmp = FlowRecord::from_kernel(
-            &key(1, 8, 0),
+            &key(IpProtocol::ICMP.number(), 8, 0),
             &stats,
             EndReason::IdleTimeout,
             point(),
@@ -485,7 +549,7 @@ mod tests {
             (None, Some(8), Some(0))
         );
         let fragment = FlowRecord::from_kernel(
-            &key(17, 0, 0),
+            &key(IpProtocol::UDP.number(), 0, 0),
             &stats,
             EndReason::IdleTimeout,
             point(),

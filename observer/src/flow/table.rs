@@ -20,6 +20,8 @@ use observer_common::{FlowKey, FlowStats};
 
 use super::EndReason;
 
+/// The table's timeouts and bound (public: `pipeline::RunOptions` and
+/// `import::pcap::PcapOptions` carry it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableConfig {
     pub idle_timeout: Duration,
@@ -43,10 +45,10 @@ impl Default for TableConfig {
 
 /// A finished (or interim) record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ended {
-    pub key: FlowKey,
-    pub stats: FlowStats,
-    pub reason: EndReason,
+pub(crate) struct Ended {
+    pub(crate) key: FlowKey,
+    pub(crate) stats: FlowStats,
+    pub(crate) reason: EndReason,
 }
 
 /// Counters of one live record, packed (48 bytes) to keep a million live
@@ -117,13 +119,13 @@ impl Live {
 }
 
 #[derive(Debug)]
-pub struct FlowTable {
+pub(crate) struct FlowTable {
     config: TableConfig,
     flows: HashMap<FlowKey, Live>,
 }
 
 impl FlowTable {
-    pub fn new(config: TableConfig) -> Self {
+    pub(crate) fn new(config: TableConfig) -> Self {
         Self {
             config,
             flows: HashMap::new(),
@@ -131,16 +133,17 @@ impl FlowTable {
     }
 
     /// Live flows (records not yet ended).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.flows.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.flows.is_empty()
     }
 
     /// Adds a kernel delta (one drain's counters, or one overflow packet).
-    pub fn add(&mut self, key: &FlowKey, delta: &FlowStats, ended: &mut Vec<Ended>) {
+    pub(crate) fn add(&mut self, key: &FlowKey, delta: &FlowStats, ended: &mut Vec<Ended>) {
         if delta.packets == 0 {
             return;
         }
@@ -171,7 +174,7 @@ impl FlowTable {
     }
 
     /// Ends the records whose time has come at `now_ns`.
-    pub fn expire(&mut self, now_ns: u64, ended: &mut Vec<Ended>) {
+    pub(crate) fn expire(&mut self, now_ns: u64, ended: &mut Vec<Ended>) {
         let idle = self.config.idle_timeout.as_nanos() as u64;
         let active = self.config.active_timeout.as_nanos() as u64;
         let grace = self.config.close_grace.as_nanos() as u64;
@@ -234,7 +237,7 @@ impl FlowTable {
     }
 
     /// Ends every record (the capture is stopping).
-    pub fn finish(&mut self, ended: &mut Vec<Ended>) {
+    pub(crate) fn finish(&mut self, ended: &mut Vec<Ended>) {
         for (key, live) in self.flows.drain() {
             if live.packets > 0 {
                 ended.push(Ended {
@@ -259,7 +262,7 @@ mod tests {
         FlowKey {
             src_port: port,
             dst_port: 443,
-            protocol: 6,
+            protocol: crate::protocol::IpProtocol::TCP.number(),
             ip_version: 4,
             ..FlowKey::default()
         }

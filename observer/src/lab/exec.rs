@@ -26,7 +26,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::{
-    report::{self, FailOn, Summary, junit},
+    report::{self, FailOn, Format, Summary, junit},
     topology::Topology,
 };
 
@@ -207,38 +207,31 @@ pub fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
     let (records, dns, lost) = read_back(&dirs)?;
     outcome.summary = Summary::build(&records, &dns, lost);
     outcome.failures = outcome.summary.failures(&config.fail_on);
-    write_reports(&outcome, config)?;
-    if let Some(path) = &config.html {
-        let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let context = report::html::Context {
-            topology_name: Some(&topology.name),
-            topology: Some(&topology),
-            generated: &generated,
-        };
-        std::fs::write(path, report::html::render(&outcome.summary, &context))
-            .with_context(|| format!("writing {}", path.display()))?;
-        give_to_invoking_user(path);
-    }
+    write_reports(&outcome, config, &topology)?;
     give_to_invoking_user(&out);
     phase("report", &mut outcome);
     Ok(outcome)
 }
 
-/// `report.txt`, `report.json` in the output directory; JUnit if asked.
-fn write_reports(outcome: &ExecOutcome, config: &ExecConfig) -> anyhow::Result<()> {
-    let write = |path: &Path, text: String| {
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-    };
-    write(
-        &outcome.out.join("report.txt"),
-        report::text::render(&outcome.summary),
+/// `report.txt`, `report.json` in the output directory; JUnit and HTML
+/// if asked.
+fn write_reports(
+    outcome: &ExecOutcome,
+    config: &ExecConfig,
+    topology: &Topology,
+) -> anyhow::Result<()> {
+    let summary = &outcome.summary;
+    report::write(
+        summary,
+        &Format::Text,
+        Some(&outcome.out.join("report.txt")),
     )?;
-    write(
-        &outcome.out.join("report.json"),
-        report::json::render(&outcome.summary),
+    report::write(
+        summary,
+        &Format::Json,
+        Some(&outcome.out.join("report.json")),
     )?;
     if let Some(path) = &config.junit {
-        let mut suites = junit::suites(&outcome.summary, &config.fail_on);
         let command = config
             .command
             .iter()
@@ -246,25 +239,31 @@ fn write_reports(outcome: &ExecOutcome, config: &ExecConfig) -> anyhow::Result<(
             .collect::<Vec<_>>()
             .join(" ");
         let code = outcome.status.map_or(0, exit_code_of);
-        suites.insert(
-            0,
-            junit::Suite {
-                name: "observer.command".into(),
-                cases: vec![junit::Case {
-                    classname: "observer.command".into(),
-                    name: command.clone(),
-                    failure: (code != 0 || outcome.status.is_none()).then(|| {
-                        let m = match outcome.status {
-                            Some(_) => format!("`{command}` exited with status {code}"),
-                            None => "interrupted before the command ran".into(),
-                        };
-                        ("exit-status".to_string(), m.clone(), m)
-                    }),
-                    system_out: None,
-                }],
-            },
-        );
-        write(path, junit::render_suites(&suites))?;
+        let command = [junit::Suite {
+            name: "observer.command".into(),
+            cases: vec![junit::Case {
+                classname: "observer.command".into(),
+                name: command.clone(),
+                failure: (code != 0 || outcome.status.is_none()).then(|| {
+                    let m = match outcome.status {
+                        Some(_) => format!("`{command}` exited with status {code}"),
+                        None => "interrupted before the command ran".into(),
+                    };
+                    ("exit-status".to_string(), m.clone(), m)
+                }),
+                system_out: None,
+            }],
+        }];
+        let format = Format::Junit {
+            fail: &config.fail_on,
+            first: &command,
+        };
+        report::write(summary, &format, Some(path))?;
+        give_to_invoking_user(path);
+    }
+    if let Some(path) = &config.html {
+        let context = report::html::Context::new(Some(&topology.name), Some(topology));
+        report::write(summary, &Format::Html(context), Some(path))?;
         give_to_invoking_user(path);
     }
     Ok(())

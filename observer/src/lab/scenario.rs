@@ -341,7 +341,7 @@ pub(crate) fn read_back(
     }
     let lost = reader::lost_packets(&files);
     let records: Vec<FlowRecord> = files.into_iter().flat_map(|f| f.records).collect();
-    let dns = reader::read_dns(dirs)?;
+    let dns = crate::dns::read_recorded(dirs)?;
     Ok((records, dns, lost))
 }
 

@@ -4,11 +4,11 @@
 
 use serde::Serialize;
 
-use super::{Connection, DnsSummary, Loss, PathCount, Summary};
+use super::{Connection, DnsSummary, Judgement, Loss, PathCount, Summary};
 use std::collections::BTreeMap;
 
 /// The format tag at the top of every document.
-pub const FORMAT: &str = "observer-report/1";
+pub(crate) const FORMAT: &str = "observer-report/1";
 
 #[derive(Serialize)]
 struct Document<'a> {
@@ -23,22 +23,36 @@ struct Document<'a> {
 struct Totals<'a> {
     records: usize,
     unclassified_records: usize,
+    /// Only when there are some (records classified by a newer observer).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    unknown_verdicts: &'a BTreeMap<String, usize>,
     connections: usize,
-    by_verdict: &'a BTreeMap<String, usize>,
-    by_dependency: &'a BTreeMap<String, BTreeMap<String, usize>>,
+    by_verdict: BTreeMap<&'static str, usize>,
+    by_dependency: BTreeMap<&'a str, BTreeMap<&'static str, usize>>,
     by_path: &'a [PathCount],
 }
 
+/// Counts keyed by verdict name: the document lists verdicts by name, as
+/// it always has, not in the report's order of severity.
+fn by_name(counts: &BTreeMap<Judgement, usize>) -> BTreeMap<&'static str, usize> {
+    counts.iter().map(|(j, n)| (j.as_str(), *n)).collect()
+}
+
 /// Renders `summary` as one pretty-printed JSON document.
-pub fn render(summary: &Summary) -> String {
+pub(crate) fn render(summary: &Summary) -> String {
     let doc = Document {
         format: FORMAT,
         summary: Totals {
             records: summary.records,
             unclassified_records: summary.unclassified,
+            unknown_verdicts: &summary.unknown_verdicts,
             connections: summary.connections.len(),
-            by_verdict: &summary.by_verdict,
-            by_dependency: &summary.by_dependency,
+            by_verdict: by_name(&summary.by_verdict),
+            by_dependency: summary
+                .by_dependency
+                .iter()
+                .map(|(dep, counts)| (dep.as_str(), by_name(counts)))
+                .collect(),
             by_path: &summary.by_path,
         },
         connections: &summary.connections,
@@ -71,5 +85,17 @@ mod tests {
         assert_eq!(c["reverse"]["bytes"], 100);
         assert_eq!(c["points"].as_array().unwrap().len(), 2);
         assert_eq!(c["points"][0]["netns"], "ase");
+    }
+
+    #[test]
+    fn verdict_counts_are_listed_by_name() {
+        let mut records = crate::report::tests::refused_and_ok();
+        for (i, r) in records.iter_mut().enumerate() {
+            r.verdict = Some(if i < 4 { "ok" } else { "undocumented" }.into());
+        }
+        let doc = render(&Summary::build(&records, &[], 0));
+        let ok = doc.find("\"ok\": 1").unwrap();
+        let undocumented = doc.find("\"undocumented\": 1").unwrap();
+        assert!(ok < undocumented, "{doc}");
     }
 }

@@ -10,7 +10,7 @@ use super::{FailOn, Summary};
 
 /// One test case.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Case {
+pub(crate) struct Case {
     pub classname: String,
     pub name: String,
     /// Failure type and message, and a longer text body.
@@ -21,18 +21,18 @@ pub struct Case {
 
 /// One test suite.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Suite {
+pub(crate) struct Suite {
     pub name: String,
     pub cases: Vec<Case>,
 }
 
 /// The test cases of `summary` judged by `fail`.
-pub fn suites(summary: &Summary, fail: &FailOn) -> Vec<Suite> {
+pub(crate) fn suites(summary: &Summary, fail: &FailOn) -> Vec<Suite> {
     let connections = summary
         .connections
         .iter()
         .map(|c| {
-            let verdict = c.verdict.clone().unwrap_or_else(|| "unclassified".into());
+            let verdict = c.judgement().as_str();
             let details = format!(
                 "verdict: {verdict}\nreason: {}\ndependency: {}\ncategory: {}\nexpected next hop: {}\nobserved path: {}\nclient to server: {} packets, {} bytes\nserver to client: {} packets, {} bytes\nobservation points: {}\n",
                 c.reason.as_deref().unwrap_or("-"),
@@ -56,9 +56,9 @@ pub fn suites(summary: &Summary, fail: &FailOn) -> Vec<Suite> {
                     c.dependency.as_deref().or(c.category.as_deref()).unwrap_or("connection")
                 ),
                 name: c.title(),
-                failure: fail.fails(c.verdict.as_deref()).then(|| {
+                failure: fail.fails(c.verdict).then(|| {
                     (
-                        verdict.clone(),
+                        verdict.to_owned(),
                         format!("{verdict}: {}", c.reason.as_deref().unwrap_or("no reason recorded")),
                         details.clone(),
                     )
@@ -100,13 +100,8 @@ pub fn suites(summary: &Summary, fail: &FailOn) -> Vec<Suite> {
     ]
 }
 
-/// Renders `summary` as a JUnit XML document.
-pub fn render(summary: &Summary, fail: &FailOn) -> String {
-    render_suites(&suites(summary, fail))
-}
-
 /// Renders suites as one `<testsuites>` document.
-pub fn render_suites(suites: &[Suite]) -> String {
+pub(crate) fn render_suites(suites: &[Suite]) -> String {
     let total: usize = suites.iter().map(|s| s.cases.len()).sum();
     let failed = |s: &Suite| s.cases.iter().filter(|c| c.failure.is_some()).count();
     let failures: usize = suites.iter().map(failed).sum();
@@ -179,7 +174,7 @@ mod tests {
     #[test]
     fn one_case_per_connection_failures_carry_verdict_and_reason() {
         let s = Summary::build(&crate::report::tests::refused_and_ok(), &[], 0);
-        let xml = render(&s, &FailOn::leaks());
+        let xml = render_suites(&suites(&s, &FailOn::leaks()));
         assert!(
             xml.contains("<testsuites name=\"observer\" tests=\"4\" failures=\"1\""),
             "{xml}"

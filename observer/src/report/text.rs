@@ -1,6 +1,7 @@
 //! The text report for people: problem connections first (leaks before the
 //! rest, one line each with packets and bytes both ways and the reason),
-//! then counts by verdict, dependency and path, DNS findings and loss.
+//! then counts by verdict (most severe first), dependency and path, DNS
+//! findings and loss.
 
 use std::fmt::Write as _;
 
@@ -13,7 +14,7 @@ fn counts(c: super::Counts) -> String {
 
 fn line(s: &mut String, c: &Connection) {
     let mark = if c.is_leak() { "LEAK" } else { "    " };
-    let verdict = c.verdict.as_deref().unwrap_or("unclassified");
+    let verdict = c.judgement().as_str();
     let _ = writeln!(
         s,
         "  {mark} {verdict:<24} {}  [→ {}, ← {}; {} points]",
@@ -28,7 +29,7 @@ fn line(s: &mut String, c: &Connection) {
 }
 
 /// Renders `summary` as text.
-pub fn render(summary: &Summary) -> String {
+pub(crate) fn render(summary: &Summary) -> String {
     let mut s = String::new();
     let n = summary.connections.len();
     let _ = writeln!(
@@ -44,10 +45,23 @@ pub fn render(summary: &Summary) -> String {
             summary.unclassified
         );
     }
+    if !summary.unknown_verdicts.is_empty() {
+        let _ = writeln!(
+            s,
+            "  {} records carry verdicts this observer does not know ({}): counted as unclassified; report them with the observer that classified them, or run `observer classify` again",
+            summary.unknown_verdicts.values().sum::<usize>(),
+            summary
+                .unknown_verdicts
+                .iter()
+                .map(|(v, n)| format!("{v} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let problems: Vec<&Connection> = summary
         .connections
         .iter()
-        .filter(|c| c.verdict.as_deref().is_some_and(|v| v != "ok"))
+        .filter(|c| c.is_problem())
         .collect();
     if !problems.is_empty() {
         let _ = writeln!(s, "\nProblems (leaks first):");
@@ -62,10 +76,8 @@ pub fn render(summary: &Summary) -> String {
         }
     }
     let _ = writeln!(s, "\nConnections by verdict:");
-    let mut verdicts: Vec<_> = summary.by_verdict.iter().collect();
-    verdicts.sort_by_key(|(v, _)| v.parse::<crate::classify::Verdict>().ok());
-    for (v, n) in verdicts {
-        let _ = writeln!(s, "  {v:<26} {n}");
+    for (v, n) in &summary.by_verdict {
+        let _ = writeln!(s, "  {:<26} {n}", v.as_str());
     }
     if !summary.by_dependency.is_empty() {
         let _ = writeln!(s, "\nConnections by dependency:");

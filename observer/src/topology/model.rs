@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use super::ServiceTags;
+use crate::{protocol::IpProtocol, vocabulary::Vocabulary};
 
 /// An IPv4 prefix that must be canonical: `192.168.250.0/16` is refused with
 /// `192.168.0.0/16` suggested, as Azure itself does.
@@ -51,8 +52,20 @@ impl fmt::Display for Cidr {
 }
 
 /// Which Azure cloud: the dependency host suffixes differ.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Cloud {
     #[default]
     Public,
@@ -62,17 +75,16 @@ pub enum Cloud {
 
 impl Cloud {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Public => "public",
-            Self::China => "china",
-            Self::Usgov => "usgov",
-        }
+        self.into()
     }
 }
 
 /// The hosting environment whose dependencies apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Environment {
     Asev1,
     Asev2External,
@@ -84,12 +96,16 @@ pub enum Environment {
 
 impl Environment {
     pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether the platform runs in the customer's subnet (ASEv1/v2): its
+    /// own dependencies leave from there and App Service manages it there
+    /// (inbound management on the management ports).
+    pub fn platform_in_subnet(self) -> bool {
         match self {
-            Self::Asev1 => "asev1",
-            Self::Asev2External => "asev2-external",
-            Self::Asev2Ilb => "asev2-ilb",
-            Self::Asev3 => "asev3",
-            Self::MultiTenant => "multi-tenant",
+            Self::Asev1 | Self::Asev2External | Self::Asev2Ilb => true,
+            Self::Asev3 | Self::MultiTenant => false,
         }
     }
 }
@@ -109,8 +125,22 @@ pub enum SubnetRole {
 
 /// A route's next hop, with the names of Azure's effective routes.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    serde::Serialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::VariantArray,
 )]
+#[strum(parse_err_ty = String, parse_err_fn = crate::vocabulary::unknown::<Self>)]
 pub enum NextHop {
     VnetLocal,
     VnetPeering,
@@ -123,15 +153,7 @@ pub enum NextHop {
 
 impl NextHop {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::VnetLocal => "VnetLocal",
-            Self::VnetPeering => "VnetPeering",
-            Self::VirtualNetworkServiceEndpoint => "VirtualNetworkServiceEndpoint",
-            Self::VirtualNetworkGateway => "VirtualNetworkGateway",
-            Self::VirtualAppliance => "VirtualAppliance",
-            Self::Internet => "Internet",
-            Self::None => "None",
-        }
+        self.into()
     }
 
     /// The path an interface role observes (`--iface NAME=ROLE`).
@@ -153,23 +175,8 @@ impl fmt::Display for NextHop {
     }
 }
 
-impl FromStr for NextHop {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Self::VnetLocal,
-            Self::VnetPeering,
-            Self::VirtualNetworkServiceEndpoint,
-            Self::VirtualNetworkGateway,
-            Self::VirtualAppliance,
-            Self::Internet,
-            Self::None,
-        ]
-        .into_iter()
-        .find(|h| h.as_str() == s)
-        .ok_or_else(|| format!("unknown next hop `{s}`"))
-    }
+impl Vocabulary for NextHop {
+    const WHAT: &'static str = "next hop";
 }
 
 /// Next hops a user-defined route may name (Azure refuses the others).
@@ -222,9 +229,10 @@ pub enum Protocol {
 impl Protocol {
     pub fn number(self) -> u8 {
         match self {
-            Self::Tcp => 6,
-            Self::Udp => 17,
+            Self::Tcp => IpProtocol::TCP,
+            Self::Udp => IpProtocol::UDP,
         }
+        .number()
     }
 }
 
@@ -367,6 +375,9 @@ pub struct Topology {
     pub nsgs: Vec<super::nsg::Nsg>,
     pub lab: LabSpec,
     pub(crate) service_tags_file: Option<(String, Range<usize>)>,
+    /// How many of `service_tags` (the first ones) are `[[service_tag]]`
+    /// tables; the rest come from the service-tag file.
+    pub(crate) inline_service_tags: usize,
     /// Service tags the NSG rules name, checked once the tag file is read.
     pub(crate) nsg_tag_uses: Vec<super::nsg::TagUse>,
 }
@@ -424,6 +435,11 @@ pub struct PrivateEndpoint {
     pub zone_linked: bool,
     #[serde(default = "https")]
     pub ports: Vec<u16>,
+    /// The target resource's `publicNetworkAccess` as Azure's export gives
+    /// it (`false`: Disabled), when known. Kept as data; classification
+    /// does not read it yet.
+    #[serde(default)]
+    pub public_network_access: Option<bool>,
 }
 
 fn https() -> Vec<u16> {

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Locator, TopologyError};
+use crate::protocol::IpProtocol;
 
 /// The tags every NSG knows without a service-tag file.
 pub const BUILTIN_TAGS: [&str; 3] = ["VirtualNetwork", "Internet", "AzureLoadBalancer"];
@@ -35,7 +36,18 @@ pub const PRIORITIES: std::ops::RangeInclusive<u16> = 100..=4096;
 
 /// `Inbound` or `Outbound`, as Azure writes it.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    serde::Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
 )]
 pub enum RuleDirection {
     Inbound,
@@ -44,10 +56,7 @@ pub enum RuleDirection {
 
 impl RuleDirection {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Inbound => "Inbound",
-            Self::Outbound => "Outbound",
-        }
+        self.into()
     }
 }
 
@@ -58,7 +67,18 @@ impl fmt::Display for RuleDirection {
 }
 
 /// `Allow` or `Deny`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 pub enum Access {
     Allow,
     Deny,
@@ -66,10 +86,7 @@ pub enum Access {
 
 impl Access {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "Allow",
-            Self::Deny => "Deny",
-        }
+        self.into()
     }
 }
 
@@ -80,31 +97,30 @@ impl fmt::Display for Access {
 }
 
 /// A rule's protocol: `Tcp`, `Udp`, `Icmp` or `*` (any).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 pub enum RuleProtocol {
     Tcp,
     Udp,
     Icmp,
     #[serde(rename = "*")]
+    #[strum(serialize = "*")]
     Any,
 }
 
 impl RuleProtocol {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tcp => "Tcp",
-            Self::Udp => "Udp",
-            Self::Icmp => "Icmp",
-            Self::Any => "*",
-        }
+        self.into()
     }
 
     /// Whether IP protocol `number` is this protocol.
     pub fn matches(self, number: u8) -> bool {
+        let protocol = IpProtocol(number);
         match self {
-            Self::Tcp => number == 6,
-            Self::Udp => number == 17,
-            Self::Icmp => number == 1,
+            Self::Tcp => protocol == IpProtocol::TCP,
+            Self::Udp => protocol == IpProtocol::UDP,
+            Self::Icmp => protocol == IpProtocol::ICMP,
             Self::Any => true,
         }
     }
