@@ -8,6 +8,7 @@ mod nsg;
 mod report;
 mod route;
 mod run;
+mod topology;
 mod verify;
 
 use std::{
@@ -64,6 +65,8 @@ pub enum Command {
     /// Audit a topology before any traffic: every documented requirement
     /// against its routes, NSGs and DNS; exit 1 if the ASE would not work.
     Check(check::CheckArgs),
+    /// Topologies from Azure's exports: `topology import`.
+    Topology(topology::TopologyArgs),
 }
 
 impl Command {
@@ -78,6 +81,7 @@ impl Command {
             Self::Verify(args) => args.execute(),
             Self::Nsg(args) => args.execute(),
             Self::Check(args) => args.execute(),
+            Self::Topology(args) => args.execute(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! checks what serde cannot (overlaps, containment, duplicates). Every error
 //! carries file, line, column and a hint. See `docs/topology.md`.
 
+pub mod import;
 mod model;
 pub mod nsg;
 pub mod service_tags;

@@ -375,6 +375,9 @@ pub struct Topology {
     pub nsgs: Vec<super::nsg::Nsg>,
     pub lab: LabSpec,
     pub(crate) service_tags_file: Option<(String, Range<usize>)>,
+    /// How many of `service_tags` (the first ones) are `[[service_tag]]`
+    /// tables; the rest come from the service-tag file.
+    pub(crate) inline_service_tags: usize,
     /// Service tags the NSG rules name, checked once the tag file is read.
     pub(crate) nsg_tag_uses: Vec<super::nsg::TagUse>,
 }
@@ -432,6 +435,11 @@ pub struct PrivateEndpoint {
     pub zone_linked: bool,
     #[serde(default = "https")]
     pub ports: Vec<u16>,
+    /// The target resource's `publicNetworkAccess` as Azure's export gives
+    /// it (`false`: Disabled), when known. Kept as data; classification
+    /// does not read it yet.
+    #[serde(default)]
+    pub public_network_access: Option<bool>,
 }
 
 fn https() -> Vec<u16> {

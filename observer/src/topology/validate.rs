@@ -300,6 +300,7 @@ pub(crate) fn validate(raw: RawTopology, at: &Locator<'_>) -> Result<Topology, T
         nsgs,
         lab: raw.lab,
         service_tags_file: raw.service_tags.map(|s| (s.get_ref().clone(), s.span())),
+        inline_service_tags: raw.service_tag.len(),
         nsg_tag_uses,
     })
 }
