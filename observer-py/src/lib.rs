@@ -8,13 +8,14 @@
 //! | `lib.rs` | the module: `Classifier`, `flow_schema`, `import_flow_logs`, `ObserverError`, `SCHEMA_VERSION` |
 //! | `classifier.rs` | `Classifier`: state loaded once, batches classified with the GIL released |
 //! | `batches.rs` | Arrow in, Arrow out without Python (unit-tested in Rust) |
-//! | `import.rs` | `import_flow_logs`: `observer import` of some inputs, its summary as a dict |
+//! | `import.rs` | `import_flow_logs`: `observer import` of some inputs, its summary as a dict; `hour_prefixes`: the units of a distributed import |
 //!
 //! Arrow data crosses the boundary through the C Data Interface (the
 //! arrow crate's `pyarrow` feature): no copies.
 
 mod batches;
 mod classifier;
+mod import;
 
 use std::path::PathBuf;
 
@@ -54,6 +55,8 @@ fn flow_schema(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<classifier::PyClassifier>()?;
     m.add_function(wrap_pyfunction!(flow_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(import::import_flow_logs, m)?)?;
+    m.add_function(wrap_pyfunction!(import::hour_prefixes, m)?)?;
     m.add("ObserverError", m.py().get_type::<ObserverError>())?;
     m.add("SCHEMA_VERSION", observer::files::schema::SCHEMA_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Flow-log tuples the import benchmark generates and imports.
     #[arg(long, default_value_t = 10_000_000)]
     tuples: u64,
+    /// Flow-log tuples the Spark benchmark generates (imported, then
+    /// classified by Spark).
+    #[arg(long, default_value_t = 2_000_000)]
+    spark_tuples: u64,
 }
 
 /// The parts of the capture benchmark.
@@ -53,6 +57,8 @@ pub enum Part {
     Labexec,
     /// Flow-log import end to end and Parquet writing vs DuckDB (no root).
     Import,
+    /// The Python wheel on Spark local[cores] vs the native CLI (no root).
+    Spark,
 }
 
 const A: &str = "10.88.0.1";
@@ -76,7 +82,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if import {
         crate::bench_import::run(if args.quick { 1_000_000 } else { args.tuples })?;
     }
-    if args.only.iter().all(|p| *p == Part::Import) && !args.only.is_empty() {
+    if args.only.is_empty() || args.only.contains(&Part::Spark) {
+        let tuples = if args.quick {
+            200_000
+        } else {
+            args.spark_tuples
+        };
+        crate::bench_spark::run(tuples, if args.quick { 1 } else { 3 })?;
+    }
+    if args
+        .only
+        .iter()
+        .all(|p| matches!(p, Part::Import | Part::Spark))
+        && !args.only.is_empty()
+    {
         return Ok(());
     }
     let observer = build_observer()?;

@@ -28,7 +28,7 @@ const TUPLES_PER_BLOB: u64 = 100_000;
 
 /// Generates `tuples` VNet flow log tuples in blobs of [`TUPLES_PER_BLOB`]
 /// (same seed, same files), unless they are there already.
-fn generate(dir: &Path, tuples: u64) -> anyhow::Result<()> {
+pub(crate) fn generate(dir: &Path, tuples: u64) -> anyhow::Result<()> {
     let blobs = tuples.div_ceil(TUPLES_PER_BLOB);
     let marker = dir.join(format!(".complete-{tuples}"));
     if marker.exists() {

@@ -108,37 +108,51 @@ def _bundle(topology, catalogs, dns) -> tuple:
     return (tuple(files), len(catalogs), tuple(dns_paths))
 
 
-def _classifier(bundle: tuple) -> _native.Classifier:
-    """The worker's classifier for ``bundle``, built on first use."""
-    digest = hashlib.sha256(repr(bundle).encode()).hexdigest()
+def _materialize(files: tuple, catalog_count: int) -> tuple:
+    """Writes the shipped topology, service tags and catalog files into a
+    fresh directory (service tags where the topology names them); returns
+    ``(topology_path, catalog_paths)``."""
+    topology_name = files[0][0]
+    tags = files[1 : len(files) - catalog_count]
+    # The topology names its service tags file relative to itself,
+    # possibly in a parent directory: nest the topology deep enough.
+    ups = max([name.replace("\\", "/").split("/").count("..") for name, _ in tags] + [0])
+    root = tempfile.mkdtemp(prefix="observer-py-")
+    topology_dir = os.path.join(root, *(["t"] * (ups + 1)))
+    written = []
+    for index, (name, data) in enumerate(files):
+        if index < len(files) - catalog_count:
+            path = os.path.normpath(os.path.join(topology_dir, name))
+        else:
+            path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        written.append(path)
+    return os.path.join(topology_dir, topology_name), written[len(files) - catalog_count :]
+
+
+def _cached(kind: str, bundle: tuple, build):
+    """The worker's object of ``kind`` for ``bundle``, built on first use
+    and kept for the worker's life (Spark reuses Python workers)."""
+    key = (kind, hashlib.sha256(repr(bundle).encode()).hexdigest())
     with _CACHE_LOCK:
-        found = _CACHE.get(digest)
-        if found is not None:
-            return found
+        found = _CACHE.get(key)
+        if found is None:
+            found = build()
+            _CACHE[key] = found
+        return found
+
+
+def _classifier(bundle: tuple) -> _native.Classifier:
+    """The worker's classifier for ``bundle``."""
+
+    def build():
         files, catalog_count, dns_paths = bundle
-        topology_name = files[0][0]
-        tags = files[1 : len(files) - catalog_count]
-        # The topology names its service tags file relative to itself,
-        # possibly in a parent directory: nest the topology deep enough.
-        ups = max([name.replace("\\", "/").split("/").count("..") for name, _ in tags] + [0])
-        root = tempfile.mkdtemp(prefix="observer-py-")
-        topology_dir = os.path.join(root, *(["t"] * (ups + 1)))
-        written = []
-        for index, (name, data) in enumerate(files):
-            if index == 0 or index < len(files) - catalog_count:
-                path = os.path.normpath(os.path.join(topology_dir, name))
-            else:
-                path = os.path.join(root, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data)
-            written.append(path)
-        catalogs = written[len(files) - catalog_count :]
-        built = _native.Classifier(
-            os.path.join(topology_dir, topology_name), catalogs, list(dns_paths) or None
-        )
-        _CACHE[digest] = built
-        return built
+        topology, catalogs = _cached("files", (files, catalog_count), lambda: _materialize(files, catalog_count))
+        return _native.Classifier(topology, catalogs, list(dns_paths) or None)
+
+    return _cached("classifier", bundle, build)
 
 
 # ---- classify ----------------------------------------------------------------
@@ -222,3 +236,106 @@ def classify(
         yield from run(pa.Table.from_batches(batches)).to_batches()
 
     return keyed.repartition(buckets, _BUCKET).mapInArrow(run_partition, out_spark)
+
+
+# ---- import_flow_logs ----------------------------------------------------------
+
+
+def import_flow_logs(
+    spark,
+    inputs,
+    out: str,
+    topology=None,
+    since=None,
+    until=None,
+    kind: str = "azure-vnet-flow-log",
+    catalogs: Sequence = (),
+    partition: str = "hour",
+):
+    """Imports Azure flow logs (``inputs``: ``az://CONTAINER/PREFIX`` or
+    paths every executor can read) into ``out`` (``az://`` or a shared
+    path), as ``observer import KIND INPUTS --out OUT --partition
+    PARTITION`` would, classified with ``topology`` if given, restricted to
+    ``since``/``until`` (UTC: ``2024-05-01T13:00:00Z``, ``2024-05-01T13``,
+    ``2024-05-01``).
+
+    The driver lists the blob-hour prefixes (names only); Spark runs one
+    task per prefix; each task runs the Rust import of its prefix, reading
+    and writing Blob Storage itself (credentials from the executors'
+    environment, as the CLI takes them). Runs at once (not lazily) and
+    returns a DataFrame of one summary row per prefix: ``prefix``,
+    ``files``, ``records_in``, ``records_out``, ``skipped``,
+    ``problem_count``, ``problems`` (the first ones, located),
+    ``written_rows``, ``files_written`` (relative to ``out``),
+    ``verdicts`` (records per verdict, with a topology). A prefix that
+    fails (unreadable input, write error) fails the job with its message."""
+    import datetime
+
+    from pyspark.sql import types as T
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = [os.fspath(i) for i in inputs]
+    out = os.fspath(out)
+    prefixes = _native.hour_prefixes(inputs, kind, since, until)
+    bundle = None
+    catalog_count = len(catalogs)
+    if topology is not None:
+        files, catalog_count, _ = _bundle(topology, catalogs, None)
+        bundle = files
+    # Runs writing into one output need distinct file names.
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+    def task(item):
+        index, prefix = item
+        topology_path, catalog_paths = None, []
+        if bundle is not None:
+            topology_path, catalog_paths = _cached(
+                "files", (bundle, catalog_count), lambda: _materialize(bundle, catalog_count)
+            )
+        summary = _native.import_flow_logs(
+            [prefix],
+            out,
+            kind=kind,
+            partition=partition,
+            topology=topology_path,
+            catalogs=catalog_paths,
+            since=since,
+            until=until,
+            run_id=f"import-{stamp}-{index:05d}",
+        )
+        return (
+            prefix,
+            summary["files"],
+            summary["records_in"],
+            summary["records_out"],
+            summary["skipped"],
+            summary["problem_count"],
+            summary["problems"],
+            summary["written_rows"],
+            summary["files_written"],
+            summary["verdicts"],
+        )
+
+    schema = T.StructType(
+        [
+            T.StructField("prefix", T.StringType(), False),
+            T.StructField("files", T.LongType(), False),
+            T.StructField("records_in", T.LongType(), False),
+            T.StructField("records_out", T.LongType(), False),
+            T.StructField("skipped", T.LongType(), False),
+            T.StructField("problem_count", T.LongType(), False),
+            T.StructField("problems", T.ArrayType(T.StringType()), False),
+            T.StructField("written_rows", T.LongType(), False),
+            T.StructField("files_written", T.ArrayType(T.StringType()), False),
+            T.StructField("verdicts", T.MapType(T.StringType(), T.LongType()), False),
+        ]
+    )
+    if not prefixes:
+        return spark.createDataFrame([], schema)
+    rows = (
+        spark.sparkContext.parallelize(list(enumerate(prefixes)), len(prefixes))
+        .map(task)
+        .collect()
+    )
+    return spark.createDataFrame(rows, schema)

@@ -4,25 +4,18 @@
 //! local directory or `az://CONTAINER/PREFIX`, optionally partitioned by
 //! day or hour. Prints what was read, written and skipped, and why.
 
-use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
     capture::InterfaceSpec,
-    classify::Classifier,
-    dns::{DnsAnswer, DnsTracker},
-    files::{
-        Rows as _,
-        sink::{FlowSink, FlowWriter, Partition},
-        writer::{ROW_GROUP_ROWS, encode},
-    },
-    flow::{FlowRecord, TableConfig, clock::thread_cpu_time},
+    files::{sink::Partition, writer::ROW_GROUP_ROWS},
+    flow::TableConfig,
     import::{
-        self, Interner, Kind, Summary, Window, nsg_flow_log,
-        pcap::{self, Local, PcapOptions},
-        vnet_flow_log,
+        self, Kind, Window,
+        pcap::{Local, PcapOptions},
+        run::Options,
     },
     storage::Location,
 };
@@ -78,192 +71,61 @@ pub struct ImportArgs {
     batch_rows: usize,
 }
 
-/// Classifies and hands over full batches; remembers the first write error.
-struct Batches<'a> {
-    classifier: Option<&'a Classifier>,
-    sink: FlowSink,
-    batch: Vec<FlowRecord>,
-    batch_rows: usize,
-    verdicts: BTreeMap<String, u64>,
-    error: Option<crate::files::WriteError>,
-    /// CPU time spent in classification (for `cargo xtask bench --only import`).
-    classifying: std::time::Duration,
-}
-
-impl Batches<'_> {
-    fn push(&mut self, record: FlowRecord) {
-        self.batch.push(record);
-        if self.batch.len() >= self.batch_rows {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.error.is_some() || self.batch.is_empty() {
-            self.batch.clear();
-            return;
-        }
-        let mut batch = std::mem::replace(&mut self.batch, self.sink.batch(self.batch_rows));
-        if let Some(classifier) = self.classifier {
-            let started = thread_cpu_time();
-            classifier.classify_all(&mut batch);
-            self.classifying += thread_cpu_time() - started;
-            for r in &batch {
-                if let Some(v) = &r.verdict {
-                    match self.verdicts.get_mut(&**v) {
-                        Some(n) => *n += 1,
-                        None => {
-                            self.verdicts.insert(v.to_string(), 1);
-                        }
-                    }
-                }
-            }
-        }
-        if let Err(e) = self.sink.send(batch) {
-            self.error = Some(e);
-        }
-    }
-}
-
 impl ImportArgs {
     pub fn execute(&self) -> anyhow::Result<ExitCode> {
-        let window = Window {
-            since_ns: self.since,
-            until_ns: self.until,
-        };
-        if let (Some(s), Some(u)) = (self.since, self.until)
-            && s >= u
-        {
-            anyhow::bail!("--since must be before --until");
-        }
         let classifier = match &self.topology {
             Some(path) => Some(super::load_classifier(path, &self.catalog)?),
             None => None,
         };
         let out = Location::parse(&self.out)?;
-        let mut summary = Summary::default();
-        let files = import::input_files(self.kind, &self.inputs, window, &mut summary)?;
-
-        let run_id = format!("import-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-        let mut metadata = vec![
-            (
-                "observer.schema_version".to_owned(),
-                crate::files::schema::SCHEMA_VERSION.to_owned(),
-            ),
-            ("observer.run_id".to_owned(), run_id.clone()),
-            (
-                "observer.source".to_owned(),
-                match self.kind {
-                    Kind::AzureVnetFlowLog => "azure-vnet-flow-log",
-                    Kind::AzureNsgFlowLog => "azure-nsg-flow-log",
-                    Kind::Pcap => "pcap",
-                }
-                .to_owned(),
-            ),
-        ];
-        if let Some(c) = &classifier {
-            metadata.push(("observer.topology".into(), c.topology().name.clone()));
-        }
-        let writer = FlowWriter::new(out.clone(), self.partition, &run_id, metadata.clone())?;
-        let mut batches = Batches {
-            classifier: classifier.as_ref(),
-            sink: FlowSink::spawn(writer),
-            batch: Vec::with_capacity(self.batch_rows.max(1)),
-            batch_rows: self.batch_rows.max(1),
-            verdicts: BTreeMap::new(),
-            error: None,
-            classifying: std::time::Duration::ZERO,
-        };
-
-        let pcap_options = PcapOptions {
-            table: TableConfig {
-                idle_timeout: std::time::Duration::from_secs_f64(self.idle_timeout),
-                active_timeout: std::time::Duration::from_secs_f64(self.active_timeout),
-                ..TableConfig::default()
+        let options = Options {
+            kind: self.kind,
+            inputs: self.inputs.clone(),
+            out: out.clone(),
+            partition: self.partition,
+            window: Window {
+                since_ns: self.since,
+                until_ns: self.until,
             },
-            local: self.local.clone(),
-            iface: self.iface.as_ref().map(|i| i.name.clone()),
-            iface_role: self.iface.as_ref().and_then(|i| i.role.clone()),
-            host: None,
+            classifier: classifier.as_ref(),
+            pcap: PcapOptions {
+                table: TableConfig {
+                    idle_timeout: std::time::Duration::from_secs_f64(self.idle_timeout),
+                    active_timeout: std::time::Duration::from_secs_f64(self.active_timeout),
+                    ..TableConfig::default()
+                },
+                local: self.local.clone(),
+                iface: self.iface.as_ref().map(|i| i.name.clone()),
+                iface_role: self.iface.as_ref().and_then(|i| i.role.clone()),
+                host: None,
+            },
+            batch_rows: self.batch_rows,
+            run_id: Options::run_id_now(),
         };
-        let mut tracker = DnsTracker::new(1 << 20, crate::dns::GRACE_NS);
-        let mut answers: Vec<DnsAnswer> = Vec::new();
-        let mut interner = Interner::default();
-        for file in &files {
-            let bytes = file.location.read(&file.relative)?;
-            let emit = &mut |r| batches.push(r);
-            match self.kind {
-                Kind::AzureVnetFlowLog => vnet_flow_log::read_blob(
-                    &file.display,
-                    &bytes,
-                    window,
-                    &mut summary,
-                    &mut interner,
-                    emit,
-                ),
-                Kind::AzureNsgFlowLog => nsg_flow_log::read_blob(
-                    &file.display,
-                    &bytes,
-                    window,
-                    &mut summary,
-                    &mut interner,
-                    emit,
-                ),
-                Kind::Pcap => pcap::read_file(
-                    &file.display,
-                    &bytes,
-                    &pcap_options,
-                    window,
-                    &mut summary,
-                    &mut tracker,
-                    &mut answers,
-                    emit,
-                ),
-            }
-            if batches.error.is_some() {
-                break;
-            }
-        }
-        batches.flush();
-        let finished = batches.sink.finish();
-        if let Some(e) = batches.error {
-            return Err(e).context("writing the imported records");
-        }
-        let writer = finished.context("writing the imported records")?;
-
-        if !answers.is_empty() {
-            if let Some(c) = &classifier {
-                answers.iter_mut().for_each(|a| c.judge_dns(a));
-            }
-            let bytes = encode(
-                &DnsAnswer::schema(),
-                std::iter::once(DnsAnswer::to_batch(&answers)),
-                &metadata,
-            )?;
-            out.write(&format!("dns-{run_id}-000001.parquet"), bytes)?;
-        }
+        let outcome = import::run::run(&options)?;
+        let summary = &outcome.summary;
 
         print!("{}", summary.render());
-        for (verdict, n) in &batches.verdicts {
+        for (verdict, n) in &outcome.verdicts {
             println!("  verdict {verdict}: {n}");
         }
         if classifier.is_some() {
             println!(
                 "classified {} record(s) in {:.3} s of CPU time",
                 summary.records_out,
-                batches.classifying.as_secs_f64()
+                outcome.classifying.as_secs_f64()
             );
         }
         println!(
             "wrote {} record(s) in {} file(s) to {out}{} (encoder CPU time {:.3} s)",
-            writer.written_rows(),
-            writer.files().len(),
-            if answers.is_empty() {
+            outcome.written_rows,
+            outcome.files.len(),
+            if outcome.dns_answers == 0 {
                 String::new()
             } else {
-                format!(" and {} DNS answer(s)", answers.len())
+                format!(" and {} DNS answer(s)", outcome.dns_answers)
             },
-            writer.busy().as_secs_f64()
+            outcome.encoder_busy.as_secs_f64()
         );
         // Bad input is reported, not fatal; but input that yielded nothing
         // while having problems is a failure.

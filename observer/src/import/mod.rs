@@ -8,6 +8,8 @@
 //! | `azure-nsg-flow-log` | [`nsg_flow_log`] | NSG flow log blobs (version 2, and 1) |
 //! | `pcap` | [`pcap`] | pcap and pcapng files, through the flow table |
 //!
+//! [`run`] runs one import start to end (the CLI and the Python wheel call it).
+//!
 //! This module owns what they share: walking the inputs (local trees or
 //! `az://` prefixes in Azure's `y=/m=/d=/h=/m=` layout, restricted to the
 //! hours of `--since`/`--until`), the streaming JSON walk of Azure's
@@ -16,6 +18,7 @@
 
 pub mod nsg_flow_log;
 pub mod pcap;
+pub mod run;
 pub mod vnet_flow_log;
 
 use std::{collections::BTreeMap, fmt, marker::PhantomData, net::IpAddr, str::FromStr};
