@@ -217,7 +217,7 @@ mod tests {
         let (_, out) = classify(
             &recorded(),
             &batch.schema(),
-            &[batch.clone()],
+            std::slice::from_ref(&batch),
             &HashSet::new(),
         )
         .unwrap();

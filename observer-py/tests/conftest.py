@@ -110,7 +110,7 @@ class Azurite:
             f"AccountKey={self.KEY};BlobEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;"
         )
 
-    def upload(self, root: Path, container: str):
+    def create_container(self, container: str):
         from azure.storage.blob import BlobServiceClient
 
         service = BlobServiceClient.from_connection_string(self.connection_string)
@@ -119,7 +119,10 @@ class Azurite:
         except Exception as error:  # noqa: BLE001 - the SDK's own type varies
             if "ContainerAlreadyExists" not in str(error):
                 raise
-        client = service.get_container_client(container)
+        return service.get_container_client(container)
+
+    def upload(self, root: Path, container: str):
+        client = self.create_container(container)
         for path in sorted(root.rglob("*")):
             if path.is_file():
                 with open(path, "rb") as data:

@@ -237,6 +237,7 @@ def test_import_flow_logs_gives_the_files_and_counts_of_the_cli(spark, azurite, 
     per prefix, each running the Rust import against Blob Storage) and by
     the CLI: the same partitions with the same rows, the same counts."""
     azurite.upload(flow_logs, "insights-logs-flowlogflowevent")
+    azurite.create_container("flows")
     source = f"az://insights-logs-flowlogflowevent/{PREFIX}"
     window = ("2024-05-01T13:00:00Z", "2024-05-01T15")
     printed = run_observer(

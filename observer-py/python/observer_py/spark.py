@@ -91,7 +91,7 @@ def _spark_type(kind: pa.DataType):
 # ---- the classifier of each Python worker ------------------------------------
 
 _CACHE: dict = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = threading.RLock()
 
 
 def _bundle(topology, catalogs, dns) -> tuple:
