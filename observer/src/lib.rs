@@ -27,7 +27,7 @@
 //! | command line | [`cli`] |
 
 pub mod audit;
-pub mod capture;
+pub(crate) mod capture;
 pub mod catalog;
 pub mod classify;
 pub mod cli;
@@ -36,8 +36,8 @@ pub mod files;
 pub mod flow;
 pub mod import;
 pub mod lab;
-pub mod metrics;
-pub mod pipeline;
+pub(crate) mod metrics;
+pub(crate) mod pipeline;
 pub mod report;
 pub mod routes;
 pub mod security;

@@ -21,10 +21,13 @@ use aya::{
 use observer_common::{Counter, FlowKey, FlowStats, counter};
 use thiserror::Error;
 
-use self::flow_maps::{FlowMapHandles, FlowMaps};
 pub use self::{
     attach::{AttachMode, Attachments},
     iface::{Interface, InterfaceSpec, LinkKind},
+};
+use self::{
+    flow_maps::{FlowMapHandles, FlowMaps},
+    watch::LinkWatch,
 };
 
 /// The kernel program, built by `build.rs` (empty when the eBPF toolchain was
@@ -109,6 +112,8 @@ pub struct Capture {
     counters: PerCpuArray<MapData, Counter>,
     flow_events: Option<RingBuf<MapData>>,
     dns_events: Option<RingBuf<MapData>>,
+    /// Link events of the capture's namespace (`None`: cannot watch).
+    links: Option<LinkWatch>,
 }
 
 impl std::fmt::Debug for Capture {
@@ -121,8 +126,9 @@ impl std::fmt::Debug for Capture {
 }
 
 impl Capture {
-    /// Loads the program, creates the maps and attaches to `interfaces`
-    /// (resolved in the current network namespace).
+    /// Loads the program, creates the maps, attaches to `interfaces`
+    /// (resolved in the current network namespace) and subscribes to the
+    /// namespace's link events.
     pub fn start(config: &CaptureConfig, interfaces: &[Interface]) -> Result<Self, CaptureError> {
         if EBPF_OBJECT.is_empty() {
             return Err(CaptureError::MissingObject);
@@ -161,6 +167,11 @@ impl Capture {
             RingBuf::try_from(take("FLOW_EVENTS")?).map_err(map_err("FLOW_EVENTS"))?;
         let dns_events = RingBuf::try_from(take("DNS_EVENTS")?).map_err(map_err("DNS_EVENTS"))?;
         let attachments = attach::attach(&mut ebpf, interfaces, config.attach)?;
+        let links = LinkWatch::open()
+            .inspect_err(|e| {
+                tracing::warn!("cannot watch for interfaces that disappear (rtnetlink: {e})");
+            })
+            .ok();
         Ok(Self {
             tcx: attachments.tcx,
             attachments: Some(attachments),
@@ -168,6 +179,7 @@ impl Capture {
             counters,
             flow_events: Some(flow_events),
             dns_events: config.capture_dns.then_some(dns_events),
+            links,
         })
     }
 
@@ -222,5 +234,10 @@ impl Capture {
     /// The DNS message ring buffer (taken once; `None` with DNS capture off).
     pub fn take_dns_events(&mut self) -> Option<RingBuf<MapData>> {
         self.dns_events.take()
+    }
+
+    /// The link-event socket (taken once; `None` when it could not be opened).
+    pub fn take_links(&mut self) -> Option<LinkWatch> {
+        self.links.take()
     }
 }

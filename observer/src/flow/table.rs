@@ -233,6 +233,24 @@ impl FlowTable {
         });
     }
 
+    /// Ends the records of interface `ifindex` (it disappeared: no packet
+    /// will come, so waiting for a timeout would only delay the records).
+    pub fn end_interface(&mut self, ifindex: u32, ended: &mut Vec<Ended>) {
+        self.flows.retain(|key, live| {
+            if key.ifindex != ifindex {
+                return true;
+            }
+            if live.packets > 0 {
+                ended.push(Ended {
+                    key: *key,
+                    stats: live.stats(),
+                    reason: EndReason::ForcedEnd,
+                });
+            }
+            false
+        });
+    }
+
     /// Ends every record (the capture is stopping).
     pub fn finish(&mut self, ended: &mut Vec<Ended>) {
         for (key, live) in self.flows.drain() {
@@ -397,6 +415,26 @@ mod tests {
         t.finish(&mut out);
         assert_eq!(out.len(), 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_vanished_interface_ends_its_flows_only() {
+        let (mut t, mut out) = (table(), Vec::new());
+        let on = |port, ifindex| FlowKey {
+            ifindex,
+            ..key(port)
+        };
+        t.add(&on(1, 3), &delta(S, 2, 0), &mut out);
+        t.add(&on(2, 3), &delta(S, 1, 0), &mut out);
+        t.add(&on(1, 4), &delta(S, 5, 0), &mut out);
+        t.end_interface(3, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(
+            out.iter()
+                .all(|e| e.key.ifindex == 3 && e.reason == EndReason::ForcedEnd)
+        );
+        assert_eq!(out.iter().map(|e| e.stats.packets).sum::<u64>(), 3);
+        assert_eq!(t.len(), 1, "the other interface's flow lives on");
     }
 
     #[test]
