@@ -45,6 +45,9 @@ fn sigterm_mid_capture_leaves_complete_files_and_nothing_attached() -> anyhow::R
                 mode,
                 "--drain-interval",
                 "3600",
+                // No flush either: it drains (and snapshots) too.
+                "--flush-interval",
+                "3600",
                 "--quiet",
             ],
         )?;

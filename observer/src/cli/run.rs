@@ -31,14 +31,17 @@ pub struct RunArgs {
     /// End a flow record after this long without packets.
     #[arg(long, value_name = "SECS", default_value_t = 15.0)]
     idle_timeout: f64,
-    /// Emit an interim record for flows older than this, then carry on.
+    /// Emit an interim record for flows older than this, then carry on
+    /// (each flush writes one too: see --flush-interval).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     active_timeout: f64,
     /// How often the kernel flow map is drained.
     #[arg(long, value_name = "SECS", default_value_t = 0.5)]
     drain_interval: f64,
-    /// How often ended records are written; each write is a complete file,
-    /// so a crash loses at most this much.
+    /// How often records are written: the ended ones, and an interim record
+    /// (end reason active-timeout) of each live flow's packets since its
+    /// last record. Each write is a complete file, so a crash loses at most
+    /// the packets of this long; a busy flow gets a record this often.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     flush_interval: f64,
     /// Flows the kernel map holds between two drains (each of two maps);

@@ -40,7 +40,7 @@ pub(super) async fn run<K: Kernel>(
                 pipeline.drain()?;
                 pipeline.flush_if_full()?;
             }
-            _ = flush.tick() => pipeline.flush()?,
+            _ = flush.tick() => pipeline.checkpoint()?,
             _ = status.tick(), if options.status_interval.is_some() => pipeline.status(),
             ready = sources.flow_events.ready() => {
                 let mut ready = ready.map_err(io_err("poll the flow-event ring buffer"))?;

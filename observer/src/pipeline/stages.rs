@@ -1,8 +1,9 @@
 //! The stages, in the order a record meets them: drain (the kernel's deltas
 //! into the flow table, timeouts), the rings (overflow flow events, DNS
 //! messages into answers), emit (ended flows into records, named from
-//! DNS), flush (classify, then write), and the metrics sync and status
-//! line between them.
+//! DNS), flush (classify, then write; at the flush interval after a
+//! snapshot of the live flows), and the metrics sync and status line
+//! between them.
 
 use std::{ops::ControlFlow, time::Instant};
 
@@ -185,6 +186,17 @@ impl<K: Kernel> Pipeline<K> {
         self.publish();
         release_freed_memory();
         Ok(())
+    }
+
+    /// The flush interval's turn: a drain, an interim record of every live
+    /// flow's packets since its last record (`FlowTable::snapshot`), then
+    /// the flush. The files then hold every packet counted before this
+    /// turn, so a crash loses at most one flush interval.
+    pub(super) fn checkpoint(&mut self) -> Result<(), RunError> {
+        self.drain()?;
+        self.table.snapshot(&mut self.ended);
+        self.emit();
+        self.flush()
     }
 
     /// Flushes early when a table holds a full row group, so memory stays

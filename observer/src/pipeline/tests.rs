@@ -347,8 +347,9 @@ async fn a_full_row_group_is_flushed_at_once() {
 
 /// A watched interface that disappears: its live flows end at once
 /// (`forced-end`) and are written at the next flush while the other
-/// interface goes on; when the last one goes (here through an overflowed
-/// event socket), the run stops with `interfaces-gone`.
+/// interface goes on (its flow only snapshotted); when the last one goes
+/// (here through an overflowed event socket), the run stops with
+/// `interfaces-gone`.
 #[tokio::test(start_paused = true)]
 async fn vanished_interfaces_end_their_flows_and_stop_the_run_when_none_is_left() {
     let dir = tempfile::tempdir().unwrap();
@@ -385,10 +386,20 @@ async fn vanished_interfaces_end_their_flows_and_stop_the_run_when_none_is_left(
     );
     let summary = summary.unwrap();
 
-    assert_eq!(written.len(), 1, "only the vanished interface's flow ended");
-    assert_eq!(&*written[0].point.iface, "veth0");
-    assert_eq!(written[0].end_reason.as_str(), "forced-end");
-    assert_eq!(written[0].packets, 4, "its last packets were drained first");
+    let on = |iface: &str| {
+        let found: Vec<&FlowRecord> = written
+            .iter()
+            .filter(|r| &*r.point.iface == iface)
+            .collect();
+        assert_eq!(found.len(), 1, "{iface}: {written:?}");
+        (found[0].end_reason.as_str(), found[0].packets)
+    };
+    assert_eq!(
+        on("veth0"),
+        ("forced-end", 4),
+        "ended at once, its last packets drained first"
+    );
+    assert_eq!(on("veth1"), ("active-timeout", 4), "live: snapshotted");
 
     assert_eq!(summary.stop_reason, super::INTERFACES_GONE);
     assert!(summary.interfaces.iter().all(|i| i.vanished.is_some()));
@@ -403,4 +414,77 @@ async fn vanished_interfaces_end_their_flows_and_stop_the_run_when_none_is_left(
     let state = handle.state.borrow();
     assert_eq!(state.forgotten, [3, 4]);
     assert!(state.detached);
+}
+
+/// At every flush interval the live flows' packets so far are written as
+/// interim records (`active-timeout`), so a crash loses at most one
+/// interval; each record counts only what came after the previous one, so
+/// the records of a run add up to exactly what was sent.
+#[tokio::test(start_paused = true)]
+async fn every_flush_writes_the_live_flows_so_far_and_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path(), None);
+    options.table.idle_timeout = Duration::from_secs(60);
+    options.duration = Some(Duration::from_millis(7_050));
+    let (kernel, handle) = fake::kernel(&[3]);
+    let started = Instant::now();
+    let key = tcp_key(
+        3,
+        "10.0.0.4".parse().unwrap(),
+        "10.0.1.6".parse().unwrap(),
+        40000,
+        443,
+    );
+    let driver = async {
+        // A packet every 100 ms, between the ticks (at 50 ms, 150 ms, ...);
+        // just after each flush (2, 4, 6 s), the files hold every packet
+        // accounted before it.
+        let mut sent = 0;
+        let mut checked = Vec::new();
+        for tenth in 0..70u64 {
+            sleep_until(started + Duration::from_millis(100 * tenth + 50)).await;
+            if tenth % 20 == 0 && tenth > 0 {
+                let on_disk: u64 = records(&flow_files(dir.path()))
+                    .iter()
+                    .map(|r| r.packets)
+                    .sum();
+                checked.push((sent, on_disk));
+            }
+            handle.account(key, delta(now_ns(started), 1));
+            sent += 1;
+        }
+        (sent, checked)
+    };
+    let (summary, (sent, checked)) = tokio::join!(
+        run(kernel, vec![interface("eth0", "workload", 3)], &options),
+        driver
+    );
+    let summary = summary.unwrap();
+    assert_eq!(checked.len(), 3);
+    for (before, on_disk) in &checked {
+        assert_eq!(
+            on_disk, before,
+            "the flush wrote every packet accounted before it"
+        );
+    }
+    let all = records(&summary.files);
+    let reasons: Vec<&str> = all.iter().map(|r| r.end_reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "active-timeout",
+            "active-timeout",
+            "active-timeout",
+            "forced-end"
+        ]
+    );
+    assert_eq!(
+        all.iter().map(|r| r.packets).sum::<u64>(),
+        sent,
+        "nothing counted twice"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].end_ns < w[1].start_ns),
+        "interim records do not overlap"
+    );
 }
