@@ -224,18 +224,50 @@ fn user_errors_fail_cleanly_with_nothing_attached() -> anyhow::Result<()> {
         &["--iface", "nosuch0", "--out", out],
         "interface `nosuch0` not found",
     )?;
-    refused(
-        &pair,
-        &[
+    // Map sizes the kernel would refuse are refused with the command line:
+    // the flag, the value and the limit.
+    for (flag, value, needle) in [
+        ("--flow-cache-slots", "1000", "must be a power of two"),
+        (
+            "--flow-cache-slots",
+            "2147483648",
+            "is more than the kernel accepts here",
+        ),
+        (
+            "--flow-map-size",
+            "200000000",
+            "must be 1 to 134217728 (the kernel's limit for a hash map)",
+        ),
+        ("--event-ring-mib", "4096", "a power of two from 1 to 2048"),
+        ("--dns-ring-mib", "3", "a power of two from 1 to 2048"),
+    ] {
+        let (status, stderr) = observer_output(&[
+            "run",
+            "--netns",
+            pair.a.name(),
             "--iface",
             "veth0",
-            "--flow-cache-slots",
-            "1000",
             "--out",
             out,
-        ],
-        "--flow-cache-slots must be a power of two",
-    )?;
+            flag,
+            value,
+        ]);
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{flag} {value}: a usage error\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag} "))
+                && stderr.contains(needle),
+            "{flag} {value}: expected `{needle}` in:\n{stderr}"
+        );
+        assert_eq!(
+            bpf_attachments(&pair.a)?,
+            "",
+            "{flag} {value}: nothing attached"
+        );
+    }
     // The good interface is not attached when a later one is missing.
     refused(
         &pair,

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::GlobalArgs;
 use crate::{
-    capture::{AttachMode, CaptureConfig, InterfaceSpec},
+    capture::{AttachMode, CaptureConfig, InterfaceSpec, limits},
     flow::TableConfig,
     pipeline::{self, RunOptions},
 };
@@ -44,22 +44,24 @@ pub struct RunArgs {
     /// the packets of this long; a busy flow gets a record this often.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     flush_interval: f64,
-    /// Flows the kernel map holds between two drains (each of two maps);
-    /// records beyond it reach userspace one by one through a ring buffer.
-    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    /// Flows the kernel map holds between two drains (each of two maps,
+    /// 176 bytes per flow; at most 134,217,728, the kernel's limit for a
+    /// hash map); records beyond it reach userspace one by one through a
+    /// ring buffer.
+    #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = limits::parse_flow_map_size)]
     flow_map_size: u32,
     /// Slots of the kernel's per-CPU flow cache (a power of two; each of
-    /// two caches, 120 bytes per slot and CPU). A packet of a cached flow
-    /// costs no map lookup; a flow whose slot is taken moves the occupant to
-    /// the flow map.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    /// two caches, 120 bytes per slot and CPU, within the 4 GiB a per-CPU
+    /// map may take). A packet of a cached flow costs no map lookup; a
+    /// flow whose slot is taken moves the occupant to the flow map.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = limits::parse_flow_cache_slots)]
     flow_cache_slots: u32,
     /// Live flows kept in userspace before the idlest are ended
     /// (end reason lack-of-resources).
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     max_flows: usize,
-    /// Size of the overflow ring buffer, in MiB (a power of two).
-    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    /// Size of the overflow ring buffer, in MiB (a power of two, at most 2048).
+    #[arg(long, value_name = "MIB", default_value_t = 8, value_parser = limits::parse_ring_mib)]
     event_ring_mib: u32,
     /// How to hook into traffic control: auto (TCX on Linux >= 6.6, else a
     /// clsact qdisc), tcx, or tc.
@@ -80,8 +82,9 @@ pub struct RunArgs {
     /// Do not copy DNS responses to userspace (no names, no `dns` table).
     #[arg(long)]
     no_dns: bool,
-    /// Size of the DNS ring buffer, in MiB (a power of two; ~2 KiB per message).
-    #[arg(long, value_name = "MIB", default_value_t = 4)]
+    /// Size of the DNS ring buffer, in MiB (a power of two, at most 2048;
+    /// ~2 KiB per message).
+    #[arg(long, value_name = "MIB", default_value_t = 4, value_parser = limits::parse_ring_mib)]
     dns_ring_mib: u32,
     /// (client, address) pairs the DNS tracker remembers.
     #[arg(long, value_name = "N", default_value_t = 262_144)]
@@ -103,22 +106,6 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
 
 impl RunArgs {
     fn options(&self, global: &GlobalArgs) -> anyhow::Result<RunOptions> {
-        anyhow::ensure!(
-            self.event_ring_mib.is_power_of_two(),
-            "--event-ring-mib must be a power of two (1, 2, 4, 8, ...), not {}",
-            self.event_ring_mib
-        );
-        anyhow::ensure!(
-            self.dns_ring_mib.is_power_of_two(),
-            "--dns-ring-mib must be a power of two (1, 2, 4, 8, ...), not {}",
-            self.dns_ring_mib
-        );
-        anyhow::ensure!(self.flow_map_size > 0, "--flow-map-size must be at least 1");
-        anyhow::ensure!(
-            self.flow_cache_slots.is_power_of_two(),
-            "--flow-cache-slots must be a power of two (1, 2, 4, ..., 4096, ...), not {}",
-            self.flow_cache_slots
-        );
         Ok(RunOptions {
             interfaces: self.interfaces.clone(),
             netns: self.netns.clone(),
