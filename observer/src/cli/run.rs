@@ -152,15 +152,47 @@ impl RunArgs {
             .build()?;
         let summary = runtime.block_on(pipeline::run(prepared, &options))?;
         let summary_path = options.out.join(format!("run-{}.json", summary.run_id));
+        let summary_at = match &summary.summary_error {
+            None => format!("summary in {}", summary_path.display()),
+            Some(error) => {
+                // Nothing is lost silently: the summary goes to stderr.
+                eprintln!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).expect("summary serializes")
+                );
+                format!("the summary could not be written ({error}); it is above")
+            }
+        };
+        if summary.stop_reason == pipeline::WRITE_FAILED {
+            let first = &summary.write_failures[0];
+            let lost = &summary.unwritten;
+            anyhow::bail!(
+                "`{}` could not be written ({}), so the capture stopped; {} records ({} packets) \
+                 and {} DNS answers could not be written ({} DNS messages left unread); {} \
+                 records are in complete files; {summary_at}",
+                first.file.display(),
+                first.error,
+                lost.records,
+                lost.packets,
+                lost.dns_answers,
+                lost.dns_messages,
+                summary.records - lost.records,
+            );
+        }
         if summary.stop_reason == pipeline::INTERFACES_GONE {
             let gone: Vec<&str> = summary.interfaces.iter().map(|i| i.name.as_str()).collect();
             anyhow::bail!(
                 "every watched interface disappeared ({}), so the capture stopped; \
-                 {} records ({} packets) are in complete files, summary in {}",
+                 {} records ({} packets) are in complete files, {summary_at}",
                 gone.join(", "),
                 summary.records,
                 summary.packets,
-                summary_path.display()
+            );
+        }
+        if let Some(error) = &summary.summary_error {
+            anyhow::bail!(
+                "every record is in complete files, but the run summary could not be written \
+                 ({error}); it is above"
             );
         }
         tracing::info!(

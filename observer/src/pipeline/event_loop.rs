@@ -1,6 +1,8 @@
 //! The loop of a running capture: one `tokio::select!` over the drain,
 //! flush and status timers, the two rings, the link events, the stop
-//! signal and the duration, each turn handing one event to its stage.
+//! signal and the duration, each turn handing one event to its stage. It
+//! stops on the duration, the signal, when no watched interface is left,
+//! or when a file could not be written.
 
 use std::{future::Future, io, pin::pin, time::Duration};
 
@@ -9,7 +11,7 @@ use tokio::time;
 use super::{
     Pipeline, RunError, RunOptions,
     kernel::{Kernel, Links, ReadyRing as _, Ring, SourcesOf},
-    summary::{INTERFACES_GONE, RunSummary},
+    summary::{INTERFACES_GONE, RunSummary, WRITE_FAILED},
 };
 use crate::capture::watch::LinkEvents;
 
@@ -35,10 +37,13 @@ pub(super) async fn run<K: Kernel>(
         if pipeline.live_interfaces() == 0 {
             break INTERFACES_GONE;
         }
+        if pipeline.write_failed() {
+            break WRITE_FAILED;
+        }
         tokio::select! {
             _ = drain.tick() => {
                 pipeline.drain()?;
-                pipeline.flush_if_full()?;
+                pipeline.flush_if_full();
             }
             _ = flush.tick() => pipeline.checkpoint()?,
             _ = status.tick(), if options.status_interval.is_some() => pipeline.status(),
@@ -51,7 +56,7 @@ pub(super) async fn run<K: Kernel>(
                 // Not emptied: the ring stays ready, so the loop comes back
                 // after the flush (and after any timer or signal that is due).
                 pipeline.read_dns_events(|sink| ready.read(sink));
-                pipeline.flush_if_full()?;
+                pipeline.flush_if_full();
             }
             events = changed(sources.links.as_mut()) => {
                 let events = events.map_err(io_err("poll link events"))?;

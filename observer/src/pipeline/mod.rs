@@ -52,7 +52,7 @@ use tokio::signal::unix::{SignalKind, signal};
 pub(crate) use self::{
     options::{RunError, RunOptions},
     setup::{Prepared, prepare},
-    summary::{INTERFACES_GONE, RunSummary},
+    summary::{INTERFACES_GONE, RunSummary, WRITE_FAILED},
 };
 use crate::{
     capture::Counters,

@@ -5,17 +5,18 @@
 //! snapshot of the live flows), and the metrics sync and status line
 //! between them.
 
-use std::{ops::ControlFlow, time::Instant};
+use std::{ops::ControlFlow, path::PathBuf, time::Instant};
 
 use observer_common::{DnsEventHeader, FlowEvent, counter, user::addr_from_bytes};
 
 use super::{
     Pipeline, RunError,
     kernel::{ItemSink, Kernel},
-    summary::lost_packets,
+    summary::{WriteFailure, error_chain, lost_packets},
 };
 use crate::{
     dns::{DnsAnswer, Skip, parse_response},
+    files::WriteError,
     flow::{Ended, FlowRecord, ObservationPoint},
     metrics::Totals,
 };
@@ -166,26 +167,45 @@ impl<K: Kernel> Pipeline<K> {
     }
 
     /// Classifies the pending records and writes them and the pending DNS
-    /// answers, each table to a new complete file.
-    pub(super) fn flush(&mut self) -> Result<(), RunError> {
+    /// answers, each table to a new complete file. A write that fails is
+    /// recorded in the summary (the loop then stops) and its rows stay
+    /// pending for the last flush to try again.
+    pub(super) fn flush(&mut self) {
         let started = Instant::now();
         let metadata = self.metadata();
         if let Some(classifier) = &self.classifier {
             classifier.classify_all(self.files.pending_mut());
         }
-        for path in [
-            self.files.flush(&metadata)?,
-            self.dns_files.flush(&metadata)?,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            tracing::debug!("wrote {}", path.display());
-        }
+        let rows = self.files.pending_len();
+        let flows = self.files.flush(&metadata);
+        self.written(flows, rows);
+        let rows = self.dns_files.pending_len();
+        let dns = self.dns_files.flush(&metadata);
+        self.written(dns, rows);
         self.metrics.flushed(started.elapsed());
         self.publish();
         release_freed_memory();
-        Ok(())
+    }
+
+    fn written(&mut self, result: Result<Option<PathBuf>, WriteError>, rows: usize) {
+        match result {
+            Ok(Some(path)) => tracing::debug!("wrote {}", path.display()),
+            Ok(None) => {}
+            Err(error) => {
+                let failure = WriteFailure {
+                    file: intended_file(&error),
+                    error: error_chain(&error),
+                    rows,
+                };
+                tracing::error!("{}; {rows} rows wait for the last flush", failure.error);
+                self.summary.write_failures.push(failure);
+            }
+        }
+    }
+
+    /// Whether a write failed (the loop stops).
+    pub(super) fn write_failed(&self) -> bool {
+        !self.summary.write_failures.is_empty()
     }
 
     /// The flush interval's turn: a drain, an interim record of every live
@@ -196,16 +216,16 @@ impl<K: Kernel> Pipeline<K> {
         self.drain()?;
         self.table.snapshot(&mut self.ended);
         self.emit();
-        self.flush()
+        self.flush();
+        Ok(())
     }
 
     /// Flushes early when a table holds a full row group, so memory stays
     /// bounded under a flood whatever the flush interval.
-    pub(super) fn flush_if_full(&mut self) -> Result<(), RunError> {
+    pub(super) fn flush_if_full(&mut self) {
         if self.files.is_full() || self.dns_files.is_full() {
-            self.flush()?;
+            self.flush();
         }
-        Ok(())
     }
 
     /// Copies the cumulative figures into the live metrics.
@@ -236,6 +256,25 @@ impl<K: Kernel> Pipeline<K> {
             self.files.pending_len(),
             lost,
         );
+    }
+}
+
+/// The file a failed write was for: the error names the temporary file
+/// (`.NAME.tmp`) the data went to before the rename.
+fn intended_file(error: &WriteError) -> PathBuf {
+    let path = match error {
+        WriteError::Directory { dir, .. } => return dir.clone(),
+        WriteError::DiskFull { path }
+        | WriteError::Io { path, .. }
+        | WriteError::Parquet { path, .. } => path,
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    match name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
+        Some(final_name) => path.with_file_name(final_name),
+        None => path.clone(),
     }
 }
 

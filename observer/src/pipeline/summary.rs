@@ -11,6 +11,10 @@ use crate::capture::{Counters, Interface, LinkKind};
 /// `stop_reason` of a run that ended because every watched interface disappeared.
 pub(crate) const INTERFACES_GONE: &str = "interfaces-gone";
 
+/// `stop_reason` of a run that ended because a file could not be written
+/// (disk full, I/O error): see [`RunSummary::write_failures`].
+pub(crate) const WRITE_FAILED: &str = "write-failed";
+
 /// What a run did, written to `run-ID.json` and printed at the end.
 #[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct RunSummary {
@@ -22,10 +26,16 @@ pub(crate) struct RunSummary {
     pub started: String,
     pub stopped: String,
     pub stop_reason: String,
+    /// Flow records emitted, packets and bytes in them (written or in
+    /// [`RunSummary::unwritten`]).
     pub records: u64,
     pub packets: u64,
     pub bytes: u64,
     pub files: Vec<PathBuf>,
+    /// Writes that failed; the run stops at the first (`write-failed`).
+    pub write_failures: Vec<WriteFailure>,
+    /// What is in no file because its write failed.
+    pub unwritten: Unwritten,
     /// Per-reason kernel counters (see `observer_common::counter`).
     pub counters: BTreeMap<&'static str, CounterValue>,
     /// Packets that reached no record (ring buffer full): must be 0.
@@ -41,6 +51,42 @@ pub(crate) struct RunSummary {
     pub dns_evicted: u64,
     /// DNS answers written to `dns-*.parquet`.
     pub dns_files: Vec<PathBuf>,
+    /// Why `run-ID.json` could not be written (the summary then goes to
+    /// stderr).
+    #[serde(skip)]
+    pub summary_error: Option<String>,
+}
+
+/// A write that failed: the file it was for, why, and the rows it held
+/// (still pending afterwards: the last flush tries them again).
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct WriteFailure {
+    pub file: PathBuf,
+    pub error: String,
+    pub rows: usize,
+}
+
+/// Rows that reached no file.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub(crate) struct Unwritten {
+    pub records: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub dns_answers: u64,
+    /// DNS messages left in the ring, unread, once a write had failed.
+    pub dns_messages: u64,
+}
+
+/// An error and its sources, as one line.
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]

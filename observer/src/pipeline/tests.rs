@@ -488,3 +488,68 @@ async fn every_flush_writes_the_live_flows_so_far_and_nothing_twice() {
         "interim records do not overlap"
     );
 }
+
+/// A write that fails stops the run (`write-failed`) instead of ending it
+/// without a summary: the last flush tries the rows again, and the summary
+/// says which file failed, what stayed unwritten, and (the directory being
+/// gone) that it could not be written itself.
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_stops_the_run_with_a_summary_of_what_was_lost() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mut options = options(&out, None);
+    options.table.idle_timeout = Duration::from_secs(60);
+    options.duration = Some(Duration::from_secs(600));
+    let (kernel, handle) = fake::kernel(&[3]);
+    let started = Instant::now();
+    let (a, b): (IpAddr, IpAddr) = ("10.0.0.4".parse().unwrap(), "10.0.1.6".parse().unwrap());
+    let driver = async {
+        sleep(Duration::from_millis(100)).await;
+        for port in 0..3 {
+            handle.account(
+                tcp_key(3, a, b, 40000 + port, 443),
+                delta(now_ns(started), 2),
+            );
+        }
+        sleep(Duration::from_millis(500)).await;
+        // The output directory goes away before the flush at 2 s.
+        std::fs::remove_dir_all(&out).unwrap();
+        handle.account(tcp_key(3, a, b, 40000, 443), delta(now_ns(started), 1));
+    };
+    let (summary, ()) = tokio::join!(
+        run(kernel, vec![interface("eth0", "workload", 3)], &options),
+        driver
+    );
+    let summary = summary.unwrap();
+    assert_eq!(summary.stop_reason, super::WRITE_FAILED);
+    assert_eq!(
+        summary.write_failures.len(),
+        2,
+        "the flush at 2 s, then the last one: {:?}",
+        summary.write_failures
+    );
+    let first = &summary.write_failures[0];
+    assert_eq!(
+        first.file,
+        out.join(format!("flows-{}-000001.parquet", summary.run_id))
+    );
+    assert_eq!(first.rows, 3);
+    assert!(first.error.contains("cannot write"), "{}", first.error);
+    assert_eq!(
+        (summary.unwritten.records, summary.unwritten.packets),
+        (3, 7),
+        "nothing written, everything counted"
+    );
+    assert_eq!((summary.records, summary.packets), (3, 7));
+    assert!(summary.files.is_empty());
+    assert!(
+        summary
+            .summary_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&format!("run-{}.json", summary.run_id))),
+        "{:?}",
+        summary.summary_error
+    );
+    assert!(handle.state.borrow().detached);
+}
