@@ -16,8 +16,9 @@ use aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_HASH;
 use observer_common::{CachedFlow, FlowKey, FlowStats};
 
 use super::{
-    CaptureError,
+    CaptureConfig, CaptureError,
     batch::{self, BatchBuffers, PerCpuArrayBuffers},
+    limits,
 };
 
 /// The kernel-side maps of the flows, as `Capture::start` takes them.
@@ -50,12 +51,13 @@ impl std::fmt::Debug for FlowMaps {
 }
 
 impl FlowMaps {
-    /// Creates two inner maps of `slots` entries and installs the first;
-    /// the caches have `cache_slots` slots; `tick_ns` is [`tick_ns`].
+    /// Creates two inner maps of `--flow-map-size` entries and installs the
+    /// first; the caches have `--flow-cache-slots` slots on each of `cpus`
+    /// possible CPUs; `tick_ns` is [`tick_ns`].
     pub fn new(
         maps: FlowMapHandles,
-        slots: u32,
-        cache_slots: u32,
+        config: &CaptureConfig,
+        cpus: usize,
         tick_ns: u64,
     ) -> Result<Self, CaptureError> {
         let map_err = |map: &'static str| move |source: MapError| CaptureError::Map { map, source };
@@ -66,10 +68,18 @@ impl FlowMaps {
                 BPF_MAP_TYPE_HASH as u32,
                 size_of::<FlowKey>() as u32,
                 size_of::<FlowStats>() as u32,
-                slots,
+                config.flow_map_size,
                 0,
             );
-            MapData::create(def, name, None).map_err(map_err("FLOWS"))
+            MapData::create(def, name, None).map_err(|source| match source {
+                MapError::CreateError { name, io_error } => {
+                    match limits::sized_by(&name, config, cpus) {
+                        Some(need) => limits::map_error(need, io_error),
+                        None => map_err("FLOWS")(MapError::CreateError { name, io_error }),
+                    }
+                }
+                source => map_err("FLOWS")(source),
+            })
         };
         let inner = [create("observer_flows0")?, create("observer_flows1")?];
         outer.set(0, &inner[0], 0).map_err(map_err("FLOWS"))?;
@@ -78,10 +88,6 @@ impl FlowMaps {
             Map::PerCpuArray(data) => Ok(data),
             _ => Err(CaptureError::MissingMap { name }),
         };
-        let cpus = aya::util::nr_cpus().map_err(|(_, source)| CaptureError::Syscall {
-            call: "reading /sys/devices/system/cpu/possible",
-            source,
-        })?;
         Ok(Self {
             outer,
             inner,
@@ -92,7 +98,7 @@ impl FlowMaps {
             select: maps.select.try_into().map_err(map_err("CACHE_SELECT"))?,
             active: 0,
             buffers: BatchBuffers::new(4096),
-            cache_buffers: PerCpuArrayBuffers::new(cache_slots, cpus),
+            cache_buffers: PerCpuArrayBuffers::new(config.flow_cache_slots, cpus),
             tick_ns,
         })
     }
