@@ -61,6 +61,12 @@ impl WallClock {
         Self { offset_ns: 0 }
     }
 
+    /// A conversion that adds `offset_ns` (for test clocks).
+    #[cfg(test)]
+    pub(crate) fn with_offset(offset_ns: i64) -> Self {
+        Self { offset_ns }
+    }
+
     pub(crate) fn utc_ns(&self, monotonic_ns: u64) -> i64 {
         monotonic_ns as i64 + self.offset_ns
     }
