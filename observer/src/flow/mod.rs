@@ -218,6 +218,49 @@ impl FromStr for NsgDecision {
     }
 }
 
+/// How an imported packet capture decided a record's direction
+/// (`direction_basis`); null for the observer's own capture (the hook knows
+/// which way a packet goes) and for flow logs (the log says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DirectionBasis {
+    /// The file records it: pcapng's `epb_flags`, or the packet type of a
+    /// Linux cooked header (`tcpdump -i any`).
+    Capture,
+    /// `--local`: a packet from one of the captured host's addresses or
+    /// MACs is egress.
+    Local,
+    /// `--topology`: the side in the ASE's subnet (or VNet) is local.
+    Topology,
+    /// Nothing else said: the side that opened the connection (SYN, ICMP
+    /// request, or the first packet seen) is the client, taken as the
+    /// captured host.
+    Initiator,
+}
+
+impl DirectionBasis {
+    pub const ALL: [Self; 4] = [Self::Capture, Self::Local, Self::Topology, Self::Initiator];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Capture => "capture",
+            Self::Local => "local",
+            Self::Topology => "topology",
+            Self::Initiator => "initiator",
+        }
+    }
+}
+
+impl FromStr for DirectionBasis {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown direction basis `{s}`"))
+    }
+}
+
 /// What an imported source knows beyond the capture columns; all null for
 /// the observer's own capture (whose reverse direction is a record of its
 /// own). One nested struct, so constructors add a single
@@ -234,6 +277,8 @@ pub struct Origin {
     pub nsg_decision: Option<NsgDecision>,
     /// The VNet encryption status as Azure writes it (`X`, `NX`, `NX_...`).
     pub encryption: Option<Arc<str>>,
+    /// How a packet capture's direction was decided.
+    pub direction_basis: Option<DirectionBasis>,
 }
 
 /// Shares repeated strings of records (hosts, interfaces, MAC addresses,
