@@ -57,8 +57,10 @@ fn start_capture(
 type Key = (String, u8, String, String, Option<u16>, Option<u16>);
 
 /// Per key: packets, bytes, OR of TCP flags.
-fn by_key(flows: &[Flow]) -> BTreeMap<Key, (u64, u64, u8)> {
-    let mut sums: BTreeMap<Key, (u64, u64, u8)> = BTreeMap::new();
+type Sums = BTreeMap<Key, (u64, u64, u8)>;
+
+fn by_key(flows: &[Flow]) -> Sums {
+    let mut sums = Sums::new();
     for f in flows {
         let key = (
             f.direction.clone(),
@@ -219,7 +221,7 @@ fn the_same_traffic_as_sll2_sll_ethernet_s96_and_pcapng_gives_the_same_flows() -
         Some(client),
     );
 
-    let mut reference: Option<(String, BTreeMap<Key, (u64, u64, u8)>)> = None;
+    let mut reference: Option<(String, Sums)> = None;
     let veth_index = format!("ifindex {}", ifindex(&pair.a, "veth0")?);
     for (name, basis, iface) in [
         ("sll2.pcap", "capture", veth_index.as_str()),
@@ -242,16 +244,12 @@ fn the_same_traffic_as_sll2_sll_ethernet_s96_and_pcapng_gives_the_same_flows() -
             assert_eq!((have.0, have.1), *want, "{name}: {key:?}");
         }
         // The kernel's own segment counts of the TCP transfer.
-        assert_eq!(
-            got[&tcp_out].0,
-            u64::from(transfer.client.segs_out),
-            "{name}"
-        );
+        assert_eq!(got[&tcp_out].0, transfer.client.segs_out, "{name}");
         assert_eq!(
             got[&tcp_back].0,
             // What the client received (the server's own count misses the
             // SYN-ACK, sent from its listener).
-            u64::from(transfer.client.segs_in),
+            transfer.client.segs_in,
             "{name}"
         );
         assert_eq!(got.len(), expected.len() + 2, "{name}: {got:#?}");
@@ -297,9 +295,7 @@ fn the_same_traffic_as_sll2_sll_ethernet_s96_and_pcapng_gives_the_same_flows() -
 fn synthetic_capture(path: &Path, packets: u64) -> anyhow::Result<u64> {
     let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
     let mut header = Vec::new();
-    for v in [0xa1b2_c3d4u32] {
-        header.extend_from_slice(&v.to_le_bytes());
-    }
+    header.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     header.extend_from_slice(&2u16.to_le_bytes());
     header.extend_from_slice(&4u16.to_le_bytes());
     header.extend_from_slice(&[0; 8]);
