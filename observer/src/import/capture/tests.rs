@@ -286,6 +286,23 @@ fn local(text: &str) -> PcapOptions {
 // ---- pcap ------------------------------------------------------------------
 
 #[test]
+fn captures_are_found_by_name_in_directories() {
+    for name in [
+        "a.pcap",
+        "a.PCAPNG",
+        "a.cap",
+        "eth0.pcap3",
+        "a.pcap.gz",
+        "b.pcapng.gz",
+    ] {
+        assert!(is_capture_name(name), "{name}");
+    }
+    for name in ["a.json", "pcap", "a.pcapx", "a.gz", "a.pcap.txt", "a.pcap."] {
+        assert!(!is_capture_name(name), "{name}");
+    }
+}
+
+#[test]
 fn packets_make_flows_with_the_kernels_semantics() {
     let t = |src, dst, sport, dport, flags, payload| {
         ether(
@@ -961,6 +978,57 @@ fn tcpdump_test_captures_that_are_no_flows_say_why() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn tcpdump_any_as_linux_sll2_names_each_interface_by_its_index() {
+    // tests/corpus/observer/README.md: pings and UDP on a veth (ifindex
+    // 2), pings on lo (1), as `tcpdump -v -r` prints them.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/corpus/observer/sll2-veth-lo.pcap");
+    let (summary, records) = import(std::fs::read(path).unwrap(), &PcapOptions::default());
+    assert_eq!(
+        (
+            summary.records_in,
+            summary.records_out,
+            summary.problem_count
+        ),
+        (16, 6, 0)
+    );
+    assert_eq!(summary.skipped["not IPv4 or IPv6 (ARP, LLDP, ...)"], 2);
+    let mut got: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r.point.iface.to_string(),
+                r.direction.as_str(),
+                r.protocol,
+                r.icmp_type.map(u16::from).or(r.src_port),
+                r.packets,
+                r.bytes,
+            )
+        })
+        .collect();
+    got.sort();
+    let (egress, ingress) = ("egress", "ingress");
+    let veth = "ifindex 2".to_owned();
+    let lo = "ifindex 1".to_owned();
+    assert_eq!(
+        got,
+        vec![
+            (lo.clone(), ingress, 1, Some(0), 2, 168),
+            (lo, ingress, 1, Some(8), 2, 168),
+            (veth.clone(), egress, 1, Some(8), 2, 168),
+            (veth.clone(), egress, 17, Some(41001), 3, 384),
+            (veth.clone(), ingress, 1, Some(0), 2, 168),
+            (veth, ingress, 1, Some(3), 3, 468),
+        ]
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.origin.direction_basis == Some(DirectionBasis::Capture))
+    );
 }
 
 #[test]
