@@ -1,5 +1,5 @@
 //! `observer import KIND INPUT... --out DIR`: Azure VNet or NSG flow logs,
-//! or pcap/pcapng files, into flow records in the observer's schema
+//! or pcap/pcapng captures (`-` reads one from stdin), into flow records in the observer's schema
 //! (optionally classified against a topology), streamed to Parquet in a
 //! local directory or `az://CONTAINER/PREFIX`, optionally partitioned by
 //! day or hour. Prints what was read, written and skipped, and why.
@@ -20,9 +20,9 @@ use crate::{
     },
     flow::{FlowRecord, TableConfig, clock::thread_cpu_time},
     import::{
-        self, Interner, Kind, Summary, Window, nsg_flow_log,
-        pcap::{self, Local, PcapOptions},
-        vnet_flow_log,
+        self, Interner, Kind, Problem, Summary, Window,
+        capture::{self, Local, PcapOptions, Sides},
+        nsg_flow_log, vnet_flow_log,
     },
     storage::Location,
 };
@@ -33,7 +33,8 @@ pub struct ImportArgs {
     #[arg(value_enum)]
     kind: Kind,
     /// Files, directories or `az://CONTAINER/PREFIX` blob prefixes (walked
-    /// recursively; flow logs: `*.json`, captures: `*.pcap`, `*.pcapng`).
+    /// recursively; flow logs: `*.json`, captures: `*.pcap`, `*.pcapng`,
+    /// `*.cap`, also gzipped); `-` reads one capture from stdin.
     #[arg(value_name = "INPUT", required = true)]
     inputs: Vec<String>,
     /// Output directory or `az://CONTAINER/PREFIX` (created if missing).
@@ -58,12 +59,16 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     catalog: Vec<PathBuf>,
     /// pcap: the captured host's address, CIDR range or MAC address; a
-    /// packet sent from one is egress (for captures that do not record the
-    /// direction, as pcap files do not). Repeatable.
+    /// packet sent from one is egress. Only for captures that do not record
+    /// the direction (Linux cooked captures and pcapng with `epb_flags` do);
+    /// without it the topology's ASE and VNet (`--topology`), then the side
+    /// that opened each connection, are taken as the captured host.
+    /// Repeatable.
     #[arg(long, value_name = "ADDR|CIDR|MAC")]
     local: Vec<Local>,
     /// pcap: interface name and topology role of the capture, as
-    /// `run --iface` takes them (e.g. `eth0=workload`).
+    /// `run --iface` takes them (e.g. `eth0=workload`); the name replaces
+    /// the file's own (pcapng `if_name`, `ifindex N` of `tcpdump -i any`).
     #[arg(long, value_name = "NAME[=ROLE]")]
     iface: Option<InterfaceSpec>,
     /// pcap: end a flow record after this long without packets (packet time).
@@ -182,6 +187,9 @@ impl ImportArgs {
                 ..TableConfig::default()
             },
             local: self.local.clone(),
+            sides: classifier
+                .as_ref()
+                .map(|c| Sides::from_topology(c.topology())),
             iface: self.iface.as_ref().map(|i| i.name.clone()),
             iface_role: self.iface.as_ref().and_then(|i| i.role.clone()),
             host: None,
@@ -190,12 +198,11 @@ impl ImportArgs {
         let mut answers: Vec<DnsAnswer> = Vec::new();
         let mut interner = Interner::default();
         for file in &files {
-            let bytes = file.location.read(&file.relative)?;
             let emit = &mut |r| batches.push(r);
             match self.kind {
                 Kind::AzureVnetFlowLog => vnet_flow_log::read_blob(
                     &file.display,
-                    &bytes,
+                    &file.location.read(&file.relative)?,
                     window,
                     &mut summary,
                     &mut interner,
@@ -203,22 +210,34 @@ impl ImportArgs {
                 ),
                 Kind::AzureNsgFlowLog => nsg_flow_log::read_blob(
                     &file.display,
-                    &bytes,
+                    &file.location.read(&file.relative)?,
                     window,
                     &mut summary,
                     &mut interner,
                     emit,
                 ),
-                Kind::Pcap => pcap::read_file(
-                    &file.display,
-                    &bytes,
-                    &pcap_options,
-                    window,
-                    &mut summary,
-                    &mut tracker,
-                    &mut answers,
-                    emit,
-                ),
+                // Streamed; one unreadable capture is reported, the rest read.
+                Kind::Pcap => match capture::open_input(file) {
+                    Ok(input) => capture::read_file(
+                        &file.display,
+                        input,
+                        &pcap_options,
+                        window,
+                        &mut summary,
+                        &mut tracker,
+                        &mut answers,
+                        emit,
+                    ),
+                    Err(e) => {
+                        summary.files += 1;
+                        summary.broken_files += 1;
+                        summary.problem(Problem {
+                            file: file.display.clone(),
+                            position: "byte 0".into(),
+                            message: format!("{:#}", anyhow::Error::from(e)),
+                        });
+                    }
+                },
             }
             if batches.error.is_some() {
                 break;

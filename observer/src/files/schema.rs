@@ -106,6 +106,7 @@ pub fn origin_fields() -> Vec<Field> {
         Field::new("nsg_rule", DataType::Utf8, true),
         Field::new("nsg_decision", DataType::Utf8, true),
         Field::new("encryption", DataType::Utf8, true),
+        Field::new("direction_basis", DataType::Utf8, true),
     ]
 }
 
@@ -191,7 +192,8 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         mut nsg_rule,
         mut nsg_decision,
         mut encryption,
-    ] = [8; 4].map(text);
+        mut direction_basis,
+    ] = [8; 5].map(text);
 
     for r in records {
         start.push(r.start_ns);
@@ -237,6 +239,7 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         nsg_rule.append_option(o.nsg_rule.as_deref());
         nsg_decision.append_option(o.nsg_decision.map(|d| d.as_str()));
         encryption.append_option(o.encryption.as_deref());
+        direction_basis.append_option(o.direction_basis.map(|b| b.as_str()));
     }
 
     let time = |values: Vec<i64>| -> ArrayRef {
@@ -285,6 +288,7 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         done(&mut nsg_rule),
         done(&mut nsg_decision),
         done(&mut encryption),
+        done(&mut direction_basis),
     ];
     RecordBatch::try_new(flow_schema(), columns).expect("columns built in schema order")
 }
@@ -391,16 +395,30 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
     let (dst_name, category, dependency) = (dst_name?, category?, dependency?);
     let (expected, observed, flow_type, verdict, reason) =
         (expected?, observed?, flow_type?, verdict?, reason?);
-    let [source, flow_state, nsg_rule, nsg_decision, encryption] = [
+    let [
+        source,
+        flow_state,
+        nsg_rule,
+        nsg_decision,
+        encryption,
+        direction_basis,
+    ] = [
         "source",
         "flow_state",
         "nsg_rule",
         "nsg_decision",
         "encryption",
+        "direction_basis",
     ]
     .map(opt_texts);
-    let (source, flow_state, nsg_rule, nsg_decision, encryption) =
-        (source?, flow_state?, nsg_rule?, nsg_decision?, encryption?);
+    let (source, flow_state, nsg_rule, nsg_decision, encryption, direction_basis) = (
+        source?,
+        flow_state?,
+        nsg_rule?,
+        nsg_decision?,
+        encryption?,
+        direction_basis?,
+    );
     let opt_u64s = |name| {
         optional(batch, name, &DataType::UInt64).map(|c| c.map(|c| c.as_primitive::<UInt64Type>()))
     };
@@ -507,6 +525,14 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
                 encryption: encryption
                     .filter(|a| a.is_valid(i))
                     .map(|a| interner.get(a.value(i))),
+                direction_basis: match direction_basis.filter(|a| a.is_valid(i)) {
+                    Some(a) => Some(
+                        a.value(i)
+                            .parse()
+                            .map_err(|e| bad("direction_basis", i, e))?,
+                    ),
+                    None => None,
+                },
             },
         });
     }

@@ -223,6 +223,51 @@ impl Vocabulary for NsgDecision {
     const WHAT: &'static str = "NSG decision";
 }
 
+/// How an imported packet capture decided a record's direction
+/// (`direction_basis`); null for the observer's own capture (the hook knows
+/// which way a packet goes) and for flow logs (the log says).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::VariantArray,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = String,
+    parse_err_fn = crate::vocabulary::unknown::<Self>
+)]
+pub enum DirectionBasis {
+    /// The file records it: pcapng's `epb_flags`, or the packet type of a
+    /// Linux cooked header (`tcpdump -i any`).
+    Capture,
+    /// `--local`: a packet from one of the captured host's addresses or
+    /// MACs is egress.
+    Local,
+    /// `--topology`: the side in the ASE's subnet (or VNet) is local.
+    Topology,
+    /// Nothing else said: the side that opened the connection (SYN, ICMP
+    /// request, or the first packet seen) is the client, taken as the
+    /// captured host.
+    Initiator,
+}
+
+impl DirectionBasis {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl Vocabulary for DirectionBasis {
+    const WHAT: &'static str = "direction basis";
+}
+
 /// What an imported source knows beyond the capture columns; all null for
 /// the observer's own capture (whose reverse direction is a record of its
 /// own). One nested struct, so constructors add a single
@@ -239,6 +284,8 @@ pub struct Origin {
     pub nsg_decision: Option<NsgDecision>,
     /// The VNet encryption status as Azure writes it (`X`, `NX`, `NX_...`).
     pub encryption: Option<Arc<str>>,
+    /// How a packet capture's direction was decided.
+    pub direction_basis: Option<DirectionBasis>,
 }
 
 /// Shares repeated strings of records (hosts, interfaces, MAC addresses,

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `azure-vnet-flow-log` | [`vnet_flow_log`] | VNet flow log blobs (flowLogVersion 4) |
 //! | `azure-nsg-flow-log` | [`nsg_flow_log`] | NSG flow log blobs (version 2, and 1) |
-//! | `pcap` | [`pcap`] | pcap and pcapng files, through the flow table |
+//! | `pcap` | [`capture`] | pcap and pcapng captures (gzipped or not), through the flow table |
 //!
 //! This module owns what they share: walking the inputs (local trees or
 //! `az://` prefixes in Azure's `y=/m=/d=/h=/m=` layout, restricted to the
@@ -14,8 +14,8 @@
 //! `{"records": [...]}` blobs, and the [`Summary`] of records in, out and
 //! skipped, with the file and position of every bad input.
 
+pub mod capture;
 pub mod nsg_flow_log;
-pub mod pcap;
 pub mod vnet_flow_log;
 
 use std::{collections::BTreeMap, fmt, marker::PhantomData, net::IpAddr, str::FromStr};
@@ -44,9 +44,7 @@ impl Kind {
     fn wants(self, name: &str) -> bool {
         match self {
             Self::AzureVnetFlowLog | Self::AzureNsgFlowLog => name.ends_with(".json"),
-            Self::Pcap => {
-                name.ends_with(".pcap") || name.ends_with(".pcapng") || name.ends_with(".cap")
-            }
+            Self::Pcap => capture::is_capture_name(name),
         }
     }
 }
@@ -102,6 +100,10 @@ pub struct Summary {
     pub problems: Vec<Problem>,
     /// All problems, kept or not.
     pub problem_count: u64,
+    /// Other things read and not converted, or converted with a caveat,
+    /// that are no fault of the input (unknown pcapng blocks, packets
+    /// without a timestamp), by what they are.
+    pub notes: BTreeMap<&'static str, u64>,
 }
 
 impl Summary {
@@ -156,6 +158,11 @@ impl Summary {
         }
     }
 
+    /// Counts `n` of something worth a line in the summary.
+    pub fn note(&mut self, what: &'static str, n: u64) {
+        *self.notes.entry(what).or_default() += n;
+    }
+
     pub fn skip_file(&mut self, reason: &'static str) {
         *self.files_skipped.entry(reason).or_default() += 1;
     }
@@ -181,6 +188,9 @@ impl Summary {
         }
         for (reason, n) in &self.files_skipped {
             let _ = writeln!(s, "  file(s) not read {n}: {reason}");
+        }
+        for (what, n) in &self.notes {
+            let _ = writeln!(s, "  note {n}: {what}");
         }
         if self.broken_files > 0 {
             let _ = writeln!(
@@ -302,6 +312,10 @@ pub fn input_files(
 ) -> Result<Vec<InputFile>, ImportError> {
     let mut files = Vec::new();
     for input in inputs {
+        if kind == Kind::Pcap && input == capture::STDIN {
+            files.push(capture::stdin_input());
+            continue;
+        }
         let location = Location::parse(input)?;
         let listed = location.list()?;
         let mut found = 0;
@@ -334,7 +348,7 @@ pub fn input_files(
             return Err(ImportError::NothingToRead {
                 input: input.clone(),
                 what: match kind {
-                    Kind::Pcap => "pcap or pcapng (.pcap, .pcapng, .cap)",
+                    Kind::Pcap => "pcap or pcapng (.pcap, .pcapng, .cap, also .gz)",
                     _ => "flow log (.json)",
                 },
             });

@@ -194,6 +194,7 @@ pub fn tuple_record(
         nsg_rule: rule,
         nsg_decision: Some(decision),
         encryption: None,
+        direction_basis: None,
     };
     Ok(record)
 }

@@ -199,6 +199,7 @@ pub fn tuple_record(
             NsgDecision::Allow
         }),
         encryption: Some(interner.get(encryption)),
+        direction_basis: None,
     };
     Ok(record)
 }
