@@ -234,6 +234,21 @@ pub struct Origin {
     pub nsg_decision: Option<NsgDecision>,
     /// The VNet encryption status as Azure writes it (`X`, `NX`, `NX_...`).
     pub encryption: Option<Arc<str>>,
+    /// The VNet flow log's `aclID`: the NSG or Virtual Network Manager
+    /// security admin configuration that decided (`unspecified` for a flow
+    /// dropped by encryption).
+    pub acl_id: Option<Arc<str>>,
+}
+
+impl Origin {
+    /// A flow log recorded the flow as denied (`D`) but no NSG decided:
+    /// virtual network encryption dropped it (Azure writes rule and
+    /// `aclID` as `unspecified`; `encryption` says why, e.g.
+    /// `NX_NOT_ACCEPTED`). Decidable from the Parquet columns alone
+    /// (`flow_state = denied`, `nsg_decision` null).
+    pub fn dropped_unencrypted(&self) -> bool {
+        self.flow_state == Some(FlowState::Denied) && self.nsg_decision.is_none()
+    }
 }
 
 /// Shares repeated strings of records (hosts, interfaces, MAC addresses,
