@@ -326,7 +326,11 @@ fn encode(
                 }
                 Message::Close { stem } => {
                     if let Some(writer) = open.remove(&stem) {
-                        written.add(&writer.finish()?);
+                        let mut writer = writer.finish()?;
+                        written.add(&writer);
+                        if let Some(spare) = writer.take_spare() {
+                            let _ = give_back.try_send(spare);
+                        }
                     }
                 }
             }
