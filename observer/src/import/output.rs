@@ -50,7 +50,18 @@ struct Pending {
     hour: i64,
     stem: String,
     records: Vec<FlowRecord>,
+    /// When a record was last added (a count of pushes), to close the
+    /// least recently used name first.
+    used: u64,
 }
+
+/// Hours of one input open at a time. An Azure blob holds records of two
+/// hours; one that holds more (a concatenation, a hand-made file) closes
+/// the least recently used hour's file to open another, so memory stays
+/// bounded; records of that hour met later go to a further part
+/// (`...-part2`), named in the order met, so the same input still gives
+/// the same names.
+const OPEN_HOURS: usize = 4;
 
 enum Message {
     Open {
@@ -92,6 +103,9 @@ pub struct Output<'a> {
     batch_rows: usize,
     naming: Naming,
     pending: Vec<Pending>,
+    /// Per hour of the current input: how many files were opened for it.
+    parts: BTreeMap<i64, u32>,
+    pushes: u64,
     sender: Option<mpsc::SyncSender<Message>>,
     /// Emptied batch vectors coming back from the encoder.
     spares: mpsc::Receiver<Vec<FlowRecord>>,
@@ -130,6 +144,8 @@ impl<'a> Output<'a> {
             batch_rows: batch_rows.max(1),
             naming: Naming::Run(run_id.to_owned()),
             pending: Vec::new(),
+            parts: BTreeMap::new(),
+            pushes: 0,
             sender: Some(sender),
             spares,
             thread: Some(thread),
@@ -161,6 +177,7 @@ impl<'a> Output<'a> {
         for pending in std::mem::take(&mut self.pending) {
             self.send(Message::Close { stem: pending.stem });
         }
+        self.parts.clear();
     }
 
     pub fn push(&mut self, record: FlowRecord) {
@@ -170,23 +187,47 @@ impl<'a> Output<'a> {
         };
         let index = match self.pending.iter().position(|p| p.hour == hour) {
             Some(i) => i,
-            None => self.open(hour),
+            None => {
+                if self.pending.len() >= OPEN_HOURS {
+                    self.close_least_used();
+                }
+                self.open(hour)
+            }
         };
-        let records = &mut self.pending[index].records;
-        records.push(record);
-        if records.len() >= self.batch_rows {
+        self.pushes += 1;
+        let pending = &mut self.pending[index];
+        pending.used = self.pushes;
+        pending.records.push(record);
+        if pending.records.len() >= self.batch_rows {
             self.flush(index, true);
         }
+    }
+
+    fn close_least_used(&mut self) {
+        let Some(index) = (0..self.pending.len()).min_by_key(|&i| self.pending[i].used) else {
+            return;
+        };
+        self.flush(index, false);
+        let closed = self.pending.swap_remove(index);
+        self.send(Message::Close { stem: closed.stem });
     }
 
     /// A name for the records of `hour` of the current input.
     fn open(&mut self, hour: i64) -> usize {
         let (stem, input) = match &self.naming {
             Naming::Run(run_id) => (run_id.clone(), None),
-            Naming::Blob { tag, display } => (
-                format!("{}-{tag}", hour_name(hour, self.window)),
-                Some(display.clone()),
-            ),
+            Naming::Blob { tag, display } => {
+                let part = self.parts.entry(hour).or_default();
+                *part += 1;
+                let part = match *part {
+                    1 => String::new(),
+                    n => format!("-part{n}"),
+                };
+                (
+                    format!("{}{part}-{tag}", hour_name(hour, self.window)),
+                    Some(display.clone()),
+                )
+            }
         };
         self.send(Message::Open {
             stem: stem.clone(),
@@ -197,6 +238,7 @@ impl<'a> Output<'a> {
             hour,
             stem,
             records,
+            used: self.pushes,
         });
         self.pending.len() - 1
     }
@@ -464,6 +506,46 @@ mod tests {
         let plain = blob_tag(&input("/tmp/x", "flow logs/PT1H.json"));
         assert!(plain.starts_with("PT1H-"), "{plain}");
         assert_ne!(plain, blob_tag(&input("/tmp/y", "flow logs/PT1H.json")));
+    }
+
+    #[test]
+    fn a_blob_of_many_hours_keeps_few_files_open_and_names_parts_in_order() {
+        use crate::files::schema::tests::sample;
+        let dir = tempfile::tempdir().unwrap();
+        let blob = input("/logs", "many-hours.json");
+        let write = || {
+            let mut output = Output::new(
+                Location::Local(dir.path().to_owned()),
+                Partition::None,
+                Vec::new(),
+                "run",
+                None,
+                Window::default(),
+                1000,
+            )
+            .unwrap();
+            output.begin_blob(&blob);
+            // Hours 0..6, then hour 0 again: six hours do not fit in
+            // four open files; hour 0 was closed and gets a second part.
+            let base = parse_time("2024-05-01").unwrap();
+            for (i, h) in [0, 1, 2, 3, 4, 5, 0].into_iter().enumerate() {
+                let mut r = sample(i as u16);
+                r.start_ns = base + h * HOUR_NS;
+                output.push(r);
+                assert!(output.pending.len() <= OPEN_HOURS);
+            }
+            let mut files = output.finish().unwrap().files;
+            files.sort();
+            files
+        };
+        let files = write();
+        let tag = blob_tag(&blob);
+        assert_eq!(files.len(), 7, "{files:?}");
+        assert!(files.contains(&format!("flows-20240501T00-{tag}-000001.parquet")));
+        assert!(files.contains(&format!("flows-20240501T00-part2-{tag}-000001.parquet")));
+        assert_eq!(write(), files, "the same names again");
+        let read = crate::files::read_flows(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(read.iter().map(|f| f.records.len()).sum::<usize>(), 7);
     }
 
     #[test]
