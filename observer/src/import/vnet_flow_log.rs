@@ -94,6 +94,27 @@ impl Decider {
     }
 }
 
+/// Why virtual network encryption dropped a flow, by the encryption status
+/// of its tuple (the statuses of the VNet flow logs overview), for reasons
+/// people read.
+pub fn encryption_drop_cause(status: &str) -> &'static str {
+    match status {
+        "NX_NOT_ACCEPTED" => {
+            "encryption is configured with a drop-unencrypted policy on both ends and the connection could not be encrypted"
+        }
+        "NX_SW_NOT_READY" => {
+            "the host's networking software was not ready to encrypt (a VM starting, restarting or redeployed, or a host update); it should pass, else report it to Microsoft"
+        }
+        "NX_NOT_SUPPORTED" => {
+            "the host's networking stack does not support encryption discovery; report it to Microsoft"
+        }
+        "NX_HW_NOT_SUPPORTED" => {
+            "the VM runs on a host without encryption hardware (FPGA); report it to Microsoft"
+        }
+        _ => "Azure logged no NSG or admin rule for it (rule and aclID `unspecified`)",
+    }
+}
+
 /// Reads one blob; records go to `emit`, bad tuples and a bad blob to
 /// `summary`. A blob of NSG flow log records stops at its first record
 /// ([`Summary::other_kind`]).
@@ -567,6 +588,13 @@ mod tests {
         assert!(!denied.origin.dropped_unencrypted());
         assert_eq!(denied.origin.nsg_decision, Some(NsgDecision::Deny));
         assert_eq!(denied.origin.acl_id.as_deref(), Some("nsg-1"));
+    }
+
+    #[test]
+    fn encryption_drop_causes_follow_the_documented_statuses() {
+        assert!(encryption_drop_cause("NX_NOT_ACCEPTED").contains("drop-unencrypted policy"));
+        assert!(encryption_drop_cause("NX_SW_NOT_READY").contains("not ready"));
+        assert!(encryption_drop_cause("NX").contains("unspecified"));
     }
 
     #[test]
