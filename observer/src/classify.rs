@@ -362,6 +362,15 @@ impl Classifier {
                 )
             };
             verdict = Verdict::DeniedByNsg;
+        } else if record.origin.dropped_unencrypted() {
+            // Dropped by virtual network encryption: no NSG decided.
+            let status = record.origin.encryption.as_deref().unwrap_or("unknown");
+            let cause = crate::import::vnet_flow_log::encryption_drop_cause(status);
+            reason = format!(
+                "the {} recorded this flow as dropped by virtual network encryption ({status}: {cause}), not by an NSG; by the topology it would be {verdict}: {reason}",
+                record.origin.source.as_str()
+            );
+            verdict = Verdict::DroppedUnencrypted;
         }
         Classification {
             category,
@@ -906,6 +915,8 @@ struct MemoKey<'a> {
     dns_chain: Option<&'a [String]>,
     nsg_decision: Option<NsgDecision>,
     nsg_rule: Option<Shared<'a>>,
+    /// The encryption status of a flow dropped by encryption (its reason says it).
+    dropped_unencrypted: Option<Shared<'a>>,
 }
 
 /// Text in a [`MemoKey`]: records usually share one string (interned rule
@@ -943,6 +954,10 @@ impl<'a> MemoKey<'a> {
             inbound: sides.inbound,
             nsg_decision: r.origin.nsg_decision,
             nsg_rule: r.origin.nsg_rule.as_deref().map(Shared),
+            dropped_unencrypted: r
+                .origin
+                .dropped_unencrypted()
+                .then(|| Shared(r.origin.encryption.as_deref().unwrap_or_default())),
             protocol: r.protocol,
             role: r.point.iface_role.as_deref().map(Shared),
             answer,

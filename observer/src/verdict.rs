@@ -14,6 +14,9 @@ pub enum Verdict {
     MisrouteForcedTunnel,
     AsymmetricRoute,
     DeniedByNsg,
+    /// A VNet flow log recorded virtual network encryption dropping the
+    /// flow (Azure's `DropUnencrypted` policy; not an NSG).
+    DroppedUnencrypted,
     Blocked,
     SameSubnetUnreachable,
     DroppedNoRoute,
@@ -22,13 +25,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::LeakPublicEndpoint,
         Self::LeakDns,
         Self::LeakRoute,
         Self::MisrouteForcedTunnel,
         Self::AsymmetricRoute,
         Self::DeniedByNsg,
+        Self::DroppedUnencrypted,
         Self::Blocked,
         Self::SameSubnetUnreachable,
         Self::DroppedNoRoute,
@@ -44,6 +48,7 @@ impl Verdict {
             Self::MisrouteForcedTunnel => "misroute-forced-tunnel",
             Self::AsymmetricRoute => "asymmetric-route",
             Self::DeniedByNsg => "denied-by-nsg",
+            Self::DroppedUnencrypted => "dropped-unencrypted",
             Self::Blocked => "blocked",
             Self::SameSubnetUnreachable => "same-subnet-unreachable",
             Self::DroppedNoRoute => "dropped-no-route",

@@ -633,8 +633,21 @@ fn tuples_dropped_by_encryption_are_not_nsg_denies() -> anyhow::Result<()> {
     assert_eq!(dropped.text("encryption"), Some("NX_NOT_ACCEPTED"));
     assert_eq!(dropped.text("acl_id"), Some("unspecified"));
     let reason = dropped.text("reason").unwrap_or_default();
-    assert_ne!(dropped.text("verdict"), Some("denied-by-nsg"), "{reason}");
+    assert_eq!(
+        dropped.text("verdict"),
+        Some("dropped-unencrypted"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("dropped by virtual network encryption (NX_NOT_ACCEPTED")
+            && reason.contains("not by an NSG"),
+        "{reason}"
+    );
     assert!(!reason.contains("differ from what is deployed"), "{reason}");
+    assert!(
+        run.stdout.contains("verdict dropped-unencrypted: 1"),
+        "{run}"
+    );
     let denied = by_port(40002);
     assert_eq!(denied.text("nsg_decision"), Some("deny"));
     assert_eq!(denied.text("verdict"), Some("denied-by-nsg"));

@@ -591,6 +591,60 @@ mod tests {
     }
 
     #[test]
+    fn encryption_drops_get_their_own_verdict_with_their_cause() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/topologies/default.toml");
+        let topology = crate::topology::Topology::load(&path).unwrap();
+        let catalog = crate::catalog::Catalog::load(topology.cloud, &[]).unwrap();
+        let classifier = crate::classify::Classifier::new(&topology, &catalog);
+        let group = |acl: &str, rule: &str, tuple: &str| {
+            format!(
+                r#"{{"aclID": "{acl}", "flowGroups": [{{"rule": "{rule}", "flowTuples": ["{tuple}"]}}]}}"#
+            )
+        };
+        let blob = format!(
+            r#"{{"records": [{{"category": "FlowLogFlowEvent", "flowRecords": {{"flows": [{}, {}, {}]}}}}]}}"#,
+            group(
+                "unspecified",
+                "unspecified",
+                "1663146003599,10.0.0.6,10.0.1.4,23956,1433,6,O,D,NX_NOT_ACCEPTED,0,0,0,0"
+            ),
+            group(
+                "unspecified",
+                "unspecified",
+                "1663146003599,10.0.0.6,10.0.1.4,23956,1433,6,O,D,NX_SW_NOT_READY,0,0,0,0"
+            ),
+            group(
+                "nsg",
+                "DenyAll",
+                "1663146003599,10.0.0.6,10.0.1.4,23956,1433,6,O,D,NX,0,0,0,0"
+            ),
+        );
+        let (mut records, _) = read(&blob);
+        classifier.classify_all(&mut records);
+        let verdicts: Vec<_> = records.iter().map(|r| r.verdict.as_deref()).collect();
+        assert_eq!(
+            verdicts,
+            [
+                Some("dropped-unencrypted"),
+                Some("dropped-unencrypted"),
+                Some("denied-by-nsg")
+            ]
+        );
+        let reason = |i: usize| records[i].reason.as_deref().unwrap();
+        assert!(
+            reason(0).contains(
+                "NX_NOT_ACCEPTED: encryption is configured with a drop-unencrypted policy"
+            ) && reason(0).contains("not by an NSG"),
+            "{}",
+            reason(0)
+        );
+        // Same flow, another status: its own reason, not a memoised one.
+        assert!(reason(1).contains("NX_SW_NOT_READY"), "{}", reason(1));
+        assert!(!reason(0).contains("differ from what is deployed"));
+    }
+
+    #[test]
     fn encryption_drop_causes_follow_the_documented_statuses() {
         assert!(encryption_drop_cause("NX_NOT_ACCEPTED").contains("drop-unencrypted policy"));
         assert!(encryption_drop_cause("NX_SW_NOT_READY").contains("not ready"));
