@@ -286,6 +286,41 @@ pub struct Origin {
     pub encryption: Option<Arc<str>>,
     /// How a packet capture's direction was decided.
     pub direction_basis: Option<DirectionBasis>,
+    /// The VNet flow log's `aclID`: the NSG or Virtual Network Manager
+    /// security admin configuration that decided (`unspecified` for a flow
+    /// dropped by encryption).
+    pub acl_id: Option<Arc<str>>,
+}
+
+impl Origin {
+    /// A flow log recorded the flow as denied (`D`) but no NSG decided:
+    /// virtual network encryption dropped it (Azure writes rule and
+    /// `aclID` as `unspecified`; `encryption` says why, e.g.
+    /// `NX_NOT_ACCEPTED`). Decidable from the Parquet columns alone
+    /// (`flow_state = denied`, `nsg_decision` null).
+    pub fn dropped_unencrypted(&self) -> bool {
+        self.flow_state == Some(FlowState::Denied) && self.nsg_decision.is_none()
+    }
+
+    /// Why virtual network encryption dropped a flow, by the encryption
+    /// status Azure documents for the VNet flow log.
+    pub fn encryption_drop_cause(status: &str) -> &'static str {
+        match status {
+            "NX_NOT_ACCEPTED" => {
+                "encryption is configured with a drop-unencrypted policy on both ends and the connection could not be encrypted"
+            }
+            "NX_SW_NOT_READY" => {
+                "the host's networking software was not ready to encrypt (a VM starting, restarting or redeployed, or a host update); it should pass, else report it to Microsoft"
+            }
+            "NX_NOT_SUPPORTED" => {
+                "the host's networking stack does not support encryption discovery; report it to Microsoft"
+            }
+            "NX_HW_NOT_SUPPORTED" => {
+                "the VM runs on a host without encryption hardware (FPGA); report it to Microsoft"
+            }
+            _ => "Azure logged no NSG or admin rule for it (rule and aclID `unspecified`)",
+        }
+    }
 }
 
 /// Shares repeated strings of records (hosts, interfaces, MAC addresses,
