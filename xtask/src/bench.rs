@@ -27,9 +27,9 @@ pub struct BenchArgs {
     /// Short runs (seconds instead of minutes) for a smoke check.
     #[arg(long)]
     quick: bool,
-    /// Alternating baseline/observed rounds per ratio.
-    #[arg(long, default_value_t = 5)]
-    rounds: u32,
+    /// Alternating baseline/observed rounds per ratio (default 5, 1 with `--quick`).
+    #[arg(long)]
+    rounds: Option<u32>,
     /// Run only these parts (repeatable); all of them by default.
     #[arg(long, value_enum)]
     only: Vec<Part>,
@@ -137,7 +137,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
 impl Bench {
     fn all(mut self, args: &BenchArgs) -> anyhow::Result<Value> {
-        let rounds = if args.quick { 1 } else { args.rounds };
+        let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
         let wanted = |part: Part| args.only.is_empty() || args.only.contains(&part);
         let iperf = Process::spawn(
             self.b
