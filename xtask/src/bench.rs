@@ -618,8 +618,8 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// Memory the kernel charges for the flow maps (hash maps with the 48-byte
-/// key and 64-byte value), per slot, and for the two per-CPU flow caches
-/// (arrays of 120-byte slots).
+/// key and 64-byte value), per slot, and for the two flow caches (arrays of
+/// 128-byte slots, one run of slots per CPU).
 fn flow_map_bytes() -> anyhow::Result<Value> {
     let out = Command::new("bpftool")
         .args(["map", "show", "--json"])
@@ -637,7 +637,7 @@ fn flow_map_bytes() -> anyhow::Result<Value> {
         (found.len(), sum("bytes_memlock"), sum("max_entries"))
     };
     let (count, bytes, slots) = sizes("hash", 64);
-    let (caches, cache_bytes, cache_slots) = sizes("percpu_array", 120);
+    let (caches, cache_bytes, cache_slots) = sizes("array", 128);
     Ok(json!({
         "maps": count, "bytes": bytes, "slots": slots,
         "bytes_per_slot": if slots > 0 { bytes as f64 / slots as f64 } else { 0.0 },
