@@ -1,7 +1,7 @@
 //! The flow maps and the swap that drains them exactly.
 //!
-//! The kernel program counts packets in whichever per-CPU flow cache
-//! `CACHE_SELECT[0]` names and merges the cache slots it evicts into
+//! The kernel program counts packets in whichever flow cache (an array of
+//! `cache_slots` slots per CPU, CPU after CPU) `CACHE_SELECT[0]` names and merges the cache slots it evicts into
 //! whichever flow map sits in `FLOWS[0]`. A drain selects the other cache,
 //! then installs the other map: the kernel returns from that map-in-map
 //! update only after an RCU grace period, when no program run can still hold
@@ -84,21 +84,25 @@ impl FlowMaps {
         let inner = [create("observer_flows0")?, create("observer_flows1")?];
         outer.set(0, &inner[0], 0).map_err(map_err("FLOWS"))?;
         let [cache0, cache1] = maps.caches;
-        let per_cpu = |map: Map, name: &'static str| match map {
-            Map::PerCpuArray(data) => Ok(data),
+        let array = |map: Map, name: &'static str| match map {
+            Map::Array(data) => Ok(data),
             _ => Err(CaptureError::MissingMap { name }),
         };
         Ok(Self {
             outer,
             inner,
             caches: [
-                per_cpu(cache0, "FLOW_CACHE_0")?,
-                per_cpu(cache1, "FLOW_CACHE_1")?,
+                array(cache0, "FLOW_CACHE_0")?,
+                array(cache1, "FLOW_CACHE_1")?,
             ],
             select: maps.select.try_into().map_err(map_err("CACHE_SELECT"))?,
             active: 0,
             buffers: BatchBuffers::new(4096),
-            cache_buffers: PerCpuArrayBuffers::new(config.flow_cache_slots, cpus),
+            // A plain array: one value per index.
+            cache_buffers: PerCpuArrayBuffers::new(
+                cache_entries(config.flow_cache_slots, cpus)?,
+                1,
+            ),
             tick_ns,
         })
     }
@@ -143,6 +147,19 @@ impl FlowMaps {
         Ok(cached + merged)
     }
 }
+/// Entries of a flow cache array: `slots` for each of `cpus` possible CPUs.
+pub fn cache_entries(slots: u32, cpus: usize) -> Result<u32, CaptureError> {
+    u32::try_from(cpus)
+        .ok()
+        .and_then(|cpus| cpus.checked_mul(slots))
+        .ok_or_else(|| CaptureError::Syscall {
+            call: "sizing the flow caches",
+            source: std::io::Error::other(format!(
+                "{slots} slots × {cpus} CPUs is more than a BPF array holds; lower --flow-cache-slots"
+            )),
+        })
+}
+
 /// The length of one kernel tick (1/HZ), the unit of `jiffies`: the
 /// resolution the kernel reports for CLOCK_MONOTONIC_COARSE, which advances
 /// once per tick.

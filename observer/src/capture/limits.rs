@@ -3,11 +3,11 @@
 //!
 //! - at argument parsing, the hard limits: a hash map holds at most 2^27
 //!   entries (its bucket array must stay under 4 GiB: E2BIG beyond), a
-//!   per-CPU array at most 4 GiB across the possible CPUs (what kernels
-//!   before 5.11 accept, E2BIG beyond; later kernels accept more, slot by
-//!   slot, until memory runs out, and the drain reads the whole retired
-//!   cache every time), a ring buffer at most 2 GiB (its size is a `u32`
-//!   power of two);
+//!   flow cache (a plain `BPF_F_MMAPABLE` array of `slots` slots for each
+//!   possible CPU, CPU after CPU) below 2 GiB (a bound of ours: the kernel
+//!   limits only the `u32` entry count and memory, but every drain reads
+//!   the whole retired cache), a ring buffer at
+//!   most 2 GiB (its size is a `u32` power of two);
 //! - before loading, the memory every map needs against what the host has
 //!   available: the kernel would take it (waking the OOM killer) or fail
 //!   with ENOMEM half-way;
@@ -35,9 +35,9 @@ pub const FLOW_MAP_ENTRY_BYTES: u64 = 176;
 /// Kernel bytes per flow-cache slot and possible CPU.
 pub const FLOW_CACHE_SLOT_BYTES: u64 = size_of::<CachedFlow>() as u64;
 
-/// The most memory a per-CPU array may take on kernels before 5.11
-/// (`U32_MAX - PAGE_SIZE`, E2BIG beyond).
-const PER_CPU_ARRAY_BYTES: u64 = u32::MAX as u64 - 4096;
+/// The most memory one flow cache may take (see the module header); below
+/// 2 GiB, so its entry count also fits a `u32`.
+const ARRAY_BYTES: u64 = i32::MAX as u64 - 4096;
 
 /// CPUs the kernel may bring online (per-CPU maps have a slot for each).
 pub fn possible_cpus() -> Result<usize, CaptureError> {
@@ -47,17 +47,16 @@ pub fn possible_cpus() -> Result<usize, CaptureError> {
     })
 }
 
-/// Kernel memory of one per-CPU flow cache of `slots` slots: a value per
-/// slot and CPU, and a pointer per slot.
+/// Kernel memory of one flow cache of `slots` slots per CPU.
 pub fn flow_cache_bytes(slots: u32, cpus: usize) -> u64 {
-    u64::from(slots) * (FLOW_CACHE_SLOT_BYTES * cpus as u64 + 8)
+    u64::from(slots) * FLOW_CACHE_SLOT_BYTES * cpus as u64
 }
 
 /// The largest `--flow-cache-slots` with `cpus` possible CPUs: a power of
-/// two whose cache stays within a per-CPU array's 4 GiB.
+/// two whose cache stays within an array's 2 GiB.
 pub fn max_flow_cache_slots(cpus: usize) -> u32 {
     let mut slots: u32 = 1 << 31;
-    while slots > 1 && flow_cache_bytes(slots, cpus) >= PER_CPU_ARRAY_BYTES {
+    while slots > 1 && flow_cache_bytes(slots, cpus) >= ARRAY_BYTES {
         slots >>= 1;
     }
     slots
@@ -78,8 +77,8 @@ pub fn parse_flow_cache_slots(text: &str) -> Result<u32, String> {
     if slots > max {
         return Err(format!(
             "{slots} slots is more than the kernel accepts here: each of the two caches \
-             takes 120 bytes per slot on each of the {cpus} possible CPUs, and a per-CPU map \
-             stays within 4 GiB, so at most {max} (the default is 4096)"
+             takes {FLOW_CACHE_SLOT_BYTES} bytes per slot on each of the {cpus} possible CPUs, and an \
+             array stays within 2 GiB, so at most {max} (the default is 4096)"
         ));
     }
     Ok(slots)
@@ -133,7 +132,7 @@ pub fn needs(config: &CaptureConfig, cpus: usize) -> Vec<MapNeed> {
         MapNeed {
             flag: "--flow-cache-slots",
             value: config.flow_cache_slots.into(),
-            what: "the two per-CPU flow caches",
+            what: "the two flow caches",
             bytes: 2 * flow_cache_bytes(config.flow_cache_slots, cpus),
         },
         MapNeed {
@@ -238,18 +237,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cache_bound_keeps_a_per_cpu_array_within_4_gib() {
+    fn the_cache_bound_keeps_a_flow_cache_within_2_gib() {
         for cpus in [1, 2, 8, 64, 256, 4096] {
             let max = max_flow_cache_slots(cpus);
             assert!(max.is_power_of_two());
-            assert!(flow_cache_bytes(max, cpus) < PER_CPU_ARRAY_BYTES, "{cpus}");
+            assert!(flow_cache_bytes(max, cpus) < ARRAY_BYTES, "{cpus}");
             assert!(
-                flow_cache_bytes(max * 2, cpus) >= PER_CPU_ARRAY_BYTES,
+                flow_cache_bytes(max * 2, cpus) >= ARRAY_BYTES,
                 "{cpus}: the largest such power of two"
             );
         }
-        assert_eq!(max_flow_cache_slots(2), 1 << 24);
-        assert_eq!(max_flow_cache_slots(64), 1 << 19);
+        // 2^22 slots × 128 bytes × 2 CPUs = 1 GiB; twice that is 2 GiB.
+        assert_eq!(max_flow_cache_slots(2), 1 << 22);
+        assert_eq!(max_flow_cache_slots(64), 1 << 17);
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub struct CaptureConfig {
     pub attach: AttachMode,
     /// Entries of each of the two flow maps.
     pub flow_map_size: u32,
-    /// Slots of each of the two per-CPU flow caches (a power of two).
+    /// Slots of each CPU in each of the two flow caches (a power of two).
     pub flow_cache_slots: u32,
     /// Bytes of the ring buffer for packets that miss a full flow map.
     pub flow_ring_bytes: u32,
@@ -169,12 +169,13 @@ impl Capture {
         let capture_dns = u8::from(config.capture_dns);
         let cache_mask = config.flow_cache_slots - 1;
         let tick_ns = flow_maps::tick_ns()?;
+        let cache_entries = flow_maps::cache_entries(config.flow_cache_slots, cpus)?;
         let mut ebpf = EbpfLoader::new()
             .override_global("CAPTURE_DNS", &capture_dns, true)
             .override_global("FLOW_CACHE_MASK", &cache_mask, true)
             .override_global("TICK_NS", &tick_ns, true)
-            .map_max_entries("FLOW_CACHE_0", config.flow_cache_slots)
-            .map_max_entries("FLOW_CACHE_1", config.flow_cache_slots)
+            .map_max_entries("FLOW_CACHE_0", cache_entries)
+            .map_max_entries("FLOW_CACHE_1", cache_entries)
             .map_max_entries("FLOW_EVENTS", config.flow_ring_bytes)
             .map_max_entries("DNS_EVENTS", config.dns_ring_bytes)
             .load(EBPF_OBJECT)

@@ -50,9 +50,8 @@ pub struct RunArgs {
     /// ring buffer.
     #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = limits::parse_flow_map_size)]
     flow_map_size: u32,
-    /// Slots of the kernel's per-CPU flow cache (a power of two; each of
-    /// two caches, 120 bytes per slot and CPU, within the 4 GiB a per-CPU
-    /// map may take). A packet of a cached flow costs no map lookup; a
+    /// Slots of each CPU's flow cache in the kernel (a power of two; each
+    /// of two caches, 128 bytes per slot and CPU, within 2 GiB). A packet of a cached flow costs no map lookup; a
     /// flow whose slot is taken moves the occupant to the flow map.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = limits::parse_flow_cache_slots)]
     flow_cache_slots: u32,
