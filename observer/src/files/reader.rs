@@ -314,6 +314,25 @@ where
 }
 
 /// Reads every flow file named by `inputs` (see [`flow_files`]).
+///
+/// # Errors
+///
+/// A [`ReadError`] naming the file: an input that cannot be listed or
+/// read, a file that is not Parquet, or a column that is missing or has
+/// another type than the flow schema's (written by another tool).
+///
+/// # Example
+///
+/// ```no_run
+/// let files = observer::files::read_flows(&["out".into()])?;
+/// let leaks = files
+///     .iter()
+///     .flat_map(|f| &f.records)
+///     .filter(|r| r.verdict.as_deref().is_some_and(|v| v.starts_with("leak-")))
+///     .count();
+/// println!("{leaks} leaking flow(s)");
+/// # Ok::<(), observer::files::ReadError>(())
+/// ```
 pub fn read_flows(inputs: &[PathBuf]) -> Result<Vec<FlowFile>, ReadError> {
     flow_files(inputs)?.iter().map(read_flow_file).collect()
 }
