@@ -52,7 +52,7 @@
 
 pub(crate) mod audit;
 #[cfg(feature = "capture")]
-pub mod capture;
+pub(crate) mod capture;
 pub mod catalog;
 pub mod classify;
 #[cfg(feature = "capture")]
@@ -64,9 +64,9 @@ pub mod import;
 #[cfg(feature = "capture")]
 pub mod lab;
 #[cfg(feature = "capture")]
-pub mod metrics;
+pub(crate) mod metrics;
 #[cfg(feature = "capture")]
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub(crate) mod protocol;
 pub mod report;
 pub(crate) mod routes;

@@ -39,19 +39,13 @@ impl ClassifyArgs {
         let recorded = Recorded::new(classifier, dns::read_recorded(&self.inputs)?);
         // The input's metadata (run, host, loss), but this version's schema
         // (older files are read, the output is written as this version's).
-        let mut metadata: Vec<(String, String)> = files
+        let mut metadata = files
             .first()
-            .map(|f| f.metadata.clone().into_iter().collect())
+            .map(|f| f.metadata.clone())
             .unwrap_or_default();
-        metadata.retain(|(k, _)| k != "observer.topology" && k != "observer.schema_version");
-        metadata.push((
-            "observer.topology".into(),
-            recorded.classifier().topology_name().to_owned(),
-        ));
-        metadata.push((
-            "observer.schema_version".into(),
-            crate::files::schema::SCHEMA_VERSION.into(),
-        ));
+        metadata.topology = Some(recorded.classifier().topology_name().to_owned());
+        metadata.schema_version = Some(crate::files::schema::SCHEMA_VERSION.to_owned());
+        let metadata = metadata.to_pairs();
         let lost = reader::lost_packets(&files);
 
         let mut records: Vec<FlowRecord> = files.into_iter().flat_map(|f| f.records).collect();

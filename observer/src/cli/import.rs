@@ -1,11 +1,12 @@
 //! `observer import KIND INPUT... --out DIR`: Azure VNet or NSG flow logs,
-//! or pcap/pcapng files, into flow records in the observer's schema
+//! or pcap/pcapng captures (`-` reads one from stdin), into flow records in the observer's schema
 //! (optionally classified against a topology), streamed to Parquet in a
 //! local directory or `az://CONTAINER/PREFIX`, optionally partitioned by
 //! day or hour. Prints what was read, written and skipped, and why.
 
 use std::{path::PathBuf, process::ExitCode};
 
+use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
@@ -13,8 +14,8 @@ use crate::{
     files::{sink::Partition, writer::ROW_GROUP_ROWS},
     flow::TableConfig,
     import::{
-        self, Kind, Window,
-        pcap::{Local, PcapOptions},
+        self, ImportError, Kind, Window,
+        capture::{Local, PcapOptions},
         run::Options,
     },
     storage::Location,
@@ -26,7 +27,8 @@ pub struct ImportArgs {
     #[arg(value_enum)]
     kind: Kind,
     /// Files, directories or `az://CONTAINER/PREFIX` blob prefixes (walked
-    /// recursively; flow logs: `*.json`, captures: `*.pcap`, `*.pcapng`).
+    /// recursively; flow logs: `*.json`, captures: `*.pcap`, `*.pcapng`,
+    /// `*.cap`, also gzipped); `-` reads one capture from stdin.
     #[arg(value_name = "INPUT", required = true)]
     inputs: Vec<String>,
     /// Output directory or `az://CONTAINER/PREFIX` (created if missing).
@@ -37,11 +39,13 @@ pub struct ImportArgs {
     #[arg(long, value_name = "none|day|hour", default_value = "none")]
     partition: Partition,
     /// Only flows starting at or after this UTC time (2024-05-01T13:00:00Z,
-    /// 2024-05-01T13 or 2024-05-01); blobs in Azure's y=/m=/d=/h= layout
-    /// outside the window are not read at all.
+    /// 2024-05-01T13 or 2024-05-01); in Azure's y=/m=/d=/h= layout only the
+    /// blobs of the window's hours and of the hour after it are listed and
+    /// read (an hour's blob holds the last minute of the hour before).
     #[arg(long, value_name = "TIME", value_parser = import::parse_time)]
     since: Option<i64>,
-    /// Only flows starting before this UTC time.
+    /// Only flows starting before this UTC time (exclusive, so
+    /// back-to-back windows take each tuple once).
     #[arg(long, value_name = "TIME", value_parser = import::parse_time)]
     until: Option<i64>,
     /// Classify the records against this topology file.
@@ -51,12 +55,16 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     catalog: Vec<PathBuf>,
     /// pcap: the captured host's address, CIDR range or MAC address; a
-    /// packet sent from one is egress (for captures that do not record the
-    /// direction, as pcap files do not). Repeatable.
+    /// packet sent from one is egress. Only for captures that do not record
+    /// the direction (Linux cooked captures and pcapng with `epb_flags` do);
+    /// without it the topology's ASE and VNet (`--topology`), then the side
+    /// that opened each connection, are taken as the captured host.
+    /// Repeatable.
     #[arg(long, value_name = "ADDR|CIDR|MAC")]
     local: Vec<Local>,
     /// pcap: interface name and topology role of the capture, as
-    /// `run --iface` takes them (e.g. `eth0=workload`).
+    /// `run --iface` takes them (e.g. `eth0=workload`); the name replaces
+    /// the file's own (pcapng `if_name`, `ifindex N` of `tcpdump -i any`).
     #[arg(long, value_name = "NAME[=ROLE]")]
     iface: Option<InterfaceSpec>,
     /// pcap: end a flow record after this long without packets (packet time).
@@ -95,6 +103,7 @@ impl ImportArgs {
                     ..TableConfig::default()
                 },
                 local: self.local.clone(),
+                sides: None,
                 iface: self.iface.as_ref().map(|i| i.name.clone()),
                 iface_role: self.iface.as_ref().and_then(|i| i.role.clone()),
                 host: None,
@@ -102,18 +111,24 @@ impl ImportArgs {
             batch_rows: self.batch_rows,
             run_id: Options::run_id_now(),
         };
-        let outcome = import::run::run(&options)?;
+        let outcome = match import::run::run(&options) {
+            Err(ImportError::Write(e)) => {
+                return Err(e).context("writing the imported records");
+            }
+            other => other?,
+        };
         let summary = &outcome.summary;
+        let (verdicts, classifying) = (&outcome.verdicts, outcome.classifying);
 
         print!("{}", summary.render());
-        for (verdict, n) in &outcome.verdicts {
+        for (verdict, n) in verdicts {
             println!("  verdict {verdict}: {n}");
         }
         if classifier.is_some() {
             println!(
                 "classified {} record(s) in {:.3} s of CPU time",
                 summary.records_out,
-                outcome.classifying.as_secs_f64()
+                classifying.as_secs_f64()
             );
         }
         println!(
@@ -127,11 +142,19 @@ impl ImportArgs {
             },
             outcome.encoder_busy.as_secs_f64()
         );
-        // Bad input is reported, not fatal; but input that yielded nothing
-        // while having problems is a failure.
-        if summary.records_out == 0 && summary.problem_count > 0 {
-            return Ok(ExitCode::from(2));
+        // Bad tuples are reported, not fatal; an incomplete import is
+        // (see `Summary::exit_status`), with one line on stderr saying why.
+        let status = summary.exit_status();
+        if let Some(other) = &summary.other_kind {
+            eprintln!("error: {other}");
+        } else if summary.unreadable > 0 {
+            eprintln!(
+                "error: {} file(s) could not be read; the rest was imported (see above)",
+                summary.unreadable
+            );
+        } else if status != 0 {
+            eprintln!("error: nothing converted: every input had problems (see above)");
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(ExitCode::from(status))
     }
 }

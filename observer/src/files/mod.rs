@@ -10,14 +10,17 @@
 //! | [`writer`] | complete-or-absent files of one table (`ParquetFiles`), the writer settings |
 //! | [`sink`] | the streaming partitioned flow output of `import` (local or Blob, encoder thread) |
 //! | [`reader`] | files, trees and blob prefixes read back, the `dns` tables found beside them |
+//! | [`metadata`] | the files' key/value metadata as one typed struct |
 
 pub(crate) mod conform;
+pub mod metadata;
 pub mod reader;
 pub mod schema;
 pub mod sink;
 pub mod writer;
 
 pub use self::{
+    metadata::FileMetadata,
     reader::{ReadError, read_flows},
     writer::{ParquetFiles, Rows, WriteError, check_writable},
 };

@@ -8,19 +8,22 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use super::{
-    ImportError, Interner, Kind, Summary, Window, input_files, nsg_flow_log,
-    pcap::{self, PcapOptions},
+    ImportError, Interner, Kind, Problem, Summary, Window,
+    capture::{self, PcapOptions, Sides},
+    flow_log::{BlobText, decode},
+    input_files, nsg_flow_log,
+    output::Output,
     vnet_flow_log,
 };
 use crate::{
     classify::Classifier,
     dns::{DnsAnswer, DnsTracker},
     files::{
-        Rows as _,
-        sink::{FlowSink, FlowWriter, Partition},
+        FileMetadata, Rows as _,
+        sink::Partition,
         writer::{ROW_GROUP_ROWS, encode},
     },
-    flow::{FlowRecord, clock::thread_cpu_time},
+    flow::FlowRecord,
     storage::Location,
 };
 
@@ -28,19 +31,21 @@ use crate::{
 #[derive(Debug)]
 pub struct Options<'a> {
     pub kind: Kind,
-    /// Files, directories or `az://CONTAINER/PREFIX` prefixes.
+    /// Files, directories or `az://CONTAINER/PREFIX` prefixes (`-`: a
+    /// capture on stdin).
     pub inputs: Vec<String>,
     pub out: Location,
     pub partition: Partition,
     pub window: Window,
     /// Classify the records (and judge a capture's DNS answers) with this.
     pub classifier: Option<&'a Classifier>,
-    /// Settings of `pcap` imports.
+    /// Settings of capture imports (`sides` from the classifier's
+    /// topology when not set).
     pub pcap: PcapOptions,
     /// Records classified and handed to the encoder at a time.
     pub batch_rows: usize,
-    /// Names the output files (`flows-RUN_ID-N.parquet`) and goes into
-    /// their metadata; runs writing to one output need distinct ids.
+    /// Names the output (`flows-...-RUN_ID` before the first blob, the DNS
+    /// table) and goes into the file metadata.
     pub run_id: String,
 }
 
@@ -57,6 +62,7 @@ impl Options<'_> {
 /// What a run did.
 #[derive(Debug)]
 pub struct Outcome {
+    /// Records in, out, skipped and why; [`Summary::exit_status`].
     pub summary: Summary,
     /// Records per verdict (with a classifier).
     pub verdicts: BTreeMap<String, u64>,
@@ -65,84 +71,15 @@ pub struct Outcome {
     pub written_rows: u64,
     /// The flow files written, relative to the output.
     pub files: Vec<String>,
-    /// DNS answers written (pcap imports), in `dns-RUN_ID-000001.parquet`.
+    /// DNS answers written (captures), in `dns-RUN_ID-000001.parquet`.
     pub dns_answers: usize,
     /// The encoder's CPU time.
     pub encoder_busy: Duration,
 }
 
-/// Classifies and hands over full batches; remembers the first write error.
-struct Batches<'a> {
-    classifier: Option<&'a Classifier>,
-    sink: FlowSink,
-    batch: Vec<FlowRecord>,
-    batch_rows: usize,
-    verdicts: BTreeMap<String, u64>,
-    error: Option<crate::files::WriteError>,
-    classifying: Duration,
-}
-
-impl Batches<'_> {
-    fn push(&mut self, record: FlowRecord) {
-        self.batch.push(record);
-        if self.batch.len() >= self.batch_rows {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.error.is_some() || self.batch.is_empty() {
-            self.batch.clear();
-            return;
-        }
-        let mut batch = std::mem::replace(&mut self.batch, self.sink.batch(self.batch_rows));
-        if let Some(classifier) = self.classifier {
-            let started = thread_cpu_time();
-            classifier.classify_all(&mut batch);
-            self.classifying += thread_cpu_time() - started;
-            for r in &batch {
-                if let Some(v) = &r.verdict {
-                    match self.verdicts.get_mut(&**v) {
-                        Some(n) => *n += 1,
-                        None => {
-                            self.verdicts.insert(v.to_string(), 1);
-                        }
-                    }
-                }
-            }
-        }
-        if let Err(e) = self.sink.send(batch) {
-            self.error = Some(e);
-        }
-    }
-}
-
-/// The file metadata of a run: schema version, run id, source, topology.
-fn metadata(options: &Options<'_>) -> Vec<(String, String)> {
-    let mut metadata = vec![
-        (
-            "observer.schema_version".to_owned(),
-            crate::files::schema::SCHEMA_VERSION.to_owned(),
-        ),
-        ("observer.run_id".to_owned(), options.run_id.clone()),
-        (
-            "observer.source".to_owned(),
-            match options.kind {
-                Kind::AzureVnetFlowLog => "azure-vnet-flow-log",
-                Kind::AzureNsgFlowLog => "azure-nsg-flow-log",
-                Kind::Pcap => "pcap",
-            }
-            .to_owned(),
-        ),
-    ];
-    if let Some(c) = options.classifier {
-        metadata.push(("observer.topology".into(), c.topology_name().to_owned()));
-    }
-    metadata
-}
-
 /// Runs the import. Bad input is counted and located in the summary, not
-/// fatal; unreadable inputs and write failures are errors.
+/// fatal (see [`Summary::exit_status`]); an input that cannot be listed
+/// and a write failure are errors.
 pub fn run(options: &Options<'_>) -> Result<Outcome, ImportError> {
     let window = options.window;
     if let (Some(s), Some(u)) = (window.since_ns, window.until_ns)
@@ -152,86 +89,93 @@ pub fn run(options: &Options<'_>) -> Result<Outcome, ImportError> {
             "--since must be before --until".into(),
         ));
     }
+    let classifier = options.classifier;
     let mut summary = Summary::default();
     let files = input_files(options.kind, &options.inputs, window, &mut summary)?;
-    let metadata = metadata(options);
-    let writer = FlowWriter::new(
+    let metadata = FileMetadata {
+        source: Some(options.kind.name().to_owned()),
+        topology: classifier.map(|c| c.topology().name.clone()),
+        ..FileMetadata::of_run(options.run_id.clone())
+    };
+    let mut output = Output::new(
         options.out.clone(),
         options.partition,
-        &options.run_id,
         metadata.clone(),
+        &options.run_id,
+        classifier,
+        window,
+        options.batch_rows,
     )?;
-    let batch_rows = options.batch_rows.max(1);
-    let mut batches = Batches {
-        classifier: options.classifier,
-        sink: FlowSink::spawn(writer),
-        batch: Vec::with_capacity(batch_rows),
-        batch_rows,
-        verdicts: BTreeMap::new(),
-        error: None,
-        classifying: Duration::ZERO,
-    };
-
+    let mut pcap_options = options.pcap.clone();
+    if pcap_options.sides.is_none() {
+        pcap_options.sides = classifier.map(|c| Sides::from_topology(c.topology()));
+    }
     let mut tracker = DnsTracker::new(1 << 20, crate::dns::GRACE_NS);
     let mut answers: Vec<DnsAnswer> = Vec::new();
     let mut interner = Interner::default();
     for file in &files {
-        let bytes = match file.location.read(&file.relative) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                // Stop the encoder before giving up.
-                let _ = batches.sink.finish();
-                return Err(e.into());
-            }
-        };
-        let emit = &mut |r| batches.push(r);
         match options.kind {
-            Kind::AzureVnetFlowLog => vnet_flow_log::read_blob(
-                &file.display,
-                &bytes,
-                window,
-                &mut summary,
-                &mut interner,
-                emit,
-            ),
-            Kind::AzureNsgFlowLog => nsg_flow_log::read_blob(
-                &file.display,
-                &bytes,
-                window,
-                &mut summary,
-                &mut interner,
-                emit,
-            ),
-            Kind::Pcap => pcap::read_file(
-                &file.display,
-                &bytes,
-                &options.pcap,
-                window,
-                &mut summary,
-                &mut tracker,
-                &mut answers,
-                emit,
-            ),
+            Kind::AzureVnetFlowLog | Kind::AzureNsgFlowLog => {
+                // Deleted since the listing, no permission: counted,
+                // reported, and on.
+                let bytes = match file.location.read(&file.relative) {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        summary.unreadable(&file.display, &error);
+                        continue;
+                    }
+                };
+                output.begin_blob(file);
+                read_flow_log(
+                    options.kind,
+                    &file.display,
+                    &bytes,
+                    window,
+                    &mut summary,
+                    &mut interner,
+                    &mut |r| output.push(r),
+                );
+                output.end_input();
+            }
+            // Streamed; one unreadable capture is reported, the rest read.
+            Kind::Pcap => match capture::open_input(file) {
+                Ok(input) => capture::read_file(
+                    &file.display,
+                    input,
+                    &pcap_options,
+                    window,
+                    &mut summary,
+                    &mut tracker,
+                    &mut answers,
+                    &mut |r| output.push(r),
+                ),
+                Err(e) => {
+                    summary.files += 1;
+                    summary.broken_files += 1;
+                    summary.problem(Problem {
+                        file: file.display.clone(),
+                        position: "byte 0".into(),
+                        message: format!("{:#}", anyhow::Error::from(e)),
+                    });
+                }
+            },
         }
-        if batches.error.is_some() {
+        if output.failed() || summary.other_kind.is_some() {
             break;
         }
     }
-    batches.flush();
-    let finished = batches.sink.finish();
-    if let Some(e) = batches.error {
-        return Err(e.into());
-    }
-    let writer = finished?;
+    let verdicts = std::mem::take(&mut output.verdicts);
+    let classifying = output.classifying;
+    let written = output.finish()?;
 
     if !answers.is_empty() {
-        if let Some(c) = options.classifier {
+        if let Some(c) = classifier {
             answers.iter_mut().for_each(|a| c.judge_dns(a));
         }
         let bytes = encode(
             &DnsAnswer::schema(),
             std::iter::once(DnsAnswer::to_batch(&answers)),
-            &metadata,
+            &metadata.to_pairs(),
         )?;
         options
             .out
@@ -239,13 +183,48 @@ pub fn run(options: &Options<'_>) -> Result<Outcome, ImportError> {
     }
     Ok(Outcome {
         summary,
-        verdicts: batches.verdicts,
-        classifying: batches.classifying,
-        written_rows: writer.written_rows(),
-        files: writer.files().to_vec(),
+        verdicts,
+        classifying,
+        written_rows: written.rows,
+        files: written.files,
         dns_answers: answers.len(),
-        encoder_busy: writer.busy(),
+        encoder_busy: written.busy,
     })
+}
+
+fn read_flow_log(
+    kind: Kind,
+    file: &str,
+    bytes: &[u8],
+    window: Window,
+    summary: &mut Summary,
+    interner: &mut Interner,
+    emit: &mut dyn FnMut(FlowRecord),
+) {
+    let text = match decode(bytes) {
+        Ok((text, note)) => {
+            if let Some(note) = note {
+                summary.note(note, 1);
+            }
+            text
+        }
+        Err(message) => {
+            summary.files += 1;
+            summary.broken_files += 1;
+            summary.problem(Problem {
+                file: file.to_owned(),
+                position: "1:1".into(),
+                message,
+            });
+            return;
+        }
+    };
+    let mut blob = BlobText::new(file, &text, window);
+    match kind {
+        Kind::AzureVnetFlowLog => vnet_flow_log::read_blob(&mut blob, summary, interner, emit),
+        Kind::AzureNsgFlowLog => nsg_flow_log::read_blob(&mut blob, summary, interner, emit),
+        Kind::Pcap => unreachable!("flow-log kinds only"),
+    }
 }
 
 /// The units a distributed import schedules: the blob-hour prefixes of
