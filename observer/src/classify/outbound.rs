@@ -114,10 +114,16 @@ impl Classifier {
             && sec.access == Access::Deny
         {
             let port = sec.flow.dst_port.map_or(String::new(), |p| format!(":{p}"));
+            // The dependency's level and the documentation's sentence, as
+            // `check` gives them (the catalog's `severity`, `because`).
             let then = match j.dependency {
-                Some(dep) => format!(
+                Some(dep) if dep.level == crate::catalog::Level::Error => format!(
                     "; {} is a documented dependency of the ASE: if it is blocked the ASE stops working, allow it with a rule of a lower priority number",
                     dep.name
+                ),
+                Some(dep) => format!(
+                    "; {} is a documented dependency of the ASE, a {} if blocked: {}",
+                    dep.name, dep.level, dep.because
                 ),
                 None => String::new(),
             };
