@@ -364,6 +364,18 @@ impl Lab {
             for (addr, name) in names.get(role).into_iter().flatten() {
                 command.args(["--name", &format!("{addr}={name}")]);
             }
+            // Public access disabled: the public address answers 403.
+            if role == "pub" {
+                for p in self
+                    .topology
+                    .private_endpoints
+                    .iter()
+                    .filter(|p| p.public_network_access == Some(false))
+                {
+                    let kind = crate::lab::serve::Refusal::for_fqdn(&p.fqdn);
+                    command.args(["--refuse", &format!("{}={kind}", p.public_ip)]);
+                }
+            }
             command
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null());
