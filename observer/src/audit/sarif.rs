@@ -305,6 +305,7 @@ mod tests {
             "forced-tunnel.toml",
             "custom-dns-not-forwarding.toml",
             "pe-zone-not-linked.toml",
+            "seed-003-public-access-disabled.toml",
         ] {
             let path = lab(file);
             let a = audit_of(&path);

@@ -90,3 +90,74 @@ impl CheckArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab(file: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../lab/topologies")
+            .join(file)
+    }
+
+    /// Runs `check` on `text` (written next to the lab's service tags) in
+    /// `format`, and returns its exit status and output.
+    fn check(dir: &Path, text: &str, format: CheckFormat) -> (ExitCode, String) {
+        std::fs::copy(lab("service-tags.json"), dir.join("service-tags.json")).unwrap();
+        let topology = dir.join("t.toml");
+        std::fs::write(&topology, text).unwrap();
+        let out = dir.join("out");
+        let args = CheckArgs {
+            topology,
+            catalog: vec![],
+            format,
+            json: false,
+            out: Some(out.clone()),
+        };
+        let code = args.execute().unwrap();
+        (code, std::fs::read_to_string(out).unwrap())
+    }
+
+    #[test]
+    fn warnings_do_not_change_the_exit_status_errors_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = std::fs::read_to_string(lab("seed-004-nsg.toml")).unwrap();
+        let (code, text) = check(dir.path(), &seed, CheckFormat::Text);
+        assert_eq!(code, ExitCode::SUCCESS, "{text}");
+        assert!(text.contains("0 errors, 0 warnings"), "{text}");
+
+        // System monitoring (12000) blocked: a warning, still exit 0.
+        let start = seed
+            .find("[[nsg.rule]]\nname = \"allow-monitoring\"")
+            .unwrap();
+        let end = start + seed[start..].find("\n\n").unwrap() + 2;
+        let warned = format!("{}{}", &seed[..start], &seed[end..]);
+        let (code, text) = check(dir.path(), &warned, CheckFormat::Text);
+        assert_eq!(code, ExitCode::SUCCESS, "{text}");
+        assert!(
+            text.contains("warning[outbound/system-monitoring]"),
+            "{text}"
+        );
+        let (code, json) = check(dir.path(), &warned, CheckFormat::Json);
+        assert_eq!(code, ExitCode::SUCCESS);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["warnings"], 1);
+        assert_eq!(v["errors"], 0);
+        assert_eq!(v["problems"][0]["level"], "warning");
+        let (_, page) = check(dir.path(), &warned, CheckFormat::Html);
+        assert!(page.contains(r#"data-level="warning""#), "{page}");
+        assert!(!page.contains(r#"data-level="error""#), "{page}");
+        let (code, log) = check(dir.path(), &warned, CheckFormat::Sarif);
+        assert_eq!(code, ExitCode::SUCCESS);
+        let v: serde_json::Value = serde_json::from_str(&log).unwrap();
+        assert_eq!(v["runs"][0]["results"][0]["level"], "warning");
+
+        // The missing SQL rule is an error: exit 1, in every format.
+        let broken = std::fs::read_to_string(lab("seed-004-nsg-missing-sql.toml")).unwrap();
+        for format in [CheckFormat::Text, CheckFormat::Json, CheckFormat::Sarif] {
+            let (code, out) = check(dir.path(), &broken, format);
+            assert_eq!(code, ExitCode::FAILURE, "{out}");
+        }
+    }
+}
