@@ -61,7 +61,7 @@ pub enum Refusal {
     /// Key Vault: `403 Forbidden`, inner error `ForbiddenByConnection`
     /// (learn.microsoft.com, "Troubleshoot Azure Key Vault private links").
     KeyVault,
-    /// Cognitive Services / Azure OpenAI: `403` "Public access is
+    /// Cognitive Services / Azure OpenAI: `403`, code `AccessDenied`, "Public access is
     /// disabled. Please configure private endpoint."
     CognitiveServices,
     /// Any other resource: a plain `403 Forbidden`.
@@ -89,7 +89,7 @@ impl Refusal {
                 r#"{"error":{"code":"Forbidden","message":"Connection is not an approved private link and caller was ignored because bypass is not set to 'AzureServices' and PublicNetworkAccess is set to 'Disabled'.","innererror":{"code":"ForbiddenByConnection"}}}"#
             }
             Self::CognitiveServices => {
-                r#"{"error":{"code":"403","message":"Public access is disabled. Please configure private endpoint."}}"#
+                r#"{"error":{"code":"AccessDenied","message":"Public access is disabled. Please configure private endpoint."}}"#
             }
             Self::Other => {
                 r#"{"error":{"code":"Forbidden","message":"Public network access is disabled."}}"#
