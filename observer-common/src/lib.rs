@@ -115,15 +115,20 @@ impl FlowCounters {
     }
 }
 
-/// One slot of the per-CPU flow cache: a flow and what its packets on this
-/// CPU added since it took the slot (empty while `packets` is 0).
+/// One slot of a CPU's flow cache: a flow and what its packets on this CPU
+/// added since it took the slot (empty while `packets` is 0).
+///
+/// 128 bytes, so that in the kernel's array (page-aligned values, CPU after
+/// CPU) a slot covers exactly two cache lines, the key and the packet and
+/// byte counts in the first.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CachedFlow {
     pub key: FlowKey,
     pub counters: FlowCounters,
+    pub _pad: u64,
 }
-const _: () = assert!(core::mem::size_of::<CachedFlow>() == 120);
+const _: () = assert!(core::mem::size_of::<CachedFlow>() == 128);
 
 /// Counters of one flow with both timestamps in CLOCK_MONOTONIC nanoseconds:
 /// the value of the shared flow map (where the kernel merges the cache slots

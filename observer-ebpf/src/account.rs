@@ -1,12 +1,16 @@
-//! Flow accounting. A packet adds to its flow's slot in the per-CPU flow
+//! Flow accounting. A packet adds to its flow's slot in this CPU's flow
 //! cache: inlined lookups, plain adds, no helper call. A flow that finds its
-//! slot taken evicts the occupant into the shared flow map; when that map is
-//! full, the evicted record travels whole to userspace through `FLOW_EVENTS`,
-//! and when that ring is full too, its packets are counted as lost.
+//! slot empty or taken goes to [`observer_take_slot`], which evicts the
+//! occupant into the shared flow map; when that map is full, the evicted
+//! record travels whole to userspace through `FLOW_EVENTS`, and when that
+//! ring is full too, its packets are counted as lost.
 
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_or, atomic_xadd};
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
+};
 use observer_common::{CachedFlow, FlowCounters, FlowEvent, FlowKey, FlowStats, counter, tcp_flag};
 
 use crate::{
@@ -19,6 +23,16 @@ use crate::{
 
 const KEY_WORDS: usize = size_of::<FlowKey>() / 8;
 const _: () = assert!(size_of::<FlowKey>() % 8 == 0 && align_of::<FlowKey>() == 8);
+
+/// Odd 64-bit multipliers, one per key word, for [`cache_slot`]'s hash.
+const HASH_KEYS: [u64; KEY_WORDS] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xbf58_476d_1ce4_e5b9,
+    0x94d0_49bb_1331_11eb,
+    0xd6e8_feb8_6659_fd93,
+    0xa076_1d64_78bd_642f,
+    0xe703_7ed1_a0b4_28db,
+];
 
 /// Adds to one per-CPU counter. Programs do not nest on a CPU, so plain adds
 /// are exact.
@@ -38,57 +52,54 @@ pub fn count(index: u32, packets: u64, bytes: u64) {
 pub fn account_flow(packet: &Packet, jiffies: u64) {
     let segments = u64::from(packet.segments);
     count(counter::FLOW_PACKETS, segments, packet.bytes);
-    if packet.non_first_fragment {
+    if packet.non_first_fragment != 0 {
         count(counter::FRAGMENTS, segments, packet.bytes);
     }
     let Some(slot) = cache_slot(&packet.key) else {
-        // Unreachable (the index is masked to the cache size), but never
-        // drop a packet: account it straight in the flow map.
-        // SAFETY: a helper without arguments.
-        let now = unsafe { bpf_ktime_get_ns() };
-        evict(
-            &packet.key,
-            &fresh(packet, now, jiffies).stats(global(&TICK_NS)),
-        );
+        // Unreachable (the index is within the cache), but never drop a
+        // packet: account it straight in the flow map.
+        observer_take_slot(core::ptr::null_mut(), packet, jiffies);
         return;
     };
-    // SAFETY: a valid per-CPU slot; programs do not nest on a CPU, so this
-    // run is its only user.
-    let slot = unsafe { &mut *slot };
-    let counters = &mut slot.counters;
-    if counters.packets != 0 {
-        if same_key(&slot.key, &packet.key) {
-            counters.packets += segments;
-            counters.bytes += packet.bytes;
-            counters.last_seen_jiffies = jiffies;
-            let flags = packet.tcp_flags;
-            if flags != 0 {
-                counters.tcp_flags |= u64::from(flags);
-                counters.syn_count += u64::from(flags & tcp_flag::SYN != 0);
-                counters.fin_count += u64::from(flags & tcp_flag::FIN != 0);
-                counters.rst_count += u64::from(flags & tcp_flag::RST != 0);
-            }
-            return;
+    // SAFETY: a valid slot of this CPU's cache; programs do not nest on a
+    // CPU, so this run is its only writer.
+    let cached = unsafe { &mut *slot };
+    let counters = &mut cached.counters;
+    if counters.packets != 0 && same_key(&cached.key, &packet.key) {
+        counters.packets += segments;
+        counters.bytes += packet.bytes;
+        counters.last_seen_jiffies = jiffies;
+        let flags = packet.tcp_flags;
+        if flags != 0 {
+            counters.tcp_flags |= u64::from(flags);
+            counters.syn_count += u64::from(flags & tcp_flag::SYN != 0);
+            counters.fin_count += u64::from(flags & tcp_flag::FIN != 0);
+            counters.rst_count += u64::from(flags & tcp_flag::RST != 0);
         }
-        evict(&slot.key, &counters.stats(global(&TICK_NS)));
+        return;
     }
-    // A flow's first packet in the slot reads the exact clock.
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    copy_key(&mut slot.key, &packet.key);
-    slot.counters = fresh(packet, now, jiffies);
+    observer_take_slot(slot, packet, jiffies);
 }
 
 /// This CPU's cache slot for `key` in the cache userspace has selected.
+///
+/// The hash multiplies each key word by its own constant (the products do
+/// not wait on each other) and takes the slot from the sum's top bits,
+/// which every bit of every word reaches.
 #[inline(always)]
 fn cache_slot(key: &FlowKey) -> Option<*mut CachedFlow> {
     let words = (key as *const FlowKey).cast::<u64>();
     let mut hash = 0u64;
-    for i in 0..KEY_WORDS {
+    for (i, multiplier) in HASH_KEYS.iter().enumerate() {
         // SAFETY: `i` words lie inside the 8-byte aligned key.
-        hash = (hash ^ unsafe { *words.add(i) }).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        hash = hash.wrapping_add(unsafe { *words.add(i) }.wrapping_mul(*multiplier));
     }
-    let index = (hash >> 32) as u32 & global(&FLOW_CACHE_MASK);
+    let slots = u64::from(global(&FLOW_CACHE_MASK)) + 1;
+    // The top 32 bits scaled to 0..slots.
+    let index = (((hash >> 32) * slots) >> 32) as u32;
+    // SAFETY: a helper without arguments (inlined by the JIT).
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let index = cpu * slots as u32 + index;
     match CACHE_SELECT.get(0) {
         Some(1) => FLOW_CACHE_1.get_ptr_mut(index),
         _ => FLOW_CACHE_0.get_ptr_mut(index),
@@ -108,6 +119,41 @@ fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
         diff |= unsafe { *a.add(i) ^ *b.add(i) };
     }
     diff == 0
+}
+
+/// Gives `slot` to the packet's flow: the occupant, if any, goes to the
+/// shared flow map first. With no slot (null), the packet goes straight to
+/// the map. A global function: verified once, and called only when a flow
+/// takes a slot, so the common packet pays no call.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn observer_take_slot(
+    slot: *mut CachedFlow,
+    packet: *const Packet,
+    jiffies: u64,
+) -> i32 {
+    // The verifier passes a global function's pointer arguments as possibly null.
+    if packet.is_null() {
+        return 0;
+    }
+    // SAFETY: a valid packet, per the caller.
+    let packet = unsafe { &*packet };
+    // A flow's first packet in the slot reads the exact clock.
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let tick_ns = global(&TICK_NS);
+    if slot.is_null() {
+        evict(&packet.key, &fresh(packet, now, jiffies).stats(tick_ns));
+        return 0;
+    }
+    // SAFETY: a valid slot of this CPU's cache, per the caller.
+    let slot = unsafe { &mut *slot };
+    if slot.counters.packets != 0 {
+        evict(&slot.key, &slot.counters.stats(tick_ns));
+    }
+    copy_key(&mut slot.key, &packet.key);
+    slot.counters = fresh(packet, now, jiffies);
+    0
 }
 
 /// Word-wise key copy (a struct assignment compiles to a byte-wise memmove call).

@@ -3,6 +3,7 @@
 //! through `DNS_EVENTS`, when userspace enabled `CAPTURE_DNS`.
 
 use aya_ebpf::{
+    bindings::__sk_buff,
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     programs::TcContext,
 };
@@ -14,26 +15,43 @@ use crate::{
     parse::Packet,
 };
 
+/// Copies the message `packet` carries when DNS capture is on and it comes
+/// from port 53; the check is inlined, the copy is a call.
 #[inline(always)]
 pub fn copy_dns(ctx: &TcContext, packet: &Packet) {
+    if global(&CAPTURE_DNS) != 0 && packet.key.src_port == DNS_PORT {
+        observer_copy_dns(ctx.skb.skb, packet);
+    }
+}
+
+/// Copies the DNS message in `packet`'s payload to `DNS_EVENTS`. A global
+/// function: verified once, whatever the packet's path through the parser.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn observer_copy_dns(skb: *mut __sk_buff, packet: *const Packet) -> i32 {
+    // The verifier passes a global function's pointer arguments as possibly null.
+    if packet.is_null() {
+        return 0;
+    }
+    let ctx = &TcContext::new(skb);
+    // SAFETY: a valid packet, per the caller.
+    let packet = unsafe { &*packet };
     let key = &packet.key;
-    if global(&CAPTURE_DNS) == 0
-        || key.src_port != DNS_PORT
-        || packet.non_first_fragment
+    if packet.non_first_fragment != 0
         || packet.payload_len == 0
         || (key.protocol != proto::UDP && key.protocol != proto::TCP)
     {
-        return;
+        return 0;
     }
     let (offset, message_len) = if key.protocol == proto::UDP {
         (packet.payload_offset, packet.payload_len)
     } else {
-        let Ok(prefix) = ctx.load::<[u8; 2]>(packet.payload_offset as usize) else {
-            return;
+        let Ok(prefix) = ctx.load::<u16>(packet.payload_offset as usize) else {
+            return 0;
         };
-        let announced = u32::from(u16::from_be_bytes(prefix));
+        let announced = u32::from(u16::from_be(prefix));
         if announced == 0 || packet.payload_len <= 2 {
-            return;
+            return 0;
         }
         (packet.payload_offset + 2, announced)
     };
@@ -45,7 +63,7 @@ pub fn copy_dns(ctx: &TcContext, packet: &Packet) {
     let captured = message_len.min(in_segment);
     count(counter::DNS_MESSAGES, 1, u64::from(message_len));
     if captured == 0 {
-        return;
+        return 0;
     }
     if captured > DNS_PAYLOAD_MAX as u32 {
         count(counter::DNS_TRUNCATED, 1, u64::from(message_len));
@@ -57,7 +75,7 @@ pub fn copy_dns(ctx: &TcContext, packet: &Packet) {
         + 1;
     let Some(mut entry) = DNS_EVENTS.reserve(0) else {
         count(counter::DNS_EVENTS_LOST, 1, u64::from(message_len));
-        return;
+        return 0;
     };
     let event: *mut DnsEvent = entry.as_mut_ptr();
     // SAFETY: `event` points at a reserved ring-buffer record of
@@ -89,4 +107,5 @@ pub fn copy_dns(ctx: &TcContext, packet: &Packet) {
         entry.discard(0);
         count(counter::DNS_EVENTS_LOST, 1, u64::from(message_len));
     }
+    0
 }

@@ -10,6 +10,12 @@
 //! attached to both ingress and egress cannot tell which hook ran it, and a
 //! link-layer-less device (WireGuard, tun, ipip) has no Ethernet header, so
 //! four thin entries feed one inlined body (`observe`) with constants.
+//!
+//! The common packet (a known flow, a plain IPv4/IPv6 TCP/UDP/ICMP frame)
+//! runs inlined code only: no helper or function call. What is rare (an
+//! unusual frame, a flow taking a cache slot, a DNS message) is a global
+//! function, which the verifier checks once instead of once per path
+//! leading to it.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 // The BPF target has no compare-and-swap, so `Atomic*::fetch_*` is missing;
 // the intrinsics lower to BPF atomic instructions directly.
@@ -30,6 +36,8 @@ mod parse;
 
 #[cfg(target_arch = "bpf")]
 mod entry {
+    use core::mem::MaybeUninit;
+
     use aya_ebpf::{
         bindings::TC_ACT_UNSPEC, helpers::bpf_jiffies64, macros::classifier, programs::TcContext,
     };
@@ -38,7 +46,7 @@ mod entry {
     use crate::{
         account::{account_flow, count},
         dns::copy_dns,
-        parse::{LinkKind, Packet, parse},
+        parse::{LinkKind, PARSED, Packet, observer_parse, parse_fast},
     };
 
     #[classifier]
@@ -67,23 +75,43 @@ mod entry {
         // the exact clock is a call (see `FlowCounters` for the timing).
         // SAFETY: a helper without arguments.
         let jiffies = unsafe { bpf_jiffies64() };
-        let mut slot = core::mem::MaybeUninit::uninit();
-        let packet = Packet::zeroed_in(&mut slot);
-        // SAFETY: the context pointer is valid for the program's run.
-        packet.key.ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        packet.key.direction = direction;
-        match parse(ctx, link, packet) {
-            Ok(()) => {
-                account_flow(packet, jiffies);
-                copy_dns(ctx, packet);
+        let mut slot = MaybeUninit::<Packet>::uninit();
+        let packet: &Packet = match parse_fast(ctx, link, direction) {
+            Some(packet) => slot.write(packet),
+            None => {
+                let packet = zeroed(&mut slot);
+                let verdict =
+                    observer_parse(ctx.skb.skb, link as u32, u32::from(direction), packet);
+                if verdict != PARSED {
+                    // SAFETY: the context pointer is valid for the program's run.
+                    let skb = unsafe { &*ctx.skb.skb };
+                    count(verdict, u64::from(skb.gso_segs.max(1)), u64::from(skb.len));
+                    return TC_ACT_UNSPEC;
+                }
+                // SAFETY: zeroed above (all-zero is a valid `Packet`), and
+                // written whole by the parser.
+                unsafe { slot.assume_init_ref() }
             }
-            Err(unaccounted) => count(
-                unaccounted.reason,
-                unaccounted.segments,
-                unaccounted.frame_bytes,
-            ),
-        }
+        };
+        account_flow(packet, jiffies);
+        copy_dns(ctx, packet);
         TC_ACT_UNSPEC
+    }
+
+    /// Zeroes `slot` word by word, as the verifier wants the stack a global
+    /// function may read initialised. `Default` (or any by-value zeroed
+    /// packet) compiles to calls of a byte-at-a-time memset subprogram.
+    #[inline(always)]
+    fn zeroed(slot: &mut MaybeUninit<Packet>) -> *mut Packet {
+        const WORDS: usize = size_of::<Packet>() / 8;
+        const { assert!(size_of::<Packet>() % 8 == 0 && align_of::<Packet>() == 8) };
+        let words = slot.as_mut_ptr().cast::<u64>();
+        for i in 0..WORDS {
+            // SAFETY: word `i` lies inside the 8-byte aligned slot; volatile
+            // keeps LLVM from turning the stores back into a memset call.
+            unsafe { words.add(i).write_volatile(0) };
+        }
+        slot.as_mut_ptr()
     }
 }
 

@@ -2,6 +2,7 @@
 //! userspace (`observer::capture`).
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
@@ -20,16 +21,21 @@ pub type FlowMap = HashMap<FlowKey, FlowStats, 1>;
 #[btf_map]
 pub static FLOWS: ArrayOfMaps<FlowMap, 1> = ArrayOfMaps::new();
 
-/// The per-CPU flow caches, a direct-mapped table of `FLOW_CACHE_MASK + 1`
-/// slots each (size set by userspace). The program writes to the one
+/// The flow caches: for each CPU a direct-mapped table of
+/// `FLOW_CACHE_MASK + 1` slots, CPU after CPU in one array (size set by
+/// userspace: slots × possible CPUs). The program writes to the one
 /// `CACHE_SELECT[0]` names; userspace flips the selector before it swaps
 /// `FLOWS`, whose grace period then covers both, and reads the retired cache.
-/// Per-CPU and statically referenced, so their lookups are inlined and their
-/// updates need no atomics.
+///
+/// A CPU writes only its own slots, so updates need no atomics. A plain
+/// array rather than a per-CPU one: its lookup, inlined, is one multiply
+/// and add where a per-CPU array's reads a pointer per slot first, and
+/// `BPF_F_MMAPABLE` page-aligns the values, so a 128-byte slot is two whole
+/// cache lines.
 #[btf_map]
-pub static FLOW_CACHE_0: PerCpuArray<CachedFlow, 1> = PerCpuArray::new();
+pub static FLOW_CACHE_0: Array<CachedFlow, 1, { BPF_F_MMAPABLE as usize }> = Array::new();
 #[btf_map]
-pub static FLOW_CACHE_1: PerCpuArray<CachedFlow, 1> = PerCpuArray::new();
+pub static FLOW_CACHE_1: Array<CachedFlow, 1, { BPF_F_MMAPABLE as usize }> = Array::new();
 #[btf_map]
 pub static CACHE_SELECT: Array<u32, 1> = Array::new();
 
@@ -50,7 +56,7 @@ pub static DNS_EVENTS: RingBuf<DnsEvent, { 1 << 20 }> = RingBuf::new();
 #[unsafe(no_mangle)]
 pub static CAPTURE_DNS: u8 = 0;
 
-/// Load-time: slots of each flow cache minus one (a power of two minus one).
+/// Load-time: slots of each CPU's flow cache minus one (a power of two minus one).
 #[unsafe(no_mangle)]
 pub static FLOW_CACHE_MASK: u32 = 0;
 

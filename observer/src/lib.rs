@@ -29,7 +29,7 @@
 //! | command line | [`cli`] |
 
 pub(crate) mod audit;
-pub mod capture;
+pub(crate) mod capture;
 pub mod catalog;
 pub mod classify;
 pub mod cli;
@@ -38,8 +38,8 @@ pub mod files;
 pub mod flow;
 pub mod import;
 pub mod lab;
-pub mod metrics;
-pub mod pipeline;
+pub(crate) mod metrics;
+pub(crate) mod pipeline;
 pub(crate) mod protocol;
 pub mod report;
 pub(crate) mod routes;

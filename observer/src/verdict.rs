@@ -40,6 +40,9 @@ pub enum Verdict {
     MisrouteForcedTunnel,
     AsymmetricRoute,
     DeniedByNsg,
+    /// A VNet flow log recorded virtual network encryption dropping the
+    /// flow (Azure's `DropUnencrypted` policy; not an NSG).
+    DroppedUnencrypted,
     Blocked,
     SameSubnetUnreachable,
     DroppedNoRoute,
@@ -99,6 +102,7 @@ impl Verdict {
             | Self::MisrouteForcedTunnel => Severity::Leak,
             Self::AsymmetricRoute
             | Self::DeniedByNsg
+            | Self::DroppedUnencrypted
             | Self::Blocked
             | Self::SameSubnetUnreachable
             | Self::DroppedNoRoute
@@ -124,6 +128,7 @@ impl Verdict {
             Self::MisrouteForcedTunnel => "#f0642d",
             Self::AsymmetricRoute => "#2b6cb0",
             Self::DeniedByNsg => "#0e7c86",
+            Self::DroppedUnencrypted => "#4a5d8c",
             Self::Blocked => "#e0a800",
             Self::SameSubnetUnreachable => "#c98a00",
             Self::DroppedNoRoute => "#8c6d1f",
@@ -152,6 +157,9 @@ impl Verdict {
             }
             Self::DeniedByNsg => {
                 "If the flow is needed (ASE dependencies and inbound management are), add an Allow rule for it to the NSG the reason names, with a lower priority number than the rule that denies it."
+            }
+            Self::DroppedUnencrypted => {
+                "Enable accelerated networking on both VMs (encryption needs a supported size) or set the VNet's encryption enforcement to AllowUnencrypted until every VM supports it."
             }
             Self::Blocked => {
                 "Allow the ASE's source (its outbound VIP or subnet) in the destination's firewall or ACL, or reach it by the path it admits."
@@ -193,6 +201,7 @@ mod tests {
                 "misroute-forced-tunnel",
                 "asymmetric-route",
                 "denied-by-nsg",
+                "dropped-unencrypted",
                 "blocked",
                 "same-subnet-unreachable",
                 "dropped-no-route",
@@ -215,7 +224,7 @@ mod tests {
         let err = "leek".parse::<Verdict>().unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown verdict `leek` (one of: leak-public-endpoint, leak-dns, leak-route, misroute-forced-tunnel, asymmetric-route, denied-by-nsg, blocked, same-subnet-unreachable, dropped-no-route, undocumented, ok)"
+            "unknown verdict `leek` (one of: leak-public-endpoint, leak-dns, leak-route, misroute-forced-tunnel, asymmetric-route, denied-by-nsg, dropped-unencrypted, blocked, same-subnet-unreachable, dropped-no-route, undocumented, ok)"
         );
         assert!("Ok".parse::<Verdict>().is_err(), "names are exact");
     }

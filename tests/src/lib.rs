@@ -5,6 +5,7 @@
 //! Tests need root (namespaces, BPF); run them with `cargo xtask test`,
 //! which builds the binary and points `OBSERVER_BIN` at it.
 
+pub mod azure;
 pub mod frames;
 pub mod traffic;
 

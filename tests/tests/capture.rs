@@ -267,7 +267,15 @@ fn start_and_end_times_match_the_sender_clock() -> anyhow::Result<()> {
     let observer = Observer::start(
         &pair.a,
         &out,
-        &["--iface", "veth0", "--quiet", "--drain-interval", "3600"],
+        &[
+            "--iface",
+            "veth0",
+            "--quiet",
+            "--drain-interval",
+            "3600",
+            "--flush-interval",
+            "3600",
+        ],
     )?;
     let sink = udp_socket(&pair.b, sa(B4, 5010))?;
     let unix_ns = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64);

@@ -21,7 +21,7 @@ fn config(out: &Path) -> RunConfig {
 
 /// Namespaces left by the lab named `base`.
 fn left_by(base: &str) -> Vec<String> {
-    observer::lab::build::list()
+    observer::lab::teardown::list()
         .into_iter()
         .filter(|n| n.starts_with(&format!("{base}-")))
         .collect()
@@ -167,11 +167,11 @@ fn a_topology_error_fails_before_anything_is_built() {
         "name = \"bad\"\nenvironment = \"asev2-external\"\n[vnet]\nname = \"v\"\naddress_space = [\"192.168.250.0/16\"]\n",
     )
     .unwrap();
-    let before = observer::lab::build::list();
+    let before = observer::lab::teardown::list();
     let err = scenario::run(&bad, &config(scratch.path()))
         .unwrap_err()
         .to_string();
     assert!(err.contains("bad.toml:5:"), "{err}");
     assert!(err.contains("192.168.0.0/16"), "{err}");
-    assert_eq!(observer::lab::build::list(), before);
+    assert_eq!(observer::lab::teardown::list(), before);
 }

@@ -1,7 +1,8 @@
 //! `observer lab exec` and `lab up` with real clients (curl, Python
 //! sockets) in the emulated ASE network: exit statuses, verdicts read back
 //! from the reports and the Parquet, JSON and JUnit parsed by Python,
-//! concurrent runs, SIGTERM mid-run, and nothing left behind.
+//! concurrent runs, SIGTERM mid-run, and nothing left behind (SIGKILL and
+//! stale labs: `lab_faults.rs`).
 //! Needs root; run with `cargo xtask test`.
 
 use std::{
@@ -63,7 +64,7 @@ fn connection<'a>(report: &'a serde_json::Value, addr: &str, port: u64) -> &'a s
 
 /// Lab namespaces made by the process `pid`.
 fn namespaces_of(pid: u32) -> Vec<String> {
-    observer::lab::build::list()
+    observer::lab::teardown::list()
         .into_iter()
         .filter(|n| n.starts_with(&format!("oblab-{pid}-")))
         .collect()
@@ -438,10 +439,14 @@ print("udp", u.recv(100).decode())
         "10",
         "http://contoso-kv.vault.azure.net:443/",
     ]);
+    // dnsmasq's pid file is in the lab's runtime directory, not in /tmp.
+    let run_dir = Path::new("/run/observer-lab").join(format!("obup-{name}"));
+    let pid_file = run_dir.join("dnsmasq-168.63.129.16.pid").exists();
     let down = Command::new(observer_bin())
         .args(["--quiet", "lab", "down", &name])
         .output()
         .unwrap();
+    assert!(pid_file, "no dnsmasq pid file in {}", run_dir.display());
     let py_out = text(&py.stdout);
     assert!(py.status.success(), "{py_out}{}", text(&py.stderr));
     assert!(py_out.contains("kv 10.0.2.5"), "{py_out}");
@@ -455,12 +460,13 @@ print("udp", u.recv(100).decode())
         text(&curl.stderr)
     );
     assert!(down.status.success(), "{}", text(&down.stderr));
-    let left: Vec<String> = observer::lab::build::list()
+    let left: Vec<String> = observer::lab::teardown::list()
         .into_iter()
         .filter(|n| n.starts_with(&format!("obup-{name}-")))
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(!Path::new("/etc/netns").join(&ase).exists());
+    assert!(!run_dir.exists());
 }
 
 #[test]

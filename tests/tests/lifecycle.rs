@@ -45,6 +45,9 @@ fn sigterm_mid_capture_leaves_complete_files_and_nothing_attached() -> anyhow::R
                 mode,
                 "--drain-interval",
                 "3600",
+                // No flush either: it drains (and snapshots) too.
+                "--flush-interval",
+                "3600",
                 "--quiet",
             ],
         )?;
@@ -221,18 +224,50 @@ fn user_errors_fail_cleanly_with_nothing_attached() -> anyhow::Result<()> {
         &["--iface", "nosuch0", "--out", out],
         "interface `nosuch0` not found",
     )?;
-    refused(
-        &pair,
-        &[
+    // Map sizes the kernel would refuse are refused with the command line:
+    // the flag, the value and the limit.
+    for (flag, value, needle) in [
+        ("--flow-cache-slots", "1000", "must be a power of two"),
+        (
+            "--flow-cache-slots",
+            "2147483648",
+            "is more than the kernel accepts here",
+        ),
+        (
+            "--flow-map-size",
+            "200000000",
+            "must be 1 to 134217728 (the kernel's limit for a hash map)",
+        ),
+        ("--event-ring-mib", "4096", "a power of two from 1 to 2048"),
+        ("--dns-ring-mib", "3", "a power of two from 1 to 2048"),
+    ] {
+        let (status, stderr) = observer_output(&[
+            "run",
+            "--netns",
+            pair.a.name(),
             "--iface",
             "veth0",
-            "--flow-cache-slots",
-            "1000",
             "--out",
             out,
-        ],
-        "--flow-cache-slots must be a power of two",
-    )?;
+            flag,
+            value,
+        ]);
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{flag} {value}: a usage error\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag} "))
+                && stderr.contains(needle),
+            "{flag} {value}: expected `{needle}` in:\n{stderr}"
+        );
+        assert_eq!(
+            bpf_attachments(&pair.a)?,
+            "",
+            "{flag} {value}: nothing attached"
+        );
+    }
     // The good interface is not attached when a later one is missing.
     refused(
         &pair,
@@ -308,19 +343,27 @@ fn user_errors_fail_cleanly_with_nothing_attached() -> anyhow::Result<()> {
 }
 
 /// A disk that fills up mid-capture: a clear error, a non-zero exit,
-/// nothing attached and no half-written file.
+/// nothing attached, no half-written file, and still a summary (the file,
+/// or stderr when even that does not fit) that names the file that could
+/// not be written and accounts for every packet: in complete files or
+/// counted as unwritten.
 #[test]
-fn disk_full_stops_the_run_cleanly() -> anyhow::Result<()> {
+fn disk_full_stops_the_run_cleanly_with_a_summary() -> anyhow::Result<()> {
     let pair = Pair::addressed(false)?;
     let scratch = Scratch::new("full");
     let dir = scratch.path().join("small");
+    let kept = scratch.path().join("kept");
     std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&kept)?;
     let ready = scratch.path().join("ready");
+    // The tmpfs lives in a private mount namespace: what it holds is
+    // copied out before the namespace (and the mount) goes.
     let script = format!(
         "mount -t tmpfs -o size=64k observer-test {dir} && {bin} run --netns {ns} --iface veth0 \
          --duration 30 --idle-timeout 0.1 --flush-interval 0.2 --quiet --ready-file {ready} --out {dir}; \
-         rc=$?; ls -a {dir}; exit $rc",
+         rc=$?; ls -a {dir}; cp {dir}/*.parquet {dir}/run-*.json {kept}/ 2>/dev/null; exit $rc",
         dir = dir.display(),
+        kept = kept.display(),
         bin = observer_bin().display(),
         ns = pair.a.name(),
         ready = ready.display(),
@@ -352,10 +395,51 @@ fn disk_full_stops_the_run_cleanly() -> anyhow::Result<()> {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("disk full while writing"), "{stderr}");
     assert!(
+        stderr.contains("could not be written") && stderr.contains("so the capture stopped"),
+        "says what was lost: {stderr}"
+    );
+    assert!(
         !listing.contains(".tmp"),
         "no half-written file:\n{listing}"
     );
     assert_eq!(bpf_attachments(&pair.a)?, "");
     assert!(!clsact_present(&pair)?);
+
+    // The summary: the file when it fit, else the JSON on stderr.
+    let run = match summary(&kept) {
+        Ok(run) => run,
+        Err(_) => {
+            let (start, end) = (stderr.find('{'), stderr.rfind('}'));
+            let json = start
+                .zip(end)
+                .map(|(s, e)| &stderr[s..=e])
+                .unwrap_or_else(|| panic!("no summary file and none on stderr:\n{stderr}"));
+            serde_json::from_str(json)?
+        }
+    };
+    assert_eq!(run["stop_reason"], "write-failed");
+    let failed = run["write_failures"][0]["file"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        failed.starts_with(&dir.display().to_string())
+            && failed.contains("/flows-")
+            && failed.ends_with(".parquet"),
+        "names the file that could not be written: {run}"
+    );
+    assert!(run["write_failures"][0]["rows"].as_u64() > Some(0));
+    let unwritten = run["unwritten"]["packets"].as_u64().unwrap_or_default();
+    assert!(unwritten > 0, "{run}");
+    let written = total(&read_flows(&kept)?, |_| true).0;
+    assert_eq!(
+        written + unwritten,
+        run["packets"].as_u64().unwrap_or_default(),
+        "every record is in a complete file or counted as unwritten"
+    );
+    assert_eq!(
+        run["packets"].as_u64(),
+        Some(counter(&run, "flow_packets").0),
+        "and every packet the kernel counted is in a record"
+    );
     Ok(())
 }

@@ -65,7 +65,14 @@ fn observed(label: &str, args: &[&str]) -> anyhow::Result<(Pair, Scratch, PathBu
 fn evicted_cache_slots_add_up_in_the_flow_map() -> anyhow::Result<()> {
     let (pair, _scratch, out, observer) = observed(
         "evictions",
-        &["--flow-cache-slots", "16", "--drain-interval", "3600"],
+        &[
+            "--flow-cache-slots",
+            "16",
+            "--drain-interval",
+            "3600",
+            "--flush-interval",
+            "3600",
+        ],
     )?;
     let ports = 21_000..21_300;
     let mut sent = 0;
@@ -96,8 +103,9 @@ fn evicted_cache_slots_add_up_in_the_flow_map() -> anyhow::Result<()> {
 #[test]
 fn a_full_flow_map_loses_no_flow() -> anyhow::Result<()> {
     // A one-slot cache: every new flow moves the previous one to the map.
-    // No periodic drain (only the final one), so how many flows the maps
-    // held does not depend on how fast this host sends.
+    // No periodic drain or flush (a flush drains too), only the final
+    // drain, so how many flows the maps held does not depend on how fast
+    // this host sends.
     let (pair, _scratch, out, observer) = observed(
         "overflow",
         &[
@@ -106,6 +114,8 @@ fn a_full_flow_map_loses_no_flow() -> anyhow::Result<()> {
             "--flow-cache-slots",
             "1",
             "--drain-interval",
+            "3600",
+            "--flush-interval",
             "3600",
         ],
     )?;

@@ -59,7 +59,7 @@ fn lab_run(file: &Path, out: &Path) -> Vec<(String, String)> {
         scenario: None,
     };
     let result = scenario::run(file, &config).unwrap_or_else(|e| panic!("{e:#}"));
-    let left: Vec<String> = observer::lab::build::list()
+    let left: Vec<String> = observer::lab::teardown::list()
         .into_iter()
         .filter(|n| n.starts_with(&format!("{}-", result.lab)))
         .collect();

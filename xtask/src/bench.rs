@@ -2,7 +2,12 @@
 //! attached vs not, on one veth pair between two namespaces, alternating
 //! rounds. Every load is bounded in time and count and stays inside the
 //! pair. Results go to stdout (a Markdown table) and `target/bench/capture.json`;
-//! `docs/BENCHMARKS.md` explains the method.
+//! `docs/BENCHMARKS.md` explains the method. The kernel program's figures
+//! (BPF cost, verifier), with their comparison to a baseline build, live in
+//! `bench_bpf.rs`.
+
+#[path = "bench_bpf.rs"]
+mod bpf;
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -22,15 +27,20 @@ pub struct BenchArgs {
     /// Short runs (seconds instead of minutes) for a smoke check.
     #[arg(long)]
     quick: bool,
-    /// Alternating baseline/observed rounds per ratio.
-    #[arg(long, default_value_t = 5)]
-    rounds: u32,
+    /// Alternating baseline/observed rounds per ratio (default 5, 1 with `--quick`).
+    #[arg(long)]
+    rounds: Option<u32>,
     /// Run only these parts (repeatable); all of them by default.
     #[arg(long, value_enum)]
     only: Vec<Part>,
     /// Flow-log tuples the import benchmark generates and imports.
     #[arg(long, default_value_t = 10_000_000)]
     tuples: u64,
+    /// An `observer` binary built from another commit (e.g. main): the
+    /// `bpf` and `verifier` parts measure it too, in alternating rounds,
+    /// and print this build's figures over its.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 /// The parts of the capture benchmark.
@@ -42,6 +52,8 @@ pub enum Part {
     Udp,
     /// BPF cost per packet (UDP and TCP loads).
     Bpf,
+    /// The verifier's work loading the program, and the observer's start-up.
+    Verifier,
     /// pmacctd side by side.
     Pmacct,
     /// New-flow rate with exact records.
@@ -64,6 +76,7 @@ const CHURN_PORTS: std::ops::Range<u16> = 2000..62000;
 
 struct Bench {
     observer: PathBuf,
+    baseline: Option<PathBuf>,
     a: Netns,
     b: Netns,
     scratch: PathBuf,
@@ -80,6 +93,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let observer = build_observer()?;
+    let baseline =
+        match &args.baseline {
+            Some(path) => Some(path.canonicalize().with_context(|| {
+                format!("--baseline {}: no such observer binary", path.display())
+            })?),
+            None => None,
+        };
     setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat())?;
     ensure!(
         setup::is_root(),
@@ -101,6 +121,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     b.exec("nft", ["add table inet bench; add chain inet bench input { type filter hook input priority 0; policy accept; }; add rule inet bench input udp dport 2000-62000 drop"])?;
     let bench = Bench {
         observer,
+        baseline,
         a,
         b,
         scratch,
@@ -116,7 +137,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
 impl Bench {
     fn all(mut self, args: &BenchArgs) -> anyhow::Result<Value> {
-        let rounds = if args.quick { 1 } else { args.rounds };
+        let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
         let wanted = |part: Part| args.only.is_empty() || args.only.contains(&part);
         let iperf = Process::spawn(
             self.b
@@ -135,11 +156,16 @@ impl Bench {
             rows.push(self.ratio(rounds, "64-byte UDP, 256 flows", |b| b.small_packets(256))?);
             rows.push(self.ratio(rounds, "64-byte UDP, 1 flow", |b| b.small_packets(1))?);
         }
-        let mut bpf = Vec::new();
-        if wanted(Part::Bpf) {
-            bpf.push(self.bpf_cost("64-byte UDP, 256 flows", |b| b.small_packets(256))?);
-            bpf.push(self.bpf_cost("iperf3 TCP", |b| b.iperf_tcp())?);
-        }
+        let bpf = if wanted(Part::Bpf) {
+            self.bpf_costs(rounds)?
+        } else {
+            Vec::new()
+        };
+        let verifier = if wanted(Part::Verifier) {
+            self.verifier(rounds)?
+        } else {
+            Vec::new()
+        };
         let pmacct = if wanted(Part::Pmacct) {
             self.pmacct()?
         } else {
@@ -180,19 +206,14 @@ impl Bench {
                 row["ratio"].as_f64().unwrap_or(0.0)
             );
         }
-        for cost in &bpf {
-            println!(
-                "\nBPF cost per packet, {}: {:.1} ns (run_time_ns / run_cnt)",
-                cost["name"].as_str().unwrap_or(""),
-                cost["ns_per_packet"].as_f64().unwrap_or(0.0)
-            );
-        }
+        bpf::print_table("BPF cost per packet (run_time_ns / run_cnt)", &bpf);
+        bpf::print_table("verifier, per observer start", &verifier);
         println!("pmacct: {pmacct}");
         println!("churn: {churn}");
         println!("memory: {memory}");
         println!("lab exec default -- true: {labexec}");
         Ok(
-            json!({ "ratios": rows, "bpf_cost": bpf, "pmacct": pmacct, "churn": churn, "memory": memory, "lab_exec": labexec }),
+            json!({ "ratios": rows, "bpf_cost": bpf, "verifier": verifier, "pmacct": pmacct, "churn": churn, "memory": memory, "lab_exec": labexec }),
         )
     }
 
@@ -235,27 +256,6 @@ impl Bench {
         }))
     }
 
-    /// BPF cost per packet under `load`, in a run of its own: the
-    /// statistics (`kernel.bpf_stats_enabled`) add two clock reads per
-    /// program run, so they stay off while the ratios are measured.
-    fn bpf_cost(
-        &mut self,
-        name: &str,
-        load: impl Fn(&Self) -> anyhow::Result<f64>,
-    ) -> anyhow::Result<Value> {
-        let observer = self.start_observer(&[])?;
-        let stats = BpfStats::enable()?;
-        let (ns0, cnt0) = bpf_prog_stats()?;
-        load(self)?;
-        let (ns1, cnt1) = bpf_prog_stats()?;
-        drop(stats);
-        observer.stop()?;
-        let (ns, cnt) = (ns1 - ns0, cnt1 - cnt0);
-        let per_packet = if cnt > 0 { ns as f64 / cnt as f64 } else { 0.0 };
-        eprintln!("xtask: BPF cost, {name}: {per_packet:.1} ns over {cnt} runs");
-        Ok(json!({ "name": name, "run_time_ns": ns, "run_cnt": cnt, "ns_per_packet": per_packet }))
-    }
-
     /// Alternates baseline and observed runs of `load`; returns medians and their ratio.
     fn ratio(
         &mut self,
@@ -281,6 +281,17 @@ impl Bench {
     }
 
     fn start_observer(&mut self, extra: &[&str]) -> anyhow::Result<RunningObserver> {
+        let observer = self.observer.clone();
+        self.start_observer_with(&observer, extra, &[])
+    }
+
+    /// `binary` observing the bench link, with `env` added to its environment.
+    fn start_observer_with(
+        &mut self,
+        binary: &Path,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> anyhow::Result<RunningObserver> {
         self.runs += 1;
         let out = self
             .scratch
@@ -288,8 +299,9 @@ impl Bench {
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out)?;
         let ready = out.join("ready");
-        let mut command = Command::new(&self.observer);
+        let mut command = Command::new(binary);
         command
+            .envs(env.iter().copied())
             .args([
                 "--quiet",
                 "run",
@@ -605,32 +617,9 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
-/// run_time_ns and run_cnt summed over the loaded `observe_*` programs.
-fn bpf_prog_stats() -> anyhow::Result<(u64, u64)> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()?;
-    let progs: Value = serde_json::from_slice(&out.stdout)?;
-    Ok(progs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| {
-            p["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("observe_"))
-        })
-        .fold((0, 0), |(ns, cnt), p| {
-            (
-                ns + p["run_time_ns"].as_u64().unwrap_or(0),
-                cnt + p["run_cnt"].as_u64().unwrap_or(0),
-            )
-        }))
-}
-
 /// Memory the kernel charges for the flow maps (hash maps with the 48-byte
-/// key and 64-byte value), per slot, and for the two per-CPU flow caches
-/// (arrays of 120-byte slots).
+/// key and 64-byte value), per slot, and for the two flow caches (arrays of
+/// 128-byte slots, one run of slots per CPU).
 fn flow_map_bytes() -> anyhow::Result<Value> {
     let out = Command::new("bpftool")
         .args(["map", "show", "--json"])
@@ -648,28 +637,10 @@ fn flow_map_bytes() -> anyhow::Result<Value> {
         (found.len(), sum("bytes_memlock"), sum("max_entries"))
     };
     let (count, bytes, slots) = sizes("hash", 64);
-    let (caches, cache_bytes, cache_slots) = sizes("percpu_array", 120);
+    let (caches, cache_bytes, cache_slots) = sizes("array", 128);
     Ok(json!({
         "maps": count, "bytes": bytes, "slots": slots,
         "bytes_per_slot": if slots > 0 { bytes as f64 / slots as f64 } else { 0.0 },
         "caches": caches, "cache_bytes": cache_bytes, "cache_slots": cache_slots,
     }))
-}
-
-/// `kernel.bpf_stats_enabled` on for the benchmark, restored after.
-struct BpfStats(String);
-
-impl BpfStats {
-    fn enable() -> anyhow::Result<Self> {
-        let path = "/proc/sys/kernel/bpf_stats_enabled";
-        let old = std::fs::read_to_string(path)?;
-        std::fs::write(path, "1")?;
-        Ok(Self(old))
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", self.0.trim());
-    }
 }

@@ -2,6 +2,13 @@
 //! with TCX links on Linux >= 6.6 and a clsact qdisc + cls_bpf filter on
 //! older kernels. [`Attachments`] detaches everything on drop, also when
 //! attaching fails half-way.
+//!
+//! Several observers may watch one interface. TCX links coexist by design
+//! and go with their process. cls_bpf filters outlive their process, so
+//! each observer's filters carry its pid in their handle ([`owner_handle`]):
+//! a filter whose owner is gone is stale and the next observer removes it;
+//! a live observer's filter is left alone. The clsact qdisc is removed by
+//! the last observer out (when only observer filters ever hung on it).
 
 use std::{fmt, process::Command, str::FromStr};
 
@@ -9,7 +16,8 @@ use aya::{
     Ebpf,
     programs::{
         LinkOrder, SchedClassifier, TcAttachType,
-        tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcError},
+        links::Link as _,
+        tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
     },
     util::KernelVersion,
 };
@@ -158,9 +166,9 @@ pub fn attach(
             LinkKind::Ethernet => ETHERNET_PROGRAMS,
             LinkKind::RawIp => RAW_IP_PROGRAMS,
         };
-        // A qdisc whose only filters were a killed observer's is ours to remove.
-        let adopt_qdisc = remove_stale_filters(&iface.name) && clsact_is_unused(&iface.name);
-        if adopt_qdisc {
+        // A qdisc whose only filters are observers' is ours to remove too
+        // (by whichever observer is last), whoever added it.
+        if adopt_qdisc(&iface.name) {
             attachments.created_qdiscs.push(iface.name.clone());
         }
         if !tcx {
@@ -182,7 +190,10 @@ pub fn attach(
             let options = if tcx {
                 TcAttachOptions::TcxOrder(LinkOrder::default())
             } else {
-                TcAttachOptions::Netlink(NlOptions::default())
+                TcAttachOptions::Netlink(NlOptions {
+                    handle: TcHandle::from(owner_handle(std::process::id())),
+                    ..NlOptions::default()
+                })
             };
             let prog = program(ebpf, name)?;
             let attach_err = |source| CaptureError::Attach {
@@ -222,24 +233,151 @@ fn hook_name(hook: TcAttachType) -> &'static str {
     }
 }
 
-/// cls_bpf filters outlive their process; remove any an earlier observer left
-/// behind (e.g. after SIGKILL) so packets are not counted twice, whatever
-/// this run attaches with. TCX links need no such cleanup: they are released
-/// with the process. Returns whether anything was removed.
-fn remove_stale_filters(iface: &str) -> bool {
+/// The top byte of the handle of every cls_bpf filter an observer adds;
+/// the low 24 bits are its pid (Linux pids stay below 2^22).
+const OWNER_TAG: u32 = 0x4f00_0000;
+
+/// The cls_bpf filter handle of the observer with process id `pid`.
+pub fn owner_handle(pid: u32) -> u32 {
+    OWNER_TAG | (pid & 0x00ff_ffff)
+}
+
+/// Who added a cls_bpf filter of ours, from its handle: the owner's pid,
+/// or `None` when the handle carries none (filters of observers from
+/// before handles named their owner, which cannot still be running).
+fn owner_pid(handle: u32) -> Option<u32> {
+    (handle & 0xff00_0000 == OWNER_TAG).then_some(handle & 0x00ff_ffff)
+}
+
+/// Whether process `pid` exists.
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let sent = unsafe { libc::kill(pid, 0) } == 0;
+    sent || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// One filter of `tc -j filter show` (the chain heads have no options).
+#[derive(Debug, Default, serde::Deserialize)]
+struct Filter {
+    pref: Option<u16>,
+    kind: Option<String>,
+    options: Option<FilterOptions>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct FilterOptions {
+    handle: Option<String>,
+    bpf_name: Option<String>,
+}
+
+/// A cls_bpf filter of one of our programs, and who added it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ObserverFilter {
+    hook: TcAttachType,
+    pref: u16,
+    handle: u32,
+    owner: Option<u32>,
+}
+
+/// The filters on `hook` of `iface`: ours (by program name) and how many
+/// others there are.
+fn list_filters(iface: &str, hook: TcAttachType) -> (Vec<ObserverFilter>, usize) {
+    let output = Command::new("tc")
+        .args(["-j", "filter", "show", "dev", iface, hook_name(hook)])
+        .output();
+    let filters: Vec<Filter> = match output {
+        Ok(out) if out.status.success() && !out.stdout.iter().all(u8::is_ascii_whitespace) => {
+            serde_json::from_slice(&out.stdout).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    let mut ours = Vec::new();
+    let mut others = 0;
+    for filter in filters {
+        let Some(options) = filter.options else {
+            continue; // a chain head, not a filter
+        };
+        let handle = options
+            .handle
+            .as_deref()
+            .and_then(|h| u32::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+        let ours_by_name = filter.kind.as_deref() == Some("bpf")
+            && options
+                .bpf_name
+                .as_deref()
+                .is_some_and(|n| PROGRAM_NAMES.contains(&n));
+        match (ours_by_name, filter.pref, handle) {
+            (true, Some(pref), Some(handle)) => ours.push(ObserverFilter {
+                hook,
+                pref,
+                handle,
+                owner: owner_pid(handle),
+            }),
+            _ => others += 1,
+        }
+    }
+    (ours, others)
+}
+
+/// Whether a filter of ours was left by an observer that is gone (or by
+/// an earlier process with this pid, which cannot be attached yet).
+fn is_stale(filter: &ObserverFilter) -> bool {
+    match filter.owner {
+        None => true,
+        Some(pid) => pid == std::process::id() || !alive(pid),
+    }
+}
+
+/// cls_bpf filters outlive their process; remove those whose observer is
+/// gone (e.g. after SIGKILL), whatever this run attaches with, and leave
+/// live observers' filters alone. TCX links need no such cleanup: they are
+/// released with the process. Returns whether the clsact qdisc of `iface`
+/// is ours to remove once unused: something stale was removed, or live
+/// observers' filters hang on it, and nothing else does.
+fn adopt_qdisc(iface: &str) -> bool {
     let mut removed = false;
-    for name in PROGRAM_NAMES {
-        for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
-            if tc::qdisc_detach_program(iface, hook, name).is_ok() {
-                removed = true;
-                tracing::warn!(
-                    "removed a stale {name} filter from {iface} ({}) left by an observer that did not exit cleanly",
+    let mut live = false;
+    let mut others = 0;
+    for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let (ours, foreign) = list_filters(iface, hook);
+        others += foreign;
+        for filter in ours {
+            if !is_stale(&filter) {
+                live = true;
+                continue;
+            }
+            let detached = SchedClassifierLink::attached(
+                iface,
+                hook,
+                filter.pref,
+                TcHandle::from(filter.handle),
+                None,
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|link| link.detach().map_err(|e| e.to_string()));
+            match detached {
+                Ok(()) => {
+                    removed = true;
+                    let owner = filter
+                        .owner
+                        .map_or_else(|| "an older observer".to_owned(), |p| format!("pid {p}"));
+                    tracing::warn!(
+                        "removed a stale filter from {iface} ({}) left by an observer that did \
+                         not exit cleanly ({owner})",
+                        hook_name(hook)
+                    );
+                }
+                Err(error) => tracing::warn!(
+                    "cannot remove a stale filter from {iface} ({}): {error}",
                     hook_name(hook)
-                );
+                ),
             }
         }
     }
-    removed
+    others == 0 && (live || (removed && clsact_is_unused(iface)))
 }
 
 /// Whether the clsact qdisc on `iface` carries no filter any more.
@@ -255,6 +393,26 @@ fn clsact_is_unused(iface: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_handles_name_their_owner() {
+        let handle = owner_handle(4_194_303);
+        assert_eq!(owner_pid(handle), Some(4_194_303));
+        assert_eq!(owner_pid(1), None, "a kernel-chosen handle names nobody");
+        let filter = |owner| ObserverFilter {
+            hook: TcAttachType::Ingress,
+            pref: 49152,
+            handle: 1,
+            owner,
+        };
+        assert!(is_stale(&filter(None)));
+        assert!(
+            is_stale(&filter(Some(std::process::id()))),
+            "ours, before attaching"
+        );
+        assert!(!is_stale(&filter(Some(1))), "init is alive");
+        assert!(is_stale(&filter(Some(0x00ff_fffe))), "beyond pid_max: gone");
+    }
 
     #[test]
     fn attach_modes_parse_and_print() {

@@ -47,7 +47,8 @@ fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
 }
 
 /// Reusable buffers for [`read_per_cpu_array`] and [`zero_per_cpu_array`]:
-/// the indexes `0..slots` and one value per slot and possible CPU.
+/// the indexes `0..slots` and one value per slot and possible CPU (`cpus`
+/// is 1 for a plain array, whose batch operations carry one value per index).
 #[derive(Debug)]
 pub struct PerCpuArrayBuffers<V> {
     indexes: Vec<u32>,

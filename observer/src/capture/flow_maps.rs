@@ -1,7 +1,7 @@
 //! The flow maps and the swap that drains them exactly.
 //!
-//! The kernel program counts packets in whichever per-CPU flow cache
-//! `CACHE_SELECT[0]` names and merges the cache slots it evicts into
+//! The kernel program counts packets in whichever flow cache (an array of
+//! `cache_slots` slots per CPU, CPU after CPU) `CACHE_SELECT[0]` names and merges the cache slots it evicts into
 //! whichever flow map sits in `FLOWS[0]`. A drain selects the other cache,
 //! then installs the other map: the kernel returns from that map-in-map
 //! update only after an RCU grace period, when no program run can still hold
@@ -16,8 +16,9 @@ use aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_HASH;
 use observer_common::{CachedFlow, FlowKey, FlowStats};
 
 use super::{
-    CaptureError,
+    CaptureConfig, CaptureError,
     batch::{self, BatchBuffers, PerCpuArrayBuffers},
+    limits,
 };
 
 /// The kernel-side maps of the flows, as `Capture::start` takes them.
@@ -50,12 +51,13 @@ impl std::fmt::Debug for FlowMaps {
 }
 
 impl FlowMaps {
-    /// Creates two inner maps of `slots` entries and installs the first;
-    /// the caches have `cache_slots` slots; `tick_ns` is [`tick_ns`].
+    /// Creates two inner maps of `--flow-map-size` entries and installs the
+    /// first; the caches have `--flow-cache-slots` slots on each of `cpus`
+    /// possible CPUs; `tick_ns` is [`tick_ns`].
     pub fn new(
         maps: FlowMapHandles,
-        slots: u32,
-        cache_slots: u32,
+        config: &CaptureConfig,
+        cpus: usize,
         tick_ns: u64,
     ) -> Result<Self, CaptureError> {
         let map_err = |map: &'static str| move |source: MapError| CaptureError::Map { map, source };
@@ -66,33 +68,41 @@ impl FlowMaps {
                 BPF_MAP_TYPE_HASH as u32,
                 size_of::<FlowKey>() as u32,
                 size_of::<FlowStats>() as u32,
-                slots,
+                config.flow_map_size,
                 0,
             );
-            MapData::create(def, name, None).map_err(map_err("FLOWS"))
+            MapData::create(def, name, None).map_err(|source| match source {
+                MapError::CreateError { name, io_error } => {
+                    match limits::sized_by(&name, config, cpus) {
+                        Some(need) => limits::map_error(need, io_error),
+                        None => map_err("FLOWS")(MapError::CreateError { name, io_error }),
+                    }
+                }
+                source => map_err("FLOWS")(source),
+            })
         };
         let inner = [create("observer_flows0")?, create("observer_flows1")?];
         outer.set(0, &inner[0], 0).map_err(map_err("FLOWS"))?;
         let [cache0, cache1] = maps.caches;
-        let per_cpu = |map: Map, name: &'static str| match map {
-            Map::PerCpuArray(data) => Ok(data),
+        let array = |map: Map, name: &'static str| match map {
+            Map::Array(data) => Ok(data),
             _ => Err(CaptureError::MissingMap { name }),
         };
-        let cpus = aya::util::nr_cpus().map_err(|(_, source)| CaptureError::Syscall {
-            call: "reading /sys/devices/system/cpu/possible",
-            source,
-        })?;
         Ok(Self {
             outer,
             inner,
             caches: [
-                per_cpu(cache0, "FLOW_CACHE_0")?,
-                per_cpu(cache1, "FLOW_CACHE_1")?,
+                array(cache0, "FLOW_CACHE_0")?,
+                array(cache1, "FLOW_CACHE_1")?,
             ],
             select: maps.select.try_into().map_err(map_err("CACHE_SELECT"))?,
             active: 0,
             buffers: BatchBuffers::new(4096),
-            cache_buffers: PerCpuArrayBuffers::new(cache_slots, cpus),
+            // A plain array: one value per index.
+            cache_buffers: PerCpuArrayBuffers::new(
+                cache_entries(config.flow_cache_slots, cpus)?,
+                1,
+            ),
             tick_ns,
         })
     }
@@ -137,6 +147,19 @@ impl FlowMaps {
         Ok(cached + merged)
     }
 }
+/// Entries of a flow cache array: `slots` for each of `cpus` possible CPUs.
+pub fn cache_entries(slots: u32, cpus: usize) -> Result<u32, CaptureError> {
+    u32::try_from(cpus)
+        .ok()
+        .and_then(|cpus| cpus.checked_mul(slots))
+        .ok_or_else(|| CaptureError::Syscall {
+            call: "sizing the flow caches",
+            source: std::io::Error::other(format!(
+                "{slots} slots × {cpus} CPUs is more than a BPF array holds; lower --flow-cache-slots"
+            )),
+        })
+}
+
 /// The length of one kernel tick (1/HZ), the unit of `jiffies`: the
 /// resolution the kernel reports for CLOCK_MONOTONIC_COARSE, which advances
 /// once per tick.

@@ -76,6 +76,15 @@ pub enum InterfaceError {
     Query { name: String, source: io::Error },
 }
 
+impl fmt::Display for Interface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.role {
+            Some(role) => write!(f, "{}={role}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
 /// Resolves every spec in the current network namespace (`namespace` only
 /// names it in errors).
 pub fn resolve(specs: &[InterfaceSpec], namespace: &str) -> Result<Vec<Interface>, InterfaceError> {

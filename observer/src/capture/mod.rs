@@ -9,6 +9,7 @@ pub mod attach;
 mod batch;
 mod flow_maps;
 pub mod iface;
+pub mod limits;
 pub mod netns;
 pub mod privileges;
 pub mod watch;
@@ -21,10 +22,13 @@ use aya::{
 use observer_common::{Counter, FlowKey, FlowStats, counter};
 use thiserror::Error;
 
-use self::flow_maps::{FlowMapHandles, FlowMaps};
 pub use self::{
     attach::{AttachMode, Attachments},
     iface::{Interface, InterfaceSpec, LinkKind},
+};
+use self::{
+    flow_maps::{FlowMapHandles, FlowMaps},
+    watch::LinkWatch,
 };
 
 /// The kernel program, built by `build.rs` (empty when the eBPF toolchain was
@@ -62,6 +66,33 @@ pub enum CaptureError {
     },
     #[error("map `{map}` failed")]
     Map { map: &'static str, source: MapError },
+    #[error(
+        "the kernel would not create {what} for {flag} {value} ({} of kernel memory): {fix}",
+        limits::human(*bytes)
+    )]
+    MapSize {
+        flag: &'static str,
+        value: u64,
+        what: &'static str,
+        bytes: u64,
+        fix: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "the capture's maps need {} of kernel memory and this host has {} available; \
+         {what} take the most ({flag} {value}: {}): choose a smaller {flag}",
+        limits::human(*total),
+        limits::human(*available),
+        limits::human(*bytes)
+    )]
+    MapMemory {
+        total: u64,
+        available: u64,
+        flag: &'static str,
+        value: u64,
+        what: &'static str,
+        bytes: u64,
+    },
     #[error("{call} failed")]
     Syscall {
         call: &'static str,
@@ -75,7 +106,7 @@ pub struct CaptureConfig {
     pub attach: AttachMode,
     /// Entries of each of the two flow maps.
     pub flow_map_size: u32,
-    /// Slots of each of the two per-CPU flow caches (a power of two).
+    /// Slots of each CPU in each of the two flow caches (a power of two).
     pub flow_cache_slots: u32,
     /// Bytes of the ring buffer for packets that miss a full flow map.
     pub flow_ring_bytes: u32,
@@ -109,6 +140,8 @@ pub struct Capture {
     counters: PerCpuArray<MapData, Counter>,
     flow_events: Option<RingBuf<MapData>>,
     dns_events: Option<RingBuf<MapData>>,
+    /// Link events of the capture's namespace (`None`: cannot watch).
+    links: Option<LinkWatch>,
 }
 
 impl std::fmt::Debug for Capture {
@@ -121,26 +154,42 @@ impl std::fmt::Debug for Capture {
 }
 
 impl Capture {
-    /// Loads the program, creates the maps and attaches to `interfaces`
-    /// (resolved in the current network namespace).
+    /// Loads the program, creates the maps, attaches to `interfaces`
+    /// (resolved in the current network namespace) and subscribes to the
+    /// namespace's link events.
     pub fn start(config: &CaptureConfig, interfaces: &[Interface]) -> Result<Self, CaptureError> {
         if EBPF_OBJECT.is_empty() {
             return Err(CaptureError::MissingObject);
         }
         privileges::raise_memlock_limit();
+        let cpus = limits::possible_cpus()?;
+        if let Some(available) = limits::memory_available() {
+            limits::check_memory(&limits::needs(config, cpus), available)?;
+        }
         let capture_dns = u8::from(config.capture_dns);
         let cache_mask = config.flow_cache_slots - 1;
         let tick_ns = flow_maps::tick_ns()?;
+        let cache_entries = flow_maps::cache_entries(config.flow_cache_slots, cpus)?;
         let mut ebpf = EbpfLoader::new()
             .override_global("CAPTURE_DNS", &capture_dns, true)
             .override_global("FLOW_CACHE_MASK", &cache_mask, true)
             .override_global("TICK_NS", &tick_ns, true)
-            .map_max_entries("FLOW_CACHE_0", config.flow_cache_slots)
-            .map_max_entries("FLOW_CACHE_1", config.flow_cache_slots)
+            .map_max_entries("FLOW_CACHE_0", cache_entries)
+            .map_max_entries("FLOW_CACHE_1", cache_entries)
             .map_max_entries("FLOW_EVENTS", config.flow_ring_bytes)
             .map_max_entries("DNS_EVENTS", config.dns_ring_bytes)
             .load(EBPF_OBJECT)
-            .map_err(|source| CaptureError::Object { source })?;
+            .map_err(|source| match source {
+                EbpfError::MapError(MapError::CreateError { name, io_error }) => {
+                    match limits::sized_by(&name, config, cpus) {
+                        Some(need) => limits::map_error(need, io_error),
+                        None => CaptureError::Object {
+                            source: EbpfError::MapError(MapError::CreateError { name, io_error }),
+                        },
+                    }
+                }
+                source => CaptureError::Object { source },
+            })?;
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(CaptureError::MissingMap { name });
         let map_err = |map: &'static str| move |source| CaptureError::Map { map, source };
@@ -150,17 +199,17 @@ impl Capture {
             caches: [take("FLOW_CACHE_0")?, take("FLOW_CACHE_1")?],
             select: take("CACHE_SELECT")?,
         };
-        let flow_maps = FlowMaps::new(
-            handles,
-            config.flow_map_size,
-            config.flow_cache_slots,
-            tick_ns,
-        )?;
+        let flow_maps = FlowMaps::new(handles, config, cpus, tick_ns)?;
         let counters = PerCpuArray::try_from(take("COUNTERS")?).map_err(map_err("COUNTERS"))?;
         let flow_events =
             RingBuf::try_from(take("FLOW_EVENTS")?).map_err(map_err("FLOW_EVENTS"))?;
         let dns_events = RingBuf::try_from(take("DNS_EVENTS")?).map_err(map_err("DNS_EVENTS"))?;
         let attachments = attach::attach(&mut ebpf, interfaces, config.attach)?;
+        let links = LinkWatch::open()
+            .inspect_err(|e| {
+                tracing::warn!("cannot watch for interfaces that disappear (rtnetlink: {e})");
+            })
+            .ok();
         Ok(Self {
             tcx: attachments.tcx,
             attachments: Some(attachments),
@@ -168,6 +217,7 @@ impl Capture {
             counters,
             flow_events: Some(flow_events),
             dns_events: config.capture_dns.then_some(dns_events),
+            links,
         })
     }
 
@@ -222,5 +272,10 @@ impl Capture {
     /// The DNS message ring buffer (taken once; `None` with DNS capture off).
     pub fn take_dns_events(&mut self) -> Option<RingBuf<MapData>> {
         self.dns_events.take()
+    }
+
+    /// The link-event socket (taken once; `None` when it could not be opened).
+    pub fn take_links(&mut self) -> Option<LinkWatch> {
+        self.links.take()
     }
 }

@@ -107,6 +107,8 @@ struct MemoKey<'a> {
     dns_chain: Option<&'a [String]>,
     nsg_decision: Option<NsgDecision>,
     nsg_rule: Option<Shared<'a>>,
+    /// The encryption status of a flow dropped by encryption (its reason says it).
+    dropped_unencrypted: Option<Shared<'a>>,
 }
 
 impl<'a> MemoKey<'a> {
@@ -124,6 +126,10 @@ impl<'a> MemoKey<'a> {
             inbound: sides.inbound,
             nsg_decision: r.origin.nsg_decision,
             nsg_rule: r.origin.nsg_rule.as_deref().map(Shared),
+            dropped_unencrypted: r
+                .origin
+                .dropped_unencrypted()
+                .then(|| Shared(r.origin.encryption.as_deref().unwrap_or_default())),
             protocol: r.protocol,
             role: r.point.iface_role.as_deref().map(Shared),
             answer,

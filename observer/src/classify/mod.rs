@@ -276,6 +276,15 @@ impl Classifier {
                 )
             };
             verdict = Verdict::DeniedByNsg;
+        } else if record.origin.dropped_unencrypted() {
+            // Dropped by virtual network encryption: no NSG decided.
+            let status = record.origin.encryption.as_deref().unwrap_or("unknown");
+            let cause = crate::flow::Origin::encryption_drop_cause(status);
+            reason = format!(
+                "the {} recorded this flow as dropped by virtual network encryption ({status}: {cause}), not by an NSG; by the topology it would be {verdict}: {reason}",
+                record.origin.source.as_str()
+            );
+            verdict = Verdict::DroppedUnencrypted;
         }
         Classification {
             category,

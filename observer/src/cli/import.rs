@@ -1,27 +1,29 @@
 //! `observer import KIND INPUT... --out DIR`: Azure VNet or NSG flow logs,
-//! or pcap/pcapng files, into flow records in the observer's schema
+//! or pcap/pcapng captures (`-` reads one from stdin), into flow records in the observer's schema
 //! (optionally classified against a topology), streamed to Parquet in a
 //! local directory or `az://CONTAINER/PREFIX`, optionally partitioned by
 //! day or hour. Prints what was read, written and skipped, and why.
 
-use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
     capture::InterfaceSpec,
-    classify::Classifier,
     dns::{DnsAnswer, DnsTracker},
     files::{
         Rows as _,
-        sink::{FlowSink, FlowWriter, Partition},
+        sink::Partition,
         writer::{ROW_GROUP_ROWS, encode},
     },
-    flow::{FlowRecord, TableConfig, clock::thread_cpu_time},
+    flow::TableConfig,
     import::{
-        self, Interner, Kind, Summary, Window, nsg_flow_log,
-        pcap::{self, Local, PcapOptions},
+        self, Interner, Kind, Problem, Summary, Window,
+        capture::{self, Local, PcapOptions, Sides},
+        flow_log::{BlobText, decode},
+        nsg_flow_log,
+        output::Output,
         vnet_flow_log,
     },
     storage::Location,
@@ -33,7 +35,8 @@ pub struct ImportArgs {
     #[arg(value_enum)]
     kind: Kind,
     /// Files, directories or `az://CONTAINER/PREFIX` blob prefixes (walked
-    /// recursively; flow logs: `*.json`, captures: `*.pcap`, `*.pcapng`).
+    /// recursively; flow logs: `*.json`, captures: `*.pcap`, `*.pcapng`,
+    /// `*.cap`, also gzipped); `-` reads one capture from stdin.
     #[arg(value_name = "INPUT", required = true)]
     inputs: Vec<String>,
     /// Output directory or `az://CONTAINER/PREFIX` (created if missing).
@@ -44,11 +47,13 @@ pub struct ImportArgs {
     #[arg(long, value_name = "none|day|hour", default_value = "none")]
     partition: Partition,
     /// Only flows starting at or after this UTC time (2024-05-01T13:00:00Z,
-    /// 2024-05-01T13 or 2024-05-01); blobs in Azure's y=/m=/d=/h= layout
-    /// outside the window are not read at all.
+    /// 2024-05-01T13 or 2024-05-01); in Azure's y=/m=/d=/h= layout only the
+    /// blobs of the window's hours and of the hour after it are listed and
+    /// read (an hour's blob holds the last minute of the hour before).
     #[arg(long, value_name = "TIME", value_parser = import::parse_time)]
     since: Option<i64>,
-    /// Only flows starting before this UTC time.
+    /// Only flows starting before this UTC time (exclusive, so
+    /// back-to-back windows take each tuple once).
     #[arg(long, value_name = "TIME", value_parser = import::parse_time)]
     until: Option<i64>,
     /// Classify the records against this topology file.
@@ -58,12 +63,16 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     catalog: Vec<PathBuf>,
     /// pcap: the captured host's address, CIDR range or MAC address; a
-    /// packet sent from one is egress (for captures that do not record the
-    /// direction, as pcap files do not). Repeatable.
+    /// packet sent from one is egress. Only for captures that do not record
+    /// the direction (Linux cooked captures and pcapng with `epb_flags` do);
+    /// without it the topology's ASE and VNet (`--topology`), then the side
+    /// that opened each connection, are taken as the captured host.
+    /// Repeatable.
     #[arg(long, value_name = "ADDR|CIDR|MAC")]
     local: Vec<Local>,
     /// pcap: interface name and topology role of the capture, as
-    /// `run --iface` takes them (e.g. `eth0=workload`).
+    /// `run --iface` takes them (e.g. `eth0=workload`); the name replaces
+    /// the file's own (pcapng `if_name`, `ifindex N` of `tcpdump -i any`).
     #[arg(long, value_name = "NAME[=ROLE]")]
     iface: Option<InterfaceSpec>,
     /// pcap: end a flow record after this long without packets (packet time).
@@ -76,53 +85,6 @@ pub struct ImportArgs {
     /// bounded by this and the Parquet row group size).
     #[arg(long, value_name = "N", default_value_t = ROW_GROUP_ROWS)]
     batch_rows: usize,
-}
-
-/// Classifies and hands over full batches; remembers the first write error.
-struct Batches<'a> {
-    classifier: Option<&'a Classifier>,
-    sink: FlowSink,
-    batch: Vec<FlowRecord>,
-    batch_rows: usize,
-    verdicts: BTreeMap<String, u64>,
-    error: Option<crate::files::WriteError>,
-    /// CPU time spent in classification (for `cargo xtask bench --only import`).
-    classifying: std::time::Duration,
-}
-
-impl Batches<'_> {
-    fn push(&mut self, record: FlowRecord) {
-        self.batch.push(record);
-        if self.batch.len() >= self.batch_rows {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.error.is_some() || self.batch.is_empty() {
-            self.batch.clear();
-            return;
-        }
-        let mut batch = std::mem::replace(&mut self.batch, self.sink.batch(self.batch_rows));
-        if let Some(classifier) = self.classifier {
-            let started = thread_cpu_time();
-            classifier.classify_all(&mut batch);
-            self.classifying += thread_cpu_time() - started;
-            for r in &batch {
-                if let Some(v) = &r.verdict {
-                    match self.verdicts.get_mut(&**v) {
-                        Some(n) => *n += 1,
-                        None => {
-                            self.verdicts.insert(v.to_string(), 1);
-                        }
-                    }
-                }
-            }
-        }
-        if let Err(e) = self.sink.send(batch) {
-            self.error = Some(e);
-        }
-    }
 }
 
 impl ImportArgs {
@@ -151,29 +113,20 @@ impl ImportArgs {
                 crate::files::schema::SCHEMA_VERSION.to_owned(),
             ),
             ("observer.run_id".to_owned(), run_id.clone()),
-            (
-                "observer.source".to_owned(),
-                match self.kind {
-                    Kind::AzureVnetFlowLog => "azure-vnet-flow-log",
-                    Kind::AzureNsgFlowLog => "azure-nsg-flow-log",
-                    Kind::Pcap => "pcap",
-                }
-                .to_owned(),
-            ),
+            ("observer.source".to_owned(), self.kind.name().to_owned()),
         ];
         if let Some(c) = &classifier {
             metadata.push(("observer.topology".into(), c.topology().name.clone()));
         }
-        let writer = FlowWriter::new(out.clone(), self.partition, &run_id, metadata.clone())?;
-        let mut batches = Batches {
-            classifier: classifier.as_ref(),
-            sink: FlowSink::spawn(writer),
-            batch: Vec::with_capacity(self.batch_rows.max(1)),
-            batch_rows: self.batch_rows.max(1),
-            verdicts: BTreeMap::new(),
-            error: None,
-            classifying: std::time::Duration::ZERO,
-        };
+        let mut output = Output::new(
+            out.clone(),
+            self.partition,
+            metadata.clone(),
+            &run_id,
+            classifier.as_ref(),
+            window,
+            self.batch_rows,
+        )?;
 
         let pcap_options = PcapOptions {
             table: TableConfig {
@@ -182,6 +135,9 @@ impl ImportArgs {
                 ..TableConfig::default()
             },
             local: self.local.clone(),
+            sides: classifier
+                .as_ref()
+                .map(|c| Sides::from_topology(c.topology())),
             iface: self.iface.as_ref().map(|i| i.name.clone()),
             iface_role: self.iface.as_ref().and_then(|i| i.role.clone()),
             host: None,
@@ -190,46 +146,59 @@ impl ImportArgs {
         let mut answers: Vec<DnsAnswer> = Vec::new();
         let mut interner = Interner::default();
         for file in &files {
-            let bytes = file.location.read(&file.relative)?;
-            let emit = &mut |r| batches.push(r);
             match self.kind {
-                Kind::AzureVnetFlowLog => vnet_flow_log::read_blob(
-                    &file.display,
-                    &bytes,
-                    window,
-                    &mut summary,
-                    &mut interner,
-                    emit,
-                ),
-                Kind::AzureNsgFlowLog => nsg_flow_log::read_blob(
-                    &file.display,
-                    &bytes,
-                    window,
-                    &mut summary,
-                    &mut interner,
-                    emit,
-                ),
-                Kind::Pcap => pcap::read_file(
-                    &file.display,
-                    &bytes,
-                    &pcap_options,
-                    window,
-                    &mut summary,
-                    &mut tracker,
-                    &mut answers,
-                    emit,
-                ),
+                Kind::AzureVnetFlowLog | Kind::AzureNsgFlowLog => {
+                    // Deleted since the listing, no permission: counted,
+                    // reported, and on.
+                    let bytes = match file.location.read(&file.relative) {
+                        Ok(bytes) => bytes,
+                        Err(error) => {
+                            summary.unreadable(&file.display, &error);
+                            continue;
+                        }
+                    };
+                    output.begin_blob(file);
+                    read_flow_log(
+                        self.kind,
+                        &file.display,
+                        &bytes,
+                        window,
+                        &mut summary,
+                        &mut interner,
+                        &mut |r| output.push(r),
+                    );
+                    output.end_input();
+                }
+                // Streamed; one unreadable capture is reported, the rest read.
+                Kind::Pcap => match capture::open_input(file) {
+                    Ok(input) => capture::read_file(
+                        &file.display,
+                        input,
+                        &pcap_options,
+                        window,
+                        &mut summary,
+                        &mut tracker,
+                        &mut answers,
+                        &mut |r| output.push(r),
+                    ),
+                    Err(e) => {
+                        summary.files += 1;
+                        summary.broken_files += 1;
+                        summary.problem(Problem {
+                            file: file.display.clone(),
+                            position: "byte 0".into(),
+                            message: format!("{:#}", anyhow::Error::from(e)),
+                        });
+                    }
+                },
             }
-            if batches.error.is_some() {
+            if output.failed() || summary.other_kind.is_some() {
                 break;
             }
         }
-        batches.flush();
-        let finished = batches.sink.finish();
-        if let Some(e) = batches.error {
-            return Err(e).context("writing the imported records");
-        }
-        let writer = finished.context("writing the imported records")?;
+        let verdicts = std::mem::take(&mut output.verdicts);
+        let classifying = output.classifying;
+        let written = output.finish().context("writing the imported records")?;
 
         if !answers.is_empty() {
             if let Some(c) = &classifier {
@@ -244,32 +213,77 @@ impl ImportArgs {
         }
 
         print!("{}", summary.render());
-        for (verdict, n) in &batches.verdicts {
+        for (verdict, n) in &verdicts {
             println!("  verdict {verdict}: {n}");
         }
         if classifier.is_some() {
             println!(
                 "classified {} record(s) in {:.3} s of CPU time",
                 summary.records_out,
-                batches.classifying.as_secs_f64()
+                classifying.as_secs_f64()
             );
         }
         println!(
             "wrote {} record(s) in {} file(s) to {out}{} (encoder CPU time {:.3} s)",
-            writer.written_rows(),
-            writer.files().len(),
+            written.rows,
+            written.files.len(),
             if answers.is_empty() {
                 String::new()
             } else {
                 format!(" and {} DNS answer(s)", answers.len())
             },
-            writer.busy().as_secs_f64()
+            written.busy.as_secs_f64()
         );
-        // Bad input is reported, not fatal; but input that yielded nothing
-        // while having problems is a failure.
-        if summary.records_out == 0 && summary.problem_count > 0 {
-            return Ok(ExitCode::from(2));
+        // Bad tuples are reported, not fatal; an incomplete import is
+        // (see `Summary::exit_status`), with one line on stderr saying why.
+        let status = summary.exit_status();
+        if let Some(other) = &summary.other_kind {
+            eprintln!("error: {other}");
+        } else if summary.unreadable > 0 {
+            eprintln!(
+                "error: {} file(s) could not be read; the rest was imported (see above)",
+                summary.unreadable
+            );
+        } else if status != 0 {
+            eprintln!("error: nothing converted: every input had problems (see above)");
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(ExitCode::from(status))
+    }
+}
+
+/// Reads one flow-log blob of `kind`: decodes it (byte-order marks) and
+/// hands it to its reader.
+fn read_flow_log(
+    kind: Kind,
+    file: &str,
+    bytes: &[u8],
+    window: Window,
+    summary: &mut Summary,
+    interner: &mut Interner,
+    emit: &mut dyn FnMut(crate::flow::FlowRecord),
+) {
+    let text = match decode(bytes) {
+        Ok((text, note)) => {
+            if let Some(note) = note {
+                summary.note(note, 1);
+            }
+            text
+        }
+        Err(message) => {
+            summary.files += 1;
+            summary.broken_files += 1;
+            summary.problem(import::Problem {
+                file: file.to_owned(),
+                position: "1:1".into(),
+                message,
+            });
+            return;
+        }
+    };
+    let mut blob = BlobText::new(file, &text, window);
+    match kind {
+        Kind::AzureVnetFlowLog => vnet_flow_log::read_blob(&mut blob, summary, interner, emit),
+        Kind::AzureNsgFlowLog => nsg_flow_log::read_blob(&mut blob, summary, interner, emit),
+        Kind::Pcap => unreachable!("flow-log kinds only"),
     }
 }

@@ -15,11 +15,14 @@ use clap::{Args, Subcommand};
 
 use crate::{
     lab::{
-        build::{self, Lab, LabOptions, PERSISTENT_PREFIX},
+        build::Lab,
         exec::{self, ExecConfig},
+        helpers::LabOptions,
+        netns::NETNS_ETC,
+        plan::{PERSISTENT_PREFIX, Role},
         scenario::{self, RunConfig, ScenarioResult},
         serve::{self, ServeConfig},
-        topologies,
+        teardown, topologies,
     },
     report::{self, FailOn, junit},
     topology::Topology,
@@ -71,6 +74,10 @@ enum LabCommand {
     /// observation point; report its connections; exit with COMMAND's
     /// non-zero status, else 1 when a `--fail-on` verdict was seen, else 0.
     Exec(ExecArgs),
+    /// Removes an ephemeral lab once its process has ended (started by the
+    /// lab itself).
+    #[command(hide = true)]
+    Guard { base: String },
     /// The lab's servers in one namespace (started by the lab itself).
     #[command(hide = true)]
     Serve {
@@ -141,15 +148,18 @@ impl LabArgs {
             LabCommand::Up { topology, name } => up(topology, name.as_deref()),
             LabCommand::Down { name } => {
                 need_root()?;
-                let removed = build::down(name)?;
-                if removed.is_empty() {
+                let down = teardown::down(name)?;
+                if !down.stale.is_empty() {
+                    println!("removed stale {}", down.stale.join(", "));
+                }
+                if down.removed.is_empty() {
                     bail!("no lab named {name} (see `observer lab status`)");
                 }
-                println!("removed {}", removed.join(", "));
+                println!("removed {}", down.removed.join(", "));
                 Ok(ExitCode::SUCCESS)
             }
             LabCommand::Status => {
-                let names = build::list();
+                let names = teardown::list();
                 if names.is_empty() {
                     println!("no lab namespaces");
                 }
@@ -172,6 +182,10 @@ impl LabArgs {
                 html.as_deref(),
             ),
             LabCommand::Exec(args) => Ok(args.execute()),
+            LabCommand::Guard { base } => {
+                teardown::guard(base)?;
+                Ok(ExitCode::SUCCESS)
+            }
             LabCommand::Serve {
                 tcp,
                 udp,
@@ -226,17 +240,17 @@ fn up(topology: &str, name: Option<&str>) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&scratch);
     let topology = loaded?;
     let name = name.unwrap_or(&topology.name).to_string();
-    let _ = build::down(&name);
+    let _ = teardown::down(&name);
     let options = LabOptions {
         helper: this_binary()?,
         persistent: true,
     };
     let lab = Lab::build(&topology, format!("{PERSISTENT_PREFIX}-{name}"), &options)?;
-    let ase = lab.ns("ase").name().to_string();
+    let ase = lab.ns(Role::APP).name().to_string();
     println!("lab {name} is up: {}", lab.namespace_names().join(", "));
     println!(
         "resolver: {}/{ase}/resolv.conf (search {})",
-        build::NETNS_ETC,
+        NETNS_ETC,
         lab.search_domain()
     );
     let example = topology
@@ -265,7 +279,6 @@ fn run(
         out: out.clone(),
         scenario,
     };
-    crate::lab::netns::sweep_stale(build::EPHEMERAL_PREFIX);
     let mut results = Vec::new();
     let mut pages = Vec::new();
     for arg in topologies_args {

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::GlobalArgs;
 use crate::{
-    capture::{AttachMode, CaptureConfig, InterfaceSpec},
+    capture::{AttachMode, CaptureConfig, InterfaceSpec, limits},
     flow::TableConfig,
     pipeline::{self, RunOptions},
 };
@@ -31,32 +31,36 @@ pub struct RunArgs {
     /// End a flow record after this long without packets.
     #[arg(long, value_name = "SECS", default_value_t = 15.0)]
     idle_timeout: f64,
-    /// Emit an interim record for flows older than this, then carry on.
+    /// Emit an interim record for flows older than this, then carry on
+    /// (each flush writes one too: see --flush-interval).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     active_timeout: f64,
     /// How often the kernel flow map is drained.
     #[arg(long, value_name = "SECS", default_value_t = 0.5)]
     drain_interval: f64,
-    /// How often ended records are written; each write is a complete file,
-    /// so a crash loses at most this much.
+    /// How often records are written: the ended ones, and an interim record
+    /// (end reason active-timeout) of each live flow's packets since its
+    /// last record. Each write is a complete file, so a crash loses at most
+    /// the packets of this long; a busy flow gets a record this often.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     flush_interval: f64,
-    /// Flows the kernel map holds between two drains (each of two maps);
-    /// records beyond it reach userspace one by one through a ring buffer.
-    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    /// Flows the kernel map holds between two drains (each of two maps,
+    /// 176 bytes per flow; at most 134,217,728, the kernel's limit for a
+    /// hash map); records beyond it reach userspace one by one through a
+    /// ring buffer.
+    #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = limits::parse_flow_map_size)]
     flow_map_size: u32,
-    /// Slots of the kernel's per-CPU flow cache (a power of two; each of
-    /// two caches, 120 bytes per slot and CPU). A packet of a cached flow
-    /// costs no map lookup; a flow whose slot is taken moves the occupant to
-    /// the flow map.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    /// Slots of each CPU's flow cache in the kernel (a power of two; each
+    /// of two caches, 128 bytes per slot and CPU, within 2 GiB). A packet of a cached flow costs no map lookup; a
+    /// flow whose slot is taken moves the occupant to the flow map.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = limits::parse_flow_cache_slots)]
     flow_cache_slots: u32,
     /// Live flows kept in userspace before the idlest are ended
     /// (end reason lack-of-resources).
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     max_flows: usize,
-    /// Size of the overflow ring buffer, in MiB (a power of two).
-    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    /// Size of the overflow ring buffer, in MiB (a power of two, at most 2048).
+    #[arg(long, value_name = "MIB", default_value_t = 8, value_parser = limits::parse_ring_mib)]
     event_ring_mib: u32,
     /// How to hook into traffic control: auto (TCX on Linux >= 6.6, else a
     /// clsact qdisc), tcx, or tc.
@@ -77,8 +81,9 @@ pub struct RunArgs {
     /// Do not copy DNS responses to userspace (no names, no `dns` table).
     #[arg(long)]
     no_dns: bool,
-    /// Size of the DNS ring buffer, in MiB (a power of two; ~2 KiB per message).
-    #[arg(long, value_name = "MIB", default_value_t = 4)]
+    /// Size of the DNS ring buffer, in MiB (a power of two, at most 2048;
+    /// ~2 KiB per message).
+    #[arg(long, value_name = "MIB", default_value_t = 4, value_parser = limits::parse_ring_mib)]
     dns_ring_mib: u32,
     /// (client, address) pairs the DNS tracker remembers.
     #[arg(long, value_name = "N", default_value_t = 262_144)]
@@ -100,22 +105,6 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
 
 impl RunArgs {
     fn options(&self, global: &GlobalArgs) -> anyhow::Result<RunOptions> {
-        anyhow::ensure!(
-            self.event_ring_mib.is_power_of_two(),
-            "--event-ring-mib must be a power of two (1, 2, 4, 8, ...), not {}",
-            self.event_ring_mib
-        );
-        anyhow::ensure!(
-            self.dns_ring_mib.is_power_of_two(),
-            "--dns-ring-mib must be a power of two (1, 2, 4, 8, ...), not {}",
-            self.dns_ring_mib
-        );
-        anyhow::ensure!(self.flow_map_size > 0, "--flow-map-size must be at least 1");
-        anyhow::ensure!(
-            self.flow_cache_slots.is_power_of_two(),
-            "--flow-cache-slots must be a power of two (1, 2, 4, ..., 4096, ...), not {}",
-            self.flow_cache_slots
-        );
         Ok(RunOptions {
             interfaces: self.interfaces.clone(),
             netns: self.netns.clone(),
@@ -162,15 +151,47 @@ impl RunArgs {
             .build()?;
         let summary = runtime.block_on(pipeline::run(prepared, &options))?;
         let summary_path = options.out.join(format!("run-{}.json", summary.run_id));
+        let summary_at = match &summary.summary_error {
+            None => format!("summary in {}", summary_path.display()),
+            Some(error) => {
+                // Nothing is lost silently: the summary goes to stderr.
+                eprintln!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).expect("summary serializes")
+                );
+                format!("the summary could not be written ({error}); it is above")
+            }
+        };
+        if summary.stop_reason == pipeline::WRITE_FAILED {
+            let first = &summary.write_failures[0];
+            let lost = &summary.unwritten;
+            anyhow::bail!(
+                "`{}` could not be written ({}), so the capture stopped; {} records ({} packets) \
+                 and {} DNS answers could not be written ({} DNS messages left unread); {} \
+                 records are in complete files; {summary_at}",
+                first.file.display(),
+                first.error,
+                lost.records,
+                lost.packets,
+                lost.dns_answers,
+                lost.dns_messages,
+                summary.records - lost.records,
+            );
+        }
         if summary.stop_reason == pipeline::INTERFACES_GONE {
             let gone: Vec<&str> = summary.interfaces.iter().map(|i| i.name.as_str()).collect();
             anyhow::bail!(
                 "every watched interface disappeared ({}), so the capture stopped; \
-                 {} records ({} packets) are in complete files, summary in {}",
+                 {} records ({} packets) are in complete files, {summary_at}",
                 gone.join(", "),
                 summary.records,
                 summary.packets,
-                summary_path.display()
+            );
+        }
+        if let Some(error) = &summary.summary_error {
+            anyhow::bail!(
+                "every record is in complete files, but the run summary could not be written \
+                 ({error}); it is above"
             );
         }
         tracing::info!(

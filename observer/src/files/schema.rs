@@ -97,6 +97,8 @@ pub fn enrichment_fields() -> Vec<Field> {
 /// what an imported source knows beyond the capture columns. `source` is
 /// always written; the rest are null for the observer's own capture. Files
 /// written before these columns existed read as `source = observer`.
+/// `acl_id` came later (an extension, same schema version): files without
+/// it read with `acl_id` null.
 pub fn origin_fields() -> Vec<Field> {
     vec![
         Field::new("source", DataType::Utf8, false),
@@ -106,6 +108,8 @@ pub fn origin_fields() -> Vec<Field> {
         Field::new("nsg_rule", DataType::Utf8, true),
         Field::new("nsg_decision", DataType::Utf8, true),
         Field::new("encryption", DataType::Utf8, true),
+        Field::new("direction_basis", DataType::Utf8, true),
+        Field::new("acl_id", DataType::Utf8, true),
     ]
 }
 
@@ -191,7 +195,9 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         mut nsg_rule,
         mut nsg_decision,
         mut encryption,
-    ] = [8; 4].map(text);
+        mut direction_basis,
+        mut acl_id,
+    ] = [8; 6].map(text);
 
     for r in records {
         start.push(r.start_ns);
@@ -237,6 +243,8 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         nsg_rule.append_option(o.nsg_rule.as_deref());
         nsg_decision.append_option(o.nsg_decision.map(|d| d.as_str()));
         encryption.append_option(o.encryption.as_deref());
+        direction_basis.append_option(o.direction_basis.map(|b| b.as_str()));
+        acl_id.append_option(o.acl_id.as_deref());
     }
 
     let time = |values: Vec<i64>| -> ArrayRef {
@@ -285,6 +293,8 @@ pub fn to_batch(records: &[FlowRecord]) -> RecordBatch {
         done(&mut nsg_rule),
         done(&mut nsg_decision),
         done(&mut encryption),
+        done(&mut direction_basis),
+        done(&mut acl_id),
     ];
     RecordBatch::try_new(flow_schema(), columns).expect("columns built in schema order")
 }
@@ -391,16 +401,33 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
     let (dst_name, category, dependency) = (dst_name?, category?, dependency?);
     let (expected, observed, flow_type, verdict, reason) =
         (expected?, observed?, flow_type?, verdict?, reason?);
-    let [source, flow_state, nsg_rule, nsg_decision, encryption] = [
+    let [
+        source,
+        flow_state,
+        nsg_rule,
+        nsg_decision,
+        encryption,
+        direction_basis,
+        acl_id,
+    ] = [
         "source",
         "flow_state",
         "nsg_rule",
         "nsg_decision",
         "encryption",
+        "direction_basis",
+        "acl_id",
     ]
     .map(opt_texts);
-    let (source, flow_state, nsg_rule, nsg_decision, encryption) =
-        (source?, flow_state?, nsg_rule?, nsg_decision?, encryption?);
+    let (source, flow_state, nsg_rule, nsg_decision, encryption, direction_basis, acl_id) = (
+        source?,
+        flow_state?,
+        nsg_rule?,
+        nsg_decision?,
+        encryption?,
+        direction_basis?,
+        acl_id?,
+    );
     let opt_u64s = |name| {
         optional(batch, name, &DataType::UInt64).map(|c| c.map(|c| c.as_primitive::<UInt64Type>()))
     };
@@ -505,6 +532,17 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<FlowRecord>, SchemaError> {
                     None => None,
                 },
                 encryption: encryption
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| interner.get(a.value(i))),
+                direction_basis: match direction_basis.filter(|a| a.is_valid(i)) {
+                    Some(a) => Some(
+                        a.value(i)
+                            .parse()
+                            .map_err(|e| bad("direction_basis", i, e))?,
+                    ),
+                    None => None,
+                },
+                acl_id: acl_id
                     .filter(|a| a.is_valid(i))
                     .map(|a| interner.get(a.value(i))),
             },
@@ -622,5 +660,21 @@ pub(crate) mod tests {
             (records[0].verdict.as_deref(), records[0].bytes),
             (None, 1500)
         );
+    }
+
+    #[test]
+    fn acl_id_round_trips_and_files_written_before_it_read_as_null() {
+        let mut record = sample(2);
+        record.origin.source = crate::flow::Source::AzureVnetFlowLog;
+        record.origin.acl_id = Some("00000000-1234-abcd-ef00-c1c2c3c4c5c6".into());
+        let batch = to_batch(std::slice::from_ref(&record));
+        assert_eq!(from_batch(&batch).unwrap(), [record.clone()]);
+        // A file of schema 2 as written before the column existed.
+        let index = batch.schema().index_of("acl_id").unwrap();
+        let older: Vec<usize> = (0..batch.num_columns()).filter(|&i| i != index).collect();
+        let older = batch.project(&older).unwrap();
+        let read = from_batch(&older).unwrap();
+        assert_eq!(read[0].origin.acl_id, None);
+        assert_eq!(read[0].origin.source, crate::flow::Source::AzureVnetFlowLog);
     }
 }

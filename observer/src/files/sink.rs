@@ -343,7 +343,12 @@ impl FlowWriter {
 
     fn close(&mut self, key: i64) -> Result<(), WriteError> {
         self.encode(key)?;
-        let (dir, file) = self.open.remove(&key).expect("open");
+        let (dir, mut file) = self.open.remove(&key).expect("open");
+        // The emptied pending vector: the next file's batch can reuse it.
+        let pending = std::mem::take(&mut file.pending);
+        if pending.capacity() > 0 && self.spare.is_none() {
+            self.spare = Some(pending);
+        }
         let rows = file.rows;
         let sink = file
             .writer
@@ -532,6 +537,22 @@ mod tests {
             .flat_map(|f| f.records.iter().map(|r| r.start_ns))
             .collect();
         assert_eq!(starts, (0..2 * ROW_GROUP_ROWS as i64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_closed_files_batch_vector_is_given_back_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Location::Local(dir.path().to_owned());
+        let mut writer = FlowWriter::new(out, Partition::None, "t", Vec::new()).unwrap();
+        writer.push(vec![sample(1), sample(2)]).unwrap();
+        assert!(
+            writer.take_spare().is_none(),
+            "the batch is the pending rows"
+        );
+        let mut writer = writer.finish().unwrap();
+        let spare = writer.take_spare().expect("the closed file's vector");
+        assert!(spare.is_empty() && spare.capacity() >= 2);
+        assert_eq!(writer.written_rows(), 2);
     }
 
     #[test]

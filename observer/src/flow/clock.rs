@@ -1,5 +1,21 @@
 //! Kernel timestamps are CLOCK_MONOTONIC (`bpf_ktime_get_ns`); records carry
 //! UTC. The offset between the two clocks is read once per capture.
+//!
+//! The live loop asks a [`Clock`] for the time, so unit tests can hand it
+//! one that follows tokio's paused test time instead of the host's clocks.
+
+/// The time of a live capture: now in the kernel's time base, and the
+/// conversion of kernel times to UTC.
+pub trait Clock {
+    /// Now, in CLOCK_MONOTONIC nanoseconds (the kernel program's time base).
+    fn monotonic_ns(&self) -> u64;
+    /// The conversion of kernel times to UTC, fixed for the capture.
+    fn wall(&self) -> WallClock;
+    /// Now, in UTC nanoseconds since the epoch.
+    fn utc_now_ns(&self) -> i64 {
+        self.wall().utc_ns(self.monotonic_ns())
+    }
+}
 
 /// Converts kernel monotonic nanoseconds to UTC nanoseconds since the epoch.
 #[derive(Clone, Copy, Debug)]
@@ -45,8 +61,24 @@ impl WallClock {
         Self { offset_ns: 0 }
     }
 
+    /// A conversion that adds `offset_ns` (for test clocks).
+    #[cfg(test)]
+    pub(crate) fn with_offset(offset_ns: i64) -> Self {
+        Self { offset_ns }
+    }
+
     pub(crate) fn utc_ns(&self, monotonic_ns: u64) -> i64 {
         monotonic_ns as i64 + self.offset_ns
+    }
+}
+
+impl Clock for WallClock {
+    fn monotonic_ns(&self) -> u64 {
+        monotonic_now_ns()
+    }
+
+    fn wall(&self) -> WallClock {
+        *self
     }
 }
 
@@ -69,5 +101,6 @@ mod tests {
             .unwrap()
             .as_nanos() as i64;
         assert!((utc - system).abs() < 50_000_000, "{utc} vs {system}");
+        assert!((clock.utc_now_ns() - system).abs() < 50_000_000);
     }
 }

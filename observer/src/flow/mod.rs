@@ -223,6 +223,51 @@ impl Vocabulary for NsgDecision {
     const WHAT: &'static str = "NSG decision";
 }
 
+/// How an imported packet capture decided a record's direction
+/// (`direction_basis`); null for the observer's own capture (the hook knows
+/// which way a packet goes) and for flow logs (the log says).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::VariantArray,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = String,
+    parse_err_fn = crate::vocabulary::unknown::<Self>
+)]
+pub enum DirectionBasis {
+    /// The file records it: pcapng's `epb_flags`, or the packet type of a
+    /// Linux cooked header (`tcpdump -i any`).
+    Capture,
+    /// `--local`: a packet from one of the captured host's addresses or
+    /// MACs is egress.
+    Local,
+    /// `--topology`: the side in the ASE's subnet (or VNet) is local.
+    Topology,
+    /// Nothing else said: the side that opened the connection (SYN, ICMP
+    /// request, or the first packet seen) is the client, taken as the
+    /// captured host.
+    Initiator,
+}
+
+impl DirectionBasis {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl Vocabulary for DirectionBasis {
+    const WHAT: &'static str = "direction basis";
+}
+
 /// What an imported source knows beyond the capture columns; all null for
 /// the observer's own capture (whose reverse direction is a record of its
 /// own). One nested struct, so constructors add a single
@@ -239,6 +284,43 @@ pub struct Origin {
     pub nsg_decision: Option<NsgDecision>,
     /// The VNet encryption status as Azure writes it (`X`, `NX`, `NX_...`).
     pub encryption: Option<Arc<str>>,
+    /// How a packet capture's direction was decided.
+    pub direction_basis: Option<DirectionBasis>,
+    /// The VNet flow log's `aclID`: the NSG or Virtual Network Manager
+    /// security admin configuration that decided (`unspecified` for a flow
+    /// dropped by encryption).
+    pub acl_id: Option<Arc<str>>,
+}
+
+impl Origin {
+    /// A flow log recorded the flow as denied (`D`) but no NSG decided:
+    /// virtual network encryption dropped it (Azure writes rule and
+    /// `aclID` as `unspecified`; `encryption` says why, e.g.
+    /// `NX_NOT_ACCEPTED`). Decidable from the Parquet columns alone
+    /// (`flow_state = denied`, `nsg_decision` null).
+    pub fn dropped_unencrypted(&self) -> bool {
+        self.flow_state == Some(FlowState::Denied) && self.nsg_decision.is_none()
+    }
+
+    /// Why virtual network encryption dropped a flow, by the encryption
+    /// status Azure documents for the VNet flow log.
+    pub fn encryption_drop_cause(status: &str) -> &'static str {
+        match status {
+            "NX_NOT_ACCEPTED" => {
+                "encryption is configured with a drop-unencrypted policy on both ends and the connection could not be encrypted"
+            }
+            "NX_SW_NOT_READY" => {
+                "the host's networking software was not ready to encrypt (a VM starting, restarting or redeployed, or a host update); it should pass, else report it to Microsoft"
+            }
+            "NX_NOT_SUPPORTED" => {
+                "the host's networking stack does not support encryption discovery; report it to Microsoft"
+            }
+            "NX_HW_NOT_SUPPORTED" => {
+                "the VM runs on a host without encryption hardware (FPGA); report it to Microsoft"
+            }
+            _ => "Azure logged no NSG or admin rule for it (rule and aclID `unspecified`)",
+        }
+    }
 }
 
 /// Shares repeated strings of records (hosts, interfaces, MAC addresses,

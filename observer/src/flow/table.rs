@@ -5,7 +5,10 @@
 //!   the close grace (so the last ACK lands in the same record);
 //! - idle timeout: no packet for `idle_timeout`;
 //! - active timeout: the record is older than `active_timeout`; an interim
-//!   record is emitted and the flow carries on in a fresh one;
+//!   record is emitted and the flow carries on in a fresh one. A
+//!   [`FlowTable::snapshot`] (the live pipeline takes one at every flush)
+//!   does the same for every live flow, so the files on disk hold every
+//!   packet up to the last flush; its records carry the same reason;
 //! - lack of resources: the table holds `max_flows`; the flows idle longest
 //!   are ended early;
 //! - forced end: the capture stops.
@@ -109,10 +112,13 @@ impl Live {
         }
     }
 
-    /// Starts a fresh record after an interim one; `last_ns` stays for the idle check.
+    /// Starts a fresh record after an interim one; `last_ns` stays for the
+    /// idle check, `closing` so the record after a FIN still ends after the
+    /// close grace.
     fn reset(&mut self) {
         *self = Self {
             last_ns: self.last_ns,
+            closing: self.closing,
             ..Self::default()
         };
     }
@@ -150,18 +156,20 @@ impl FlowTable {
         match self.flows.get_mut(key) {
             Some(live) => {
                 // A SYN on a flow that already closed is a new connection
-                // reusing the 5-tuple: the old record ends first.
+                // reusing the 5-tuple: the old record ends first (if an
+                // interim record did not just take its counters).
                 if live.closing
-                    && live.packets > 0
                     && delta.syn_count > 0
                     && delta.fin_count == 0
                     && delta.rst_count == 0
                 {
-                    ended.push(Ended {
-                        key: *key,
-                        stats: live.stats(),
-                        reason: EndReason::EndOfFlow,
-                    });
+                    if live.packets > 0 {
+                        ended.push(Ended {
+                            key: *key,
+                            stats: live.stats(),
+                            reason: EndReason::EndOfFlow,
+                        });
+                    }
                     *live = Live::from_delta(delta);
                 } else {
                     live.add(delta);
@@ -233,6 +241,41 @@ impl FlowTable {
             } else {
                 true
             }
+        });
+    }
+
+    /// Emits the counters so far of every live record as an interim record
+    /// (`active-timeout`, as the active timeout does) and carries each flow
+    /// on in a fresh one that counts only what comes after. Flows without a
+    /// packet since their last record emit nothing.
+    pub fn snapshot(&mut self, ended: &mut Vec<Ended>) {
+        for (key, live) in &mut self.flows {
+            if live.packets > 0 {
+                ended.push(Ended {
+                    key: *key,
+                    stats: live.stats(),
+                    reason: EndReason::ActiveTimeout,
+                });
+                live.reset();
+            }
+        }
+    }
+
+    /// Ends the records of interface `ifindex` (it disappeared: no packet
+    /// will come, so waiting for a timeout would only delay the records).
+    pub fn end_interface(&mut self, ifindex: u32, ended: &mut Vec<Ended>) {
+        self.flows.retain(|key, live| {
+            if key.ifindex != ifindex {
+                return true;
+            }
+            if live.packets > 0 {
+                ended.push(Ended {
+                    key: *key,
+                    stats: live.stats(),
+                    reason: EndReason::ForcedEnd,
+                });
+            }
+            false
         });
     }
 
@@ -400,6 +443,83 @@ mod tests {
         t.finish(&mut out);
         assert_eq!(out.len(), 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn snapshots_split_counters_without_counting_twice() {
+        let (mut t, mut out) = (table(), Vec::new());
+        t.add(&key(1), &delta(S, 3, tcp_flag::SYN), &mut out);
+        t.add(&key(2), &delta(S, 1, 0), &mut out);
+        t.snapshot(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|e| e.reason == EndReason::ActiveTimeout));
+        // Only key 1 carries on; key 2's empty record emits nothing.
+        t.add(&key(1), &delta(2 * S, 4, tcp_flag::ACK), &mut out);
+        t.snapshot(&mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(
+            (out[2].key, out[2].stats.packets, out[2].stats.first_seen_ns),
+            (key(1), 4, 2 * S)
+        );
+        t.finish(&mut out);
+        assert_eq!(out.len(), 3, "nothing left after the snapshots");
+        assert_eq!(out.iter().map(|e| e.stats.packets).sum::<u64>(), 8);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_between_fin_and_last_ack_keeps_the_end_of_flow() {
+        let (mut t, mut out) = (table(), Vec::new());
+        t.add(
+            &key(1),
+            &delta(S, 4, tcp_flag::FIN | tcp_flag::ACK),
+            &mut out,
+        );
+        t.snapshot(&mut out);
+        t.add(&key(1), &delta(S + S / 2, 1, tcp_flag::ACK), &mut out);
+        t.expire(4 * S, &mut out);
+        let reasons: Vec<_> = out.iter().map(|e| (e.reason, e.stats.packets)).collect();
+        assert_eq!(
+            reasons,
+            [(EndReason::ActiveTimeout, 4), (EndReason::EndOfFlow, 1)]
+        );
+        // A new connection on the tuple after a snapshot of a closing flow
+        // starts afresh instead of ending at the old one's close grace.
+        let (mut t, mut out) = (table(), Vec::new());
+        t.add(
+            &key(2),
+            &delta(S, 2, tcp_flag::FIN | tcp_flag::ACK),
+            &mut out,
+        );
+        t.snapshot(&mut out);
+        t.add(&key(2), &delta(2 * S, 1, tcp_flag::SYN), &mut out);
+        t.expire(5 * S, &mut out);
+        assert_eq!(out.len(), 1, "the new connection is still open");
+        t.finish(&mut out);
+        assert_eq!(
+            (out[1].reason, out[1].stats.syn_count),
+            (EndReason::ForcedEnd, 1)
+        );
+    }
+
+    #[test]
+    fn a_vanished_interface_ends_its_flows_only() {
+        let (mut t, mut out) = (table(), Vec::new());
+        let on = |port, ifindex| FlowKey {
+            ifindex,
+            ..key(port)
+        };
+        t.add(&on(1, 3), &delta(S, 2, 0), &mut out);
+        t.add(&on(2, 3), &delta(S, 1, 0), &mut out);
+        t.add(&on(1, 4), &delta(S, 5, 0), &mut out);
+        t.end_interface(3, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(
+            out.iter()
+                .all(|e| e.key.ifindex == 3 && e.reason == EndReason::ForcedEnd)
+        );
+        assert_eq!(out.iter().map(|e| e.stats.packets).sum::<u64>(), 3);
+        assert_eq!(t.len(), 1, "the other interface's flow lives on");
     }
 
     #[test]

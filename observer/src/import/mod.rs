@@ -1,32 +1,31 @@
 //! `observer import`: recorded data from elsewhere turned into the same flow
 //! records the capture produces, so `classify`, `report` and the lab see one
-//! table. One file per source:
+//! table. One file per source, and the parts they share:
 //!
-//! | kind | file | input |
-//! |---|---|---|
-//! | `azure-vnet-flow-log` | [`vnet_flow_log`] | VNet flow log blobs (flowLogVersion 4) |
-//! | `azure-nsg-flow-log` | [`nsg_flow_log`] | NSG flow log blobs (version 2, and 1) |
-//! | `pcap` | [`pcap`] | pcap and pcapng files, through the flow table |
-//!
-//! This module owns what they share: walking the inputs (local trees or
-//! `az://` prefixes in Azure's `y=/m=/d=/h=/m=` layout, restricted to the
-//! hours of `--since`/`--until`), the streaming JSON walk of Azure's
-//! `{"records": [...]}` blobs, and the [`Summary`] of records in, out and
-//! skipped, with the file and position of every bad input.
+//! | file | owns |
+//! |---|---|
+//! | [`vnet_flow_log`] | `azure-vnet-flow-log`: VNet flow log blobs (flowLogVersion 4) |
+//! | [`nsg_flow_log`] | `azure-nsg-flow-log`: NSG flow log blobs (version 2, and 1) |
+//! | [`capture`] | `pcap`: pcap and pcapng captures (gzipped or not), streamed through the flow table |
+//! | [`flow_log`] | what the flow-log readers share: decoding, the streaming `{"records": [...]}` walk, record shapes, positions, tuple fields |
+//! | [`inputs`] | walking the inputs (local trees, `az://` prefixes), in Azure's `y=/m=/d=/h=` layout only the hours `--since`/`--until` need |
+//! | [`output`] | where records go: classified in batches, Parquet named after each input blob and record hour |
+//! | `mod.rs` | the kinds, the time window, and the [`Summary`] of records in, out and skipped, with the file and position of every bad input, and the exit status |
 
+pub mod capture;
+pub mod flow_log;
+pub mod inputs;
 pub mod nsg_flow_log;
-pub mod pcap;
+pub mod output;
 pub mod vnet_flow_log;
 
-use std::{collections::BTreeMap, fmt, marker::PhantomData, net::IpAddr, str::FromStr};
+use std::{collections::BTreeMap, fmt};
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
 
-use crate::{
-    flow::FlowRecord,
-    storage::{Location, StorageError},
-};
+pub use self::inputs::{InputFile, blob_hour, input_files};
+pub use crate::flow::Interner;
+use crate::storage::StorageError;
 
 /// What `observer import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -40,13 +39,29 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AzureVnetFlowLog => "azure-vnet-flow-log",
+            Self::AzureNsgFlowLog => "azure-nsg-flow-log",
+            Self::Pcap => "pcap",
+        }
+    }
+
+    /// The kind in words, with its article.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::AzureVnetFlowLog => "a VNet flow log",
+            Self::AzureNsgFlowLog => "an NSG flow log",
+            Self::Pcap => "a packet capture",
+        }
+    }
+
     /// File names this kind reads when walking a directory or prefix.
     fn wants(self, name: &str) -> bool {
         match self {
             Self::AzureVnetFlowLog | Self::AzureNsgFlowLog => name.ends_with(".json"),
-            Self::Pcap => {
-                name.ends_with(".pcap") || name.ends_with(".pcapng") || name.ends_with(".cap")
-            }
+            Self::Pcap => capture::is_capture_name(name),
         }
     }
 }
@@ -80,7 +95,33 @@ impl fmt::Display for Problem {
 }
 
 /// Problems kept verbatim; beyond this they are only counted.
-const PROBLEMS_KEPT: usize = 100;
+pub const PROBLEMS_KEPT: usize = 100;
+
+/// A blob of the other flow-log kind: the import stops there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherKind {
+    pub file: String,
+    /// The kind it is.
+    pub kind: Kind,
+    /// The kind asked for.
+    pub reading: Kind,
+    /// Which fields say so.
+    pub evidence: String,
+}
+
+impl fmt::Display for OtherKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is {}, not {} ({}): import it with `observer import {} ...`",
+            self.file,
+            self.kind.title(),
+            self.reading.title(),
+            self.evidence,
+            self.kind.name()
+        )
+    }
+}
 
 /// What an import read, wrote and skipped, and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,6 +143,19 @@ pub struct Summary {
     pub problems: Vec<Problem>,
     /// All problems, kept or not.
     pub problem_count: u64,
+    /// Input converted after an adjustment (a byte-order mark skipped,
+    /// seconds read where milliseconds were documented) or read and not
+    /// converted through no fault of the input (unknown pcapng blocks),
+    /// by what it is.
+    pub notes: BTreeMap<&'static str, u64>,
+    /// Files or blobs listed but not readable (deleted since the listing,
+    /// no permission): nothing of them converted.
+    pub unreadable: u64,
+    /// Directories of Azure's `y=/m=/d=/h=` layout that cannot hold
+    /// records of `--since`/`--until`, not listed.
+    pub dirs_skipped: u64,
+    /// A blob of the other flow-log kind, which stopped the import.
+    pub other_kind: Option<OtherKind>,
 }
 
 impl Summary {
@@ -120,40 +174,26 @@ impl Summary {
         }
     }
 
-    /// Counts one flow-log tuple (`records_in`) and its outcome: a record
-    /// for `emit`, one outside `window`, or a malformed tuple located by
-    /// `line:column` in the blob `text` and by its JSON `path`.
-    pub fn tuple(
-        &mut self,
-        outcome: Result<FlowRecord, String>,
-        window: Window,
-        (file, text, tuple): (&str, &[u8], &str),
-        path: impl FnOnce() -> String,
-        emit: &mut dyn FnMut(FlowRecord),
-    ) {
-        self.records_in += 1;
-        match outcome {
-            Ok(r) if !window.contains(r.start_ns) => self.skip("outside --since/--until", None),
-            Ok(r) => {
-                self.records_out += 1;
-                emit(r);
-            }
-            Err(message) => {
-                let path = path();
-                let position = match position_of(text, tuple) {
-                    Some(lc) => format!("{lc} ({path})"),
-                    None => path,
-                };
-                self.skip(
-                    "malformed tuple",
-                    Some(Problem {
-                        file: file.to_owned(),
-                        position,
-                        message: format!("{message} in `{tuple}`"),
-                    }),
-                );
-            }
+    /// Counts `n` of something worth a line in the summary.
+    pub fn note(&mut self, what: &'static str, n: u64) {
+        *self.notes.entry(what).or_default() += n;
+    }
+
+    /// Counts a file that could not be read, with the error's whole chain.
+    pub fn unreadable(&mut self, file: &str, error: &dyn std::error::Error) {
+        self.unreadable += 1;
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(e) = source {
+            message.push_str(": ");
+            message.push_str(&e.to_string());
+            source = e.source();
         }
+        self.problem(Problem {
+            file: file.to_owned(),
+            position: "-".into(),
+            message: format!("{message}; nothing of it was converted"),
+        });
     }
 
     pub fn skip_file(&mut self, reason: &'static str) {
@@ -182,6 +222,29 @@ impl Summary {
         for (reason, n) in &self.files_skipped {
             let _ = writeln!(s, "  file(s) not read {n}: {reason}");
         }
+        if self.dirs_skipped > 0 {
+            let _ = writeln!(
+                s,
+                "  directories not listed {}: y=/m=/d=/h= outside --since/--until (and not the hour after)",
+                self.dirs_skipped
+            );
+        }
+        for (what, n) in &self.notes {
+            let _ = writeln!(s, "  note {n}: {what}");
+        }
+        if self.unreadable > 0 {
+            let _ = writeln!(
+                s,
+                "  {} file(s) could not be read (deleted since the listing? no permission?): nothing of them converted",
+                self.unreadable
+            );
+        }
+        if let Some(other) = &self.other_kind {
+            let _ = writeln!(
+                s,
+                "  stopped at a blob of another kind (nothing after it was read): {other}"
+            );
+        }
         if self.broken_files > 0 {
             let _ = writeln!(
                 s,
@@ -201,9 +264,24 @@ impl Summary {
         }
         s
     }
+
+    /// The exit status the summary calls for: 2 when the import is
+    /// incomplete in a way to act on (a blob of the other kind stopped it,
+    /// a file could not be read, or the input had problems and nothing
+    /// converted), else 0. Malformed tuples and truncated blobs alone are
+    /// reported, not failed: what they held is gone, the rest converted.
+    pub fn exit_status(&self) -> u8 {
+        let nothing = self.records_out == 0 && self.problem_count > 0;
+        if self.other_kind.is_some() || self.unreadable > 0 || nothing {
+            2
+        } else {
+            0
+        }
+    }
 }
 
-/// A UTC time window, `[since, until)` in nanoseconds.
+/// A UTC time window, `[since, until)` in nanoseconds: `--since` inclusive,
+/// `--until` exclusive, so back-to-back windows take each instant once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Window {
     pub since_ns: Option<i64>,
@@ -251,306 +329,9 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     ))
 }
 
-/// The hour a blob covers in Azure's layout
-/// (`.../y=2024/m=05/d=01/h=13/m=00/...`), as `[start, end)` in ns.
-pub fn blob_hour(path: &str) -> Option<(i64, i64)> {
-    let mut y = None;
-    let mut mo = None;
-    let mut d = None;
-    let mut h = None;
-    for segment in path.split('/') {
-        let Some((key, value)) = segment.split_once('=') else {
-            continue;
-        };
-        let value: u32 = match value.parse() {
-            Ok(v) => v,
-            Err(_) => continue,
-        };
-        match key {
-            "y" => y = Some(value),
-            // The first `m=` is the month, the one after `h=` the minute.
-            "m" if h.is_none() => mo = Some(value),
-            "d" => d = Some(value),
-            "h" => h = Some(value),
-            _ => {}
-        }
-    }
-    let date = chrono::NaiveDate::from_ymd_opt(y? as i32, mo?, d?)?;
-    let start = date
-        .and_hms_opt(h?, 0, 0)?
-        .and_utc()
-        .timestamp_nanos_opt()?;
-    Some((start, start + 3_600_000_000_000))
-}
-
-/// One input file or blob.
-#[derive(Clone, Debug)]
-pub struct InputFile {
-    pub location: Location,
-    pub relative: String,
-    /// The name for messages.
-    pub display: String,
-}
-
-/// The files of `inputs` that `kind` reads, restricted to the blob hours
-/// that meet `window`; the rest are counted in `summary`.
-pub fn input_files(
-    kind: Kind,
-    inputs: &[String],
-    window: Window,
-    summary: &mut Summary,
-) -> Result<Vec<InputFile>, ImportError> {
-    let mut files = Vec::new();
-    for input in inputs {
-        let location = Location::parse(input)?;
-        let listed = location.list()?;
-        let mut found = 0;
-        for entry in listed {
-            let display = if entry.relative.is_empty() {
-                input.clone()
-            } else {
-                format!("{}/{}", input.trim_end_matches('/'), entry.relative)
-            };
-            let name = display.rsplit('/').next().unwrap_or_default();
-            // A file named on the command line is read whatever its name.
-            if !entry.relative.is_empty() && !kind.wants(name) {
-                summary.skip_file("not a file of this kind (by name)");
-                continue;
-            }
-            found += 1;
-            if let Some((start, end)) = blob_hour(&display)
-                && !window.overlaps(start, end)
-            {
-                summary.skip_file("blob hour outside --since/--until");
-                continue;
-            }
-            files.push(InputFile {
-                location: location.clone(),
-                relative: entry.relative,
-                display,
-            });
-        }
-        if found == 0 {
-            return Err(ImportError::NothingToRead {
-                input: input.clone(),
-                what: match kind {
-                    Kind::Pcap => "pcap or pcapng (.pcap, .pcapng, .cap)",
-                    _ => "flow log (.json)",
-                },
-            });
-        }
-    }
-    Ok(files)
-}
-
-// ---- Azure's `{"records": [...]}` blobs, one record at a time -------------
-
-/// The 1-based line and column of byte `offset` of `text`.
-pub fn line_column(text: &[u8], offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-    (line, column)
-}
-
-/// Where `part` (a slice borrowed from `text`) sits in `text`, as
-/// `line:column`, or `None` when it was not borrowed (JSON escapes).
-pub fn position_of(text: &[u8], part: &str) -> Option<String> {
-    let start = text.as_ptr() as usize;
-    let at = part.as_ptr() as usize;
-    (at >= start && at < start + text.len()).then(|| {
-        let (l, c) = line_column(text, at - start);
-        format!("{l}:{c}")
-    })
-}
-
-/// Deserializes `{"records": [R, ...]}` and hands each record (with its
-/// index) to `each` as soon as it is read: memory holds one record at a
-/// time. On a malformed or truncated blob, the records before the fault
-/// have been handed over and the error says where the fault is.
-pub fn for_each_record<'de, R, F>(text: &'de [u8], each: F) -> Result<(), serde_json::Error>
-where
-    R: de::Deserialize<'de>,
-    F: FnMut(usize, R),
-{
-    struct Top<R, F>(F, PhantomData<R>);
-    struct Records<'a, R, F>(&'a mut F, PhantomData<R>);
-
-    impl<'de, R: de::Deserialize<'de>, F: FnMut(usize, R)> Visitor<'de> for Top<R, F> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(r#"an object {"records": [...]}"#)
-        }
-        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-            let mut seen = false;
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == "records" {
-                    map.next_value_seed(Records(&mut self.0, PhantomData))?;
-                    seen = true;
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            if seen {
-                Ok(())
-            } else {
-                Err(de::Error::missing_field("records"))
-            }
-        }
-    }
-    impl<'de, R: de::Deserialize<'de>, F: FnMut(usize, R)> DeserializeSeed<'de> for Records<'_, R, F> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_seq(self)
-        }
-    }
-    impl<'de, R: de::Deserialize<'de>, F: FnMut(usize, R)> Visitor<'de> for Records<'_, R, F> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an array of records")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let mut index = 0;
-            while let Some(record) = seq.next_element::<R>()? {
-                (self.0)(index, record);
-                index += 1;
-            }
-            Ok(())
-        }
-    }
-
-    let mut deserializer = serde_json::Deserializer::from_slice(text);
-    deserializer.deserialize_map(Top(each, PhantomData))?;
-    deserializer.end()
-}
-
-/// A blob that could not be read to the end, as a problem.
-pub fn blob_problem(file: &str, error: &serde_json::Error) -> Problem {
-    let hint = if error.is_eof() {
-        "the blob ends early (truncated: an interrupted download or a blob still being written?)"
-    } else {
-        "malformed JSON"
-    };
-    Problem {
-        file: file.to_owned(),
-        position: format!("{}:{}", error.line(), error.column()),
-        message: format!("{hint}: {error}; the records before this point were converted"),
-    }
-}
-
-/// A JSON string borrowed from the blob when it has no escapes (so its
-/// position in the blob is known and nothing is copied), owned otherwise.
-#[derive(Debug)]
-pub struct Text<'a>(pub std::borrow::Cow<'a, str>);
-
-impl std::ops::Deref for Text<'_> {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Text<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de: 'a, 'a> de::Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Text<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
-                Ok(Text(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'a>, E> {
-                Ok(Text(std::borrow::Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V(PhantomData))
-    }
-}
-
-pub use crate::flow::Interner;
-
-/// The last path segment of an Azure resource id (`.../virtualNetworks/NAME`).
-pub fn resource_name(id: &str) -> &str {
-    id.trim_end_matches('/').rsplit('/').next().unwrap_or(id)
-}
-
-/// Parses one comma-separated tuple field, naming it on error.
-pub fn field<T: FromStr>(value: &str, name: &'static str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{name} `{value}` is not valid"))
-}
-
-/// A counter field: empty means none reported (0).
-pub fn counter(value: &str, name: &'static str) -> Result<u64, String> {
-    if value.is_empty() {
-        Ok(0)
-    } else {
-        field(value, name)
-    }
-}
-
-/// Source and destination addresses of one version.
-pub fn addresses(src: &str, dst: &str) -> Result<(IpAddr, IpAddr, u8), String> {
-    let src: IpAddr = field(src, "source address")?;
-    let dst: IpAddr = field(dst, "destination address")?;
-    match (src, dst) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => Ok((src, dst, 4)),
-        (IpAddr::V6(_), IpAddr::V6(_)) => Ok((src, dst, 6)),
-        _ => Err(format!(
-            "source {src} and destination {dst} are of different IP versions"
-        )),
-    }
-}
-
-/// Ports of a protocol that has them.
-pub fn ports(protocol: u8, src: u16, dst: u16) -> (Option<u16>, Option<u16>) {
-    match protocol {
-        6 | 17 | 132 => (Some(src), Some(dst)),
-        _ => (None, None),
-    }
-}
-
-/// Makes a record from the fields every source has; the caller fills the rest.
-pub fn base_record(
-    start_ns: i64,
-    src: IpAddr,
-    dst: IpAddr,
-    ip_version: u8,
-    protocol: u8,
-) -> FlowRecord {
-    FlowRecord {
-        start_ns,
-        end_ns: start_ns,
-        ip_version,
-        protocol,
-        src_addr: src,
-        dst_addr: dst,
-        ..FlowRecord::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn blob_hours_follow_azures_layout() {
-        let path = "insights-logs-flowlogflowevent/flowLogResourceID=/SUBSCRIPTIONS/X/y=2024/m=05/d=01/h=13/m=00/macAddress=00224871C205/PT1H.json";
-        let (start, end) = blob_hour(path).unwrap();
-        assert_eq!(start, parse_time("2024-05-01T13:00:00Z").unwrap());
-        assert_eq!(end - start, 3_600_000_000_000);
-        assert_eq!(blob_hour("plain/file.json"), None);
-    }
 
     #[test]
     fn times_parse_in_three_spellings() {
@@ -565,12 +346,5 @@ mod tests {
                 .unwrap_err()
                 .contains("2024-05-01T13")
         );
-    }
-
-    #[test]
-    fn positions_are_lines_and_columns() {
-        let text = b"{\n  \"a\": 1,\n  \"b\"";
-        assert_eq!(line_column(text, 0), (1, 1));
-        assert_eq!(line_column(text, 4), (2, 3));
     }
 }

@@ -11,13 +11,20 @@
 //! The mapping is that of [`super::vnet_flow_log`]: sent counters in
 //! `packets`/`bytes`, received ones in `reverse_*`, `A`/`D` in
 //! `nsg_decision` (a denied flow's state is `denied`), the rule in
-//! `nsg_rule`. NSG flow logs know nothing of encryption (`encryption` null).
+//! `nsg_rule`. NSG flow logs know nothing of encryption or ACL ids
+//! (`encryption`, `acl_id` null). Times are seconds since the epoch; a tuple
+//! in milliseconds is read as such and counted in the summary's notes.
 
-use serde::Deserialize;
+use std::ops::ControlFlow;
+
+use serde::{Deserialize, de::IgnoredAny};
 
 use super::{
-    Interner, Summary, Text, Window, addresses, base_record, blob_problem, counter, field,
-    for_each_record, ports, resource_name,
+    Interner, Kind, Summary,
+    flow_log::{
+        BlobText, Parsed, Shape, Text, TimeUnit, addresses, base_record, blob_problem, counter,
+        field, for_each_record, ports, resource_name, tuple_time,
+    },
 };
 use crate::flow::{
     Direction, EndReason, FlowRecord, FlowState, NsgDecision, ObservationPoint, Origin, Source,
@@ -25,10 +32,17 @@ use crate::flow::{
 
 #[derive(Deserialize)]
 struct Record<'a> {
+    #[serde(borrow)]
+    category: Option<Text<'a>>,
     #[serde(rename = "resourceId", borrow)]
     resource: Option<Text<'a>>,
     #[serde(borrow)]
     properties: Option<Properties<'a>>,
+    /// A VNet flow log record's fields: only their presence is looked at.
+    #[serde(rename = "flowRecords")]
+    flow_records: Option<IgnoredAny>,
+    #[serde(rename = "flowLogVersion")]
+    flow_log_version: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -55,20 +69,29 @@ struct MacFlows<'a> {
     tuples: Vec<Text<'a>>,
 }
 
-/// Reads one blob; records go to `emit`, bad tuples and a bad blob to `summary`.
+/// Reads one blob; records go to `emit`, bad tuples and a bad blob to
+/// `summary`. A blob of VNet flow log records stops at its first record
+/// ([`Summary::other_kind`]).
 pub fn read_blob(
-    file: &str,
-    text: &[u8],
-    window: Window,
+    blob: &mut BlobText<'_>,
     summary: &mut Summary,
     interner: &mut Interner,
     emit: &mut dyn FnMut(FlowRecord),
 ) {
     summary.files += 1;
+    let text = blob.text;
     let result = for_each_record(text, |index, record: Record<'_>| {
+        let shape = Shape::of(
+            record.category.as_deref(),
+            record.flow_records.is_some() || record.flow_log_version.is_some(),
+            record.properties.is_some(),
+        );
+        if shape != Shape::Nsg {
+            return blob.wrong_record(summary, index, shape, Kind::AzureNsgFlowLog);
+        }
         let host = interner.get(record.resource.as_deref().map_or("nsg", resource_name));
         let Some(properties) = record.properties else {
-            return;
+            return ControlFlow::Continue(());
         };
         let version = properties.version.unwrap_or(2);
         for (f, rule_flows) in properties.flows.iter().enumerate() {
@@ -81,10 +104,10 @@ pub fn read_blob(
                     iface_role: None,
                 };
                 for (t, tuple) in mac_flows.tuples.iter().enumerate() {
-                    summary.tuple(
+                    blob.tuple(
+                        summary,
                         tuple_record(tuple, version, &point, rule.clone()),
-                        window,
-                        (file, text, tuple),
+                        tuple,
                         || {
                             format!(
                                 "records[{index}].properties.flows[{f}].flows[{g}].flowTuples[{t}]"
@@ -95,10 +118,11 @@ pub fn read_blob(
                 }
             }
         }
+        ControlFlow::Continue(())
     });
     if let Err(error) = result {
         summary.broken_files += 1;
-        summary.problem(blob_problem(file, &error));
+        summary.problem(blob_problem(blob.file, &error));
     }
 }
 
@@ -108,7 +132,7 @@ pub fn tuple_record(
     version: u32,
     point: &ObservationPoint,
     rule: Option<std::sync::Arc<str>>,
-) -> Result<FlowRecord, String> {
+) -> Result<Parsed, String> {
     let expected = if version >= 2 { 13 } else { 8 };
     let mut fields = [""; 13];
     let mut n = 0;
@@ -131,7 +155,7 @@ pub fn tuple_record(
             }
         ));
     }
-    let time_s: i64 = field(fields[0], "time (s since the epoch)")?;
+    let (start_ns, note) = tuple_time(fields[0], TimeUnit::Seconds)?;
     let (src, dst, ip_version) = addresses(fields[1], fields[2])?;
     let protocol = match fields[5] {
         "T" => 6,
@@ -163,9 +187,6 @@ pub fn tuple_record(
     } else {
         None
     };
-    let start_ns = time_s
-        .checked_mul(1_000_000_000)
-        .ok_or_else(|| format!("time `{}` is out of range", fields[0]))?;
     let mut record = base_record(start_ns, src, dst, ip_version, protocol);
     record.point = point.clone();
     record.direction = direction;
@@ -194,13 +215,16 @@ pub fn tuple_record(
         nsg_rule: rule,
         nsg_decision: Some(decision),
         encryption: None,
+        direction_basis: None,
+        acl_id: None,
     };
-    Ok(record)
+    Ok(Parsed { record, note })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::{Window, flow_log::line_column};
 
     /// Version 2 in the documented shape: B, C, E tuples, denied ones, IPv6,
     /// and a corrupt tuple (protocol `X`).
@@ -251,10 +275,9 @@ mod tests {
     fn read(text: &str) -> (Vec<FlowRecord>, Summary) {
         let mut summary = Summary::default();
         let mut records = Vec::new();
+        let mut blob = BlobText::new("nsg/PT1H.json", text.as_bytes(), Window::default());
         read_blob(
-            "nsg/PT1H.json",
-            text.as_bytes(),
-            Window::default(),
+            &mut blob,
             &mut summary,
             &mut Interner::default(),
             &mut |r| records.push(r),
@@ -321,7 +344,8 @@ mod tests {
             &ObservationPoint::default(),
             None,
         )
-        .unwrap();
+        .unwrap()
+        .record;
         assert_eq!((r.packets, r.origin.reverse_packets), (0, None));
         assert_eq!(r.origin.nsg_decision, Some(NsgDecision::Deny));
         let err = tuple_record(
@@ -342,7 +366,87 @@ mod tests {
         assert!(records.is_empty());
         assert_eq!(summary.broken_files, 1);
         assert!(summary.problems[0].message.contains("truncated"));
-        let (line, column) = super::super::line_column(cut.as_bytes(), cut.len() - 1);
+        let (line, column) = line_column(cut.as_bytes(), cut.len() - 1);
         assert_eq!(summary.problems[0].position, format!("{line}:{column}"));
+    }
+
+    #[test]
+    fn the_documented_version_2_sample_converts_whole() {
+        let text = include_str!("../../testdata/flow-logs/nsg-flow-log-v2-docs-sample.json");
+        let (records, summary) = read(text);
+        assert_eq!((summary.records_in, summary.records_out), (11, 11));
+        assert_eq!(summary.problem_count, 0);
+        assert_eq!(
+            records.iter().map(|r| r.bytes).sum::<u64>(),
+            66 + 16978 + 8489
+        );
+        let denied = records
+            .iter()
+            .filter(|r| r.origin.nsg_decision == Some(NsgDecision::Deny))
+            .count();
+        assert_eq!(denied, 7);
+        assert!(records.iter().all(|r| r.origin.acl_id.is_none()
+            && &*r.point.host == "FABRIAKMVM1-NSG"
+            && &*r.point.iface == "000D3AF87856"));
+    }
+
+    #[test]
+    fn the_documented_version_1_sample_converts_and_its_nested_element_is_reported() {
+        let text = include_str!("../../testdata/flow-logs/nsg-flow-log-v1-docs-sample.json");
+        let (records, summary) = read(text);
+        // The two records of the sample; its third element is not a record.
+        assert_eq!(records.len(), 5 + 4);
+        assert!(records.iter().all(
+            |r| r.origin.flow_state.is_none() || r.origin.flow_state == Some(FlowState::Denied)
+        ));
+        assert_eq!(summary.problems.len(), 1);
+        assert_eq!(summary.problems[0].position, "records[2]");
+        assert!(
+            summary.problems[0]
+                .message
+                .contains("not a flow-log record"),
+            "{}",
+            summary.problems[0]
+        );
+        assert_eq!(summary.exit_status(), 0);
+    }
+
+    #[test]
+    fn a_vnet_flow_log_is_named_as_one_and_not_read() {
+        let vnet = include_str!("../../testdata/flow-logs/vnet-flow-log-docs-sample.json");
+        let (records, summary) = read(vnet);
+        assert!(records.is_empty());
+        assert_eq!(summary.records_in, 0);
+        let other = summary
+            .other_kind
+            .as_ref()
+            .expect("named as the other kind");
+        assert_eq!(other.kind, Kind::AzureVnetFlowLog);
+        assert!(
+            other
+                .to_string()
+                .contains("import it with `observer import azure-vnet-flow-log ...`"),
+            "{other}"
+        );
+        // Without a category, flowLogVersion or flowRecords say it.
+        let bare = vnet.replace(r#""category": "FlowLogFlowEvent","#, "");
+        let (_, summary) = read(&bare);
+        assert_eq!(
+            summary.other_kind.map(|o| o.kind),
+            Some(Kind::AzureVnetFlowLog)
+        );
+    }
+
+    #[test]
+    fn tuples_in_milliseconds_are_read_as_such_and_counted() {
+        let parsed = tuple_record(
+            "1542110402000,192.0.2.190,10.5.16.4,28746,443,U,I,D,B,,,,",
+            2,
+            &ObservationPoint::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(parsed.record.start_ns, 1_542_110_402_000_000_000);
+        assert_eq!(parsed.note, Some(crate::import::flow_log::NOTE_NSG_MILLIS));
     }
 }

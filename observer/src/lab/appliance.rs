@@ -9,29 +9,20 @@
 //!  vnet router ── nva (firewall, SNAT) ── inet ── pub
 //! ```
 
-use std::net::Ipv4Addr;
-
 use anyhow::bail;
 
-use super::build::Lab;
-use crate::topology::{NextHop, Topology};
-
-/// Transit router <-> appliance, and appliance <-> internet edge.
-pub const NVA: (&str, &str) = ("169.254.30.1", "169.254.30.2");
-pub const NVA_OUT: (&str, &str) = ("169.254.31.1", "169.254.31.2");
-
-/// The appliance's address (every VirtualAppliance route's `next_hop_ip`).
-pub fn address(t: &Topology) -> Option<Ipv4Addr> {
-    t.route_table
-        .routes
-        .iter()
-        .find(|r| r.next_hop == NextHop::VirtualAppliance)
-        .and_then(|r| r.next_hop_ip)
-}
+use crate::{
+    lab::{
+        fabric::Fabric,
+        netns::NetnsError,
+        plan::{NVA, NVA_OUT, Plan, Role, appliance_address},
+    },
+    topology::Topology,
+};
 
 /// Refuses what the lab cannot build: one appliance, inside the VNet.
-pub fn check_supported(t: &Topology) -> anyhow::Result<()> {
-    let Some(ip) = address(t) else {
+pub(crate) fn check_supported(t: &Topology) -> anyhow::Result<()> {
+    let Some(ip) = appliance_address(t) else {
         return Ok(());
     };
     if let Some(other) = t
@@ -59,7 +50,7 @@ pub fn check_supported(t: &Topology) -> anyhow::Result<()> {
 /// forwarded, everything else is logged and dropped; what leaves towards the
 /// internet edge is SNATed to the appliance's transit address (so replies
 /// come back through it).
-pub fn firewall(t: &Topology) -> String {
+pub(crate) fn firewall(t: &Topology) -> String {
     let allow: Vec<String> = t
         .lab
         .appliance
@@ -79,23 +70,21 @@ pub fn firewall(t: &Topology) -> String {
 }
 
 /// Wires the appliance: its legs, address, routes and firewall.
-pub fn wire(lab: &Lab) -> anyhow::Result<()> {
-    let t = &lab.topology;
-    let Some(ip) = address(t) else {
+pub(crate) fn wire(plan: &Plan, fabric: &Fabric) -> Result<(), NetnsError> {
+    let t = &plan.topology;
+    let Some(ip) = appliance_address(t) else {
         return Ok(());
     };
-    lab.link("vnet", "nva", "nva", "eth0", NVA, false)?;
-    lab.link("inet", "nva", "nva", "out", NVA_OUT, false)?;
-    lab.ns("nva").sysctl("net.ipv4.ip_forward", "1")?;
-    lab.ns("nva")
-        .ip(["addr", "add", &format!("{ip}/32"), "dev", "lo"])?;
+    fabric.link((Role::Vnet, "nva"), (Role::Nva, "eth0"), NVA, false)?;
+    fabric.link((Role::Inet, "nva"), (Role::Nva, "out"), NVA_OUT, false)?;
+    fabric.addr(Role::Nva, "lo", &format!("{ip}/32"))?;
     // Towards the VNet back through the router, the rest to the edge.
     for net in &t.vnet.address_space {
-        lab.route("nva", &[&net.to_string(), "via", NVA.0])?;
+        fabric.route(Role::Nva, &[&net.to_string(), "via", NVA.0])?;
     }
-    lab.route("nva", &["default", "via", NVA_OUT.0])?;
-    lab.route("vnet", &[&format!("{ip}/32"), "via", NVA.1])?;
-    lab.nft("nva", &firewall(t))?;
+    fabric.route(Role::Nva, &["default", "via", NVA_OUT.0])?;
+    fabric.route(Role::Vnet, &[&format!("{ip}/32"), "via", NVA.1])?;
+    fabric.nft(Role::Nva, &firewall(t))?;
     Ok(())
 }
 
@@ -133,7 +122,7 @@ to = "203.0.113.50"
 port = 443
 "#;
         let t = Topology::parse(Path::new("t.toml"), text).unwrap();
-        assert_eq!(address(&t), Some("10.0.3.4".parse().unwrap()));
+        assert_eq!(appliance_address(&t), Some("10.0.3.4".parse().unwrap()));
         check_supported(&t).unwrap();
         let fw = firewall(&t);
         assert!(

@@ -3,7 +3,8 @@
 
 use std::{
     ffi::OsStr,
-    process::{Command, Output},
+    io::Write as _,
+    process::{Command, Output, Stdio},
 };
 
 use thiserror::Error;
@@ -68,6 +69,39 @@ pub fn ip<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Result<String, 
     run("ip", args)
 }
 
+/// Loads the nftables `script` in the network namespace `netns` (`ip
+/// netns exec NETNS nft -f -`, the script on standard input). A refusal
+/// carries nft's own message, which names the line and column it refused.
+pub fn nft_script(netns: &str, script: &str) -> Result<(), CmdError> {
+    let args: [&OsStr; 6] = ["netns", "exec", netns, "nft", "-f", "-"].map(OsStr::new);
+    let mut child = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| CmdError::Spawn {
+            command: render("ip", &args),
+            source,
+        })?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // Written from a thread of its own: nft may answer before it has read
+    // everything, and neither side must wait on a full pipe.
+    let output = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // A write error means nft stopped reading; its status and
+            // stderr below say why.
+            let _ = stdin.write_all(script.as_bytes());
+        });
+        child.wait_with_output()
+    })
+    .map_err(|source| CmdError::Spawn {
+        command: render("ip", &args),
+        source,
+    })?;
+    check("ip", &args, output).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +122,17 @@ mod tests {
             "{err}"
         );
         assert_eq!(run("echo", ["hi"]).unwrap(), "hi\n");
+    }
+
+    #[test]
+    fn an_nft_script_in_a_missing_namespace_names_the_command() {
+        let err = nft_script("observer-no-such-netns", "table ip t {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("`ip netns exec observer-no-such-netns nft -f -` failed")
+                || err.starts_with("cannot run `ip netns exec observer-no-such-netns nft -f -`"),
+            "{err}"
+        );
     }
 }

@@ -9,6 +9,9 @@
 //! forwarded to COMMAND (a terminal's Ctrl-C already reaches COMMAND, which
 //! shares the terminal's process group); either way the capture is still
 //! stopped cleanly and written, and the lab is torn down.
+//! SIGKILL, which no handler sees: COMMAND and the observers get SIGTERM
+//! from their parent-death signal (the observers still write their
+//! Parquet), and the lab's guard removes the rest (`lab::teardown`).
 
 use std::{
     ffi::{CString, OsString},
@@ -28,8 +31,10 @@ use crate::{
 };
 
 use crate::lab::{
-    build::{EPHEMERAL_PREFIX, Lab, LabOptions, NETNS_ETC, PERSISTENT_PREFIX},
-    netns::sweep_stale,
+    build::Lab,
+    helpers::LabOptions,
+    netns::NETNS_ETC,
+    plan::{PERSISTENT_PREFIX, Role},
     scenario::{Observers, read_back},
     topologies,
 };
@@ -155,7 +160,6 @@ pub fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
     // A topology error fails before anything is built.
     let path = topologies::resolve(&config.topology, &out.join("topology"))?;
     let topology = Topology::load(&path)?;
-    sweep_stale(EPHEMERAL_PREFIX);
 
     let options = LabOptions {
         helper: config.observer.clone(),
@@ -190,7 +194,7 @@ pub fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
     phase("drain", &mut outcome);
     if config.keep {
         outcome.kept = lab
-            .base
+            .base()
             .strip_prefix(&format!("{PERSISTENT_PREFIX}-"))
             .map(str::to_string);
         lab.persist();
@@ -343,7 +347,7 @@ fn identity(uid: libc::uid_t, gid: libc::gid_t) -> Identity {
 /// Runs COMMAND in the lab's first app instance and waits for it,
 /// forwarding SIGINT/SIGTERM that other processes send to this one.
 fn run_command(lab: &Lab, config: &ExecConfig) -> anyhow::Result<ExitStatus> {
-    let ns = lab.ns("ase").name().to_string();
+    let ns = lab.ns(Role::APP).name().to_string();
     let netns = File::open(Path::new("/run/netns").join(&ns))
         .with_context(|| format!("opening network namespace {ns}"))?;
     let resolv = Path::new(NETNS_ETC).join(&ns).join("resolv.conf");

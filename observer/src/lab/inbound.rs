@@ -7,34 +7,32 @@
 //! NAT, arrives from the wrong address, and the connection breaks, which the
 //! classifier reports as `asymmetric-route`.
 
-use std::{
-    collections::BTreeSet,
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
-    time::Duration,
-};
+use std::{collections::BTreeSet, net::Ipv4Addr};
 
 use anyhow::bail;
 
-use super::{build::Lab, netns::Process, traffic::Outcome};
-use crate::topology::{Inbound, Topology};
-
-/// The internet edge's transit address on the `pub` side (see `build`).
-const PUB_NEAR: &str = "169.254.2.1";
-/// How long the management host waits for the handshake.
-const CONNECT: Duration = Duration::from_secs(3);
+use crate::{
+    lab::{
+        fabric::Fabric,
+        helpers::Helpers,
+        netns::NetnsError,
+        plan::{PUB, Plan, Role},
+    },
+    topology::Topology,
+};
 
 /// The one source address of the topology's inbound flows.
-pub fn source(t: &Topology) -> Option<Ipv4Addr> {
+pub(crate) fn source(t: &Topology) -> Option<Ipv4Addr> {
     t.lab.inbound.first().map(|i| i.from)
 }
 
 /// The ports the workload must listen on.
-pub fn ports(t: &Topology) -> BTreeSet<u16> {
+fn ports(t: &Topology) -> BTreeSet<u16> {
     t.lab.inbound.iter().map(|i| i.port).collect()
 }
 
 /// Refuses what the lab cannot build.
-pub fn check_supported(t: &Topology) -> anyhow::Result<()> {
+pub(crate) fn check_supported(t: &Topology) -> anyhow::Result<()> {
     let sources: BTreeSet<Ipv4Addr> = t.lab.inbound.iter().map(|i| i.from).collect();
     if sources.len() > 1 {
         bail!(
@@ -61,19 +59,20 @@ pub fn check_supported(t: &Topology) -> anyhow::Result<()> {
 /// The management host's address in `pub` (its connections to the VIP
 /// leave from it) and the edge's forwarding of the VIP's ports to the
 /// workload.
-pub fn setup(lab: &Lab, vip: Ipv4Addr) -> anyhow::Result<()> {
-    let t = &lab.topology;
+pub(crate) fn setup(plan: &Plan, fabric: &Fabric) -> Result<(), NetnsError> {
+    let t = &plan.topology;
     let Some(from) = source(t) else {
         return Ok(());
     };
-    let public = lab.ns("pub");
+    let vip = plan.vip();
+    let public = fabric.ns(Role::Pub);
     public.ip(["addr", "add", &format!("{from}/32"), "dev", "lo"])?;
     public.ip([
         "route",
         "replace",
         &format!("{vip}/32"),
         "via",
-        PUB_NEAR,
+        PUB.0,
         "src",
         &from.to_string(),
     ])?;
@@ -83,69 +82,21 @@ pub fn setup(lab: &Lab, vip: Ipv4Addr) -> anyhow::Result<()> {
         ports.join(", "),
         t.workload_address()
     );
-    let mut child = lab
-        .ns("inet")
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()?;
-    {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(script.as_bytes())?;
-    }
-    if !child.wait()?.success() {
-        bail!("nft refused the inbound forwarding:\n{script}");
-    }
-    Ok(())
+    fabric.nft(Role::Inet, &script)
 }
 
 /// The workload's server on the inbound ports (`observer lab serve` in the
-/// first workload namespace), once it is listening.
-pub fn start_listener(lab: &Lab) -> anyhow::Result<Option<Process>> {
-    let ports = ports(&lab.topology);
+/// first app instance), once it is listening.
+pub(crate) fn start_listener(
+    plan: &Plan,
+    fabric: &Fabric,
+    helpers: &mut Helpers,
+) -> anyhow::Result<()> {
+    let ports: Vec<u16> = ports(&plan.topology).into_iter().collect();
     if ports.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
-    let ns = lab.ns("ase");
-    let mut command = ns.command(lab.helper_binary());
-    command.args(["--quiet", "lab", "serve"]);
-    for port in &ports {
-        command.args(["--tcp", &port.to_string()]);
-    }
-    command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    lab.helper_setup(&mut command);
+    let ns = fabric.ns(Role::APP);
     let label = format!("inbound server in {}", ns.name());
-    let mut process = Process::spawn(&mut command, &label)?;
-    let stdout = process.take_stdout().expect("stdout is piped");
-    let mut line = String::new();
-    // `lab serve` prints `ready` once its sockets are bound; EOF is failure.
-    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
-    if line.trim() != "ready" {
-        bail!("{label} did not start");
-    }
-    Ok(Some(process))
-}
-
-/// Opens one inbound flow from the management host to the VIP.
-pub fn send(lab: &Lab, vip: Ipv4Addr, inbound: &Inbound) -> Outcome {
-    let target = SocketAddr::from((vip, inbound.port));
-    let result = lab
-        .ns("pub")
-        .enter(move || TcpStream::connect_timeout(&target, CONNECT))
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r.map_err(anyhow::Error::from));
-    Outcome {
-        name: inbound.name.clone(),
-        resolved: Some(IpAddr::V4(inbound.from)),
-        result: match result {
-            Ok(_) => format!("connected to {target}"),
-            Err(e) => format!("no connection to {target}: {e}"),
-        },
-    }
+    helpers.serve(ns, &ports, &[], &[], &[], &label)
 }

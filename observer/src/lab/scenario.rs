@@ -20,8 +20,10 @@ use crate::{
 use anyhow::{Context as _, bail};
 
 use crate::lab::{
-    build::{Lab, LabOptions, die_with_parent},
+    build::Lab,
+    helpers::{LabOptions, die_with_parent},
     netns::Process,
+    plan::Role,
     traffic::{self, Outcome},
 };
 
@@ -120,7 +122,7 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
         &out,
         None,
     )?;
-    let lab_name = lab.base.clone();
+    let lab_name = lab.base().to_string();
 
     let outcomes: Vec<Outcome> = topology
         .lab
@@ -128,17 +130,16 @@ pub fn run(path: &Path, config: &RunConfig) -> anyhow::Result<ScenarioResult> {
         .iter()
         .map(|t| traffic::send(&lab, t))
         .collect();
-    let vip = lab.vip();
     let inbound: Vec<Outcome> = topology
         .lab
         .inbound
         .iter()
-        .map(|i| crate::lab::inbound::send(&lab, vip, i))
+        .map(|i| traffic::inbound(&lab, i))
         .collect();
     // Let the last FIN/ACK exchanges reach the capture.
     std::thread::sleep(Duration::from_millis(300));
     let dirs = observers.stop()?;
-    let workload_ns = lab.ns("ase").name().to_string();
+    let workload_ns = lab.ns(Role::APP).name().to_string();
     drop(lab);
 
     let (records, dns, lost) = read_back(&dirs)?;
@@ -215,22 +216,15 @@ fn observation_dirs(out: &Path) -> Vec<PathBuf> {
 /// router's role-labelled legs (`router`), where the path decision is
 /// visible before any NAT.
 #[derive(Debug)]
-pub struct Observers {
+pub(crate) struct Observers {
     running: Vec<(Process, PathBuf)>,
 }
 
 impl Observers {
-    /// Starts every observer (in parallel) and waits until all capture.
-    pub fn start(lab: &Lab, observer: &Path, topology: &Path, out: &Path) -> anyhow::Result<Self> {
-        let mut observers = Self::spawn(lab, observer, topology, out)?;
-        observers.wait_ready()?;
-        Ok(observers)
-    }
-
     /// Builds a lab with its observers started as soon as its interfaces
     /// exist (their start-up overlaps the rest of the build), and waits
     /// until they capture. `base`: an exact lab name (else ephemeral).
-    pub fn with_lab(
+    pub(crate) fn with_lab(
         topology: &Topology,
         options: &LabOptions,
         observer: &Path,
@@ -253,7 +247,12 @@ impl Observers {
     }
 
     /// Starts every observer of `lab` without waiting.
-    pub fn spawn(lab: &Lab, observer: &Path, topology: &Path, out: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(
+        lab: &Lab,
+        observer: &Path,
+        topology: &Path,
+        out: &Path,
+    ) -> anyhow::Result<Self> {
         let mut points: Vec<(&str, Vec<&str>, PathBuf)> = Vec::new();
         for (i, ns) in lab.workloads().into_iter().enumerate() {
             let mut ifaces = vec!["eth0=workload"];
@@ -268,13 +267,13 @@ impl Observers {
             points.push((ns.name(), ifaces, dir));
         }
         let mut router = vec!["ase=workload", "vnet=vnet", "inet=internet"];
-        if lab.has("gw") {
+        if lab.has(Role::Gw) {
             router.push("gw=gateway");
         }
-        if lab.has("nva") {
+        if lab.has(Role::Nva) {
             router.push("nva=appliance");
         }
-        points.push((lab.ns("vnet").name(), router, out.join("router")));
+        points.push((lab.ns(Role::Vnet).name(), router, out.join("router")));
         let mut observers = Self {
             running: Vec::new(),
         };
@@ -286,7 +285,7 @@ impl Observers {
     }
 
     /// Waits until every observer captures (its ready file exists).
-    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn wait_ready(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         for (process, dir) in &mut self.running {
             let ready = dir.join(".ready");
@@ -304,7 +303,7 @@ impl Observers {
 
     /// Stops every observer (SIGTERM: a last drain, then Parquet) and
     /// returns their output directories.
-    pub fn stop(mut self) -> anyhow::Result<Vec<PathBuf>> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<Vec<PathBuf>> {
         for (process, _) in &self.running {
             process.signal(libc::SIGTERM);
         }
@@ -329,7 +328,7 @@ impl Observers {
 }
 
 /// Records, DNS answers and loss written by the observers into `dirs`.
-pub fn read_back(
+pub(crate) fn read_back(
     dirs: &[PathBuf],
 ) -> anyhow::Result<(Vec<FlowRecord>, Vec<crate::dns::DnsAnswer>, u64)> {
     let mut files = Vec::new();
@@ -373,7 +372,8 @@ fn spawn_observer(
     command.stderr(
         std::fs::File::create(out.join("observer.log")).context("creating the observer log")?,
     );
-    die_with_parent(&mut command);
+    // SIGTERM: a killed lab's observers still write complete Parquet.
+    die_with_parent(&mut command, libc::SIGTERM);
     Ok(Process::spawn(
         &mut command,
         &format!("observer in {netns}"),

@@ -1,7 +1,8 @@
 //! Scenario traffic: a client in the workload's namespace that resolves
 //! names through the lab's DNS and opens one flow per `[[lab.traffic]]`
-//! entry against the lab's servers ([`serve`](crate::lab::serve)). Every
-//! wait is bounded.
+//! entry against the lab's servers ([`serve`](crate::lab::serve)), and the
+//! management host's inbound connections of `[[lab.inbound]]`. Every wait
+//! is bounded.
 
 use std::{
     io::{Read as _, Write as _},
@@ -9,13 +10,17 @@ use std::{
     time::Duration,
 };
 
-use crate::topology::{Protocol, Traffic};
 use anyhow::Context as _;
 
-use crate::lab::{build::Lab, netns::Netns};
+use crate::{
+    lab::{build::Lab, netns::Netns, plan::Role},
+    topology::{Inbound, Protocol, Traffic},
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 const IO_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long the management host waits for the handshake.
+const INBOUND_CONNECT: Duration = Duration::from_secs(3);
 
 /// What happened to one flow, from the client's side.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,9 +31,9 @@ pub struct Outcome {
 }
 
 /// Opens the flow of `traffic` from the workload namespace.
-pub fn send(lab: &Lab, traffic: &Traffic) -> Outcome {
-    let ns = lab.ns("ase");
-    let dns = lab.topology.dns.servers.first().copied();
+pub(crate) fn send(lab: &Lab, traffic: &Traffic) -> Outcome {
+    let ns = lab.ns(Role::APP);
+    let dns = lab.topology().dns.servers.first().copied();
     let mut outcome = Outcome {
         name: traffic.name.clone(),
         resolved: None,
@@ -99,7 +104,7 @@ fn udp_exchange(addr: SocketAddr) -> String {
 }
 
 /// Resolves `name` (A record) through `server` from inside `ns`.
-pub fn resolve(ns: &Netns, server: IpAddr, name: &str) -> anyhow::Result<IpAddr> {
+pub(crate) fn resolve(ns: &Netns, server: IpAddr, name: &str) -> anyhow::Result<IpAddr> {
     let fqdn = if name.ends_with('.') {
         name.to_string()
     } else {
@@ -122,4 +127,22 @@ pub fn resolve(ns: &Netns, server: IpAddr, name: &str) -> anyhow::Result<IpAddr>
         .first()
         .copied()
         .with_context(|| format!("{name}: {} with no address", parsed.rcode))
+}
+
+/// Opens one inbound flow from the management host to the VIP.
+pub(crate) fn inbound(lab: &Lab, inbound: &Inbound) -> Outcome {
+    let target = SocketAddr::from((lab.vip(), inbound.port));
+    let result = lab
+        .ns(Role::Pub)
+        .enter(move || TcpStream::connect_timeout(&target, INBOUND_CONNECT))
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r.map_err(anyhow::Error::from));
+    Outcome {
+        name: inbound.name.clone(),
+        resolved: Some(IpAddr::V4(inbound.from)),
+        result: match result {
+            Ok(_) => format!("connected to {target}"),
+            Err(e) => format!("no connection to {target}: {e}"),
+        },
+    }
 }

@@ -1,54 +1,23 @@
-//! Live metrics of `observer run --metrics ADDR`: the run summary's figures
-//! as Prometheus counters and gauges (the `prometheus` crate), updated at
-//! every drain, DNS read and flush, and served in the Prometheus text format
-//! by a small HTTP server on the capture's own tokio runtime.
+//! [`Metrics`]: the figures of one run in their own Prometheus registry.
 //!
 //! Names follow the Prometheus conventions: `observer_` prefix, `_total` on
 //! counters, units in the name (`_bytes`, `_seconds`). Per interface and
 //! direction where the data has them (flow packets, bytes, records); the
-//! kernel's counters are per reason, as in the run summary. The listening
-//! socket is bound before `--netns` is entered, so it lives in the caller's
-//! namespace and a scraper on the host reaches it.
+//! kernel's counters are per reason, as in the run summary.
 
 use std::{
     collections::HashMap,
-    io,
-    net::SocketAddr,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use observer_common::counter;
 use prometheus::{
-    Encoder as _, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
-};
-use thiserror::Error;
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream},
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
-use crate::capture::Counters;
-
-#[derive(Debug, Error)]
-pub enum MetricsError {
-    #[error(
-        "cannot listen on {addr} for --metrics; give a free address such as 127.0.0.1:9464 \
-         (port 0 picks one)"
-    )]
-    Bind { addr: SocketAddr, source: io::Error },
-}
-
-/// Binds the metrics socket (call before entering `--netns`: the socket stays
-/// in the namespace it was created in).
-pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, MetricsError> {
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| MetricsError::Bind { addr, source })?;
-    Ok(listener)
-}
+use super::{MetricsSink, Totals};
+use crate::capture::Interface;
 
 /// Kernel counters past the "not accounted" reasons: (index, packets metric,
 /// bytes metric, help). The reasons themselves are one labelled pair.
@@ -103,8 +72,10 @@ const DURATION_BUCKETS: [f64; 8] = [
 ];
 
 /// The figures of one run, registered in their own registry.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
+    /// Watched interface names by index, for the labels of [`MetricsSink::count`].
+    names: HashMap<u32, String>,
     packets: IntCounterVec,
     bytes: IntCounterVec,
     records: IntCounterVec,
@@ -135,22 +106,6 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// The values [`Metrics::sync`] copies from the pipeline (cumulative).
-#[derive(Clone, Copy, Debug)]
-pub struct Totals<'a> {
-    pub counters: &'a Counters,
-    pub flows_active: usize,
-    pub records_pending: usize,
-    pub flow_rows_written: u64,
-    pub dns_rows_written: u64,
-    pub flow_files: usize,
-    pub dns_files: usize,
-    pub dns_malformed: u64,
-    pub dns_queries: u64,
-    pub dns_evicted: u64,
-    pub dns_tracked: usize,
-}
-
 fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -163,9 +118,9 @@ fn raise(counter: &IntCounter, value: u64) {
 }
 
 impl Metrics {
-    /// Registers every metric. `interfaces` are (name, role) of the watched
-    /// interfaces, all up; `info` labels the `observer_run_info` gauge.
-    pub fn new(interfaces: &[(String, Option<String>)], run_id: &str, attach: &str) -> Self {
+    /// Registers every metric. `interfaces` are the watched interfaces, all
+    /// up; `run_id` and `attach` label the `observer_run_info` gauge.
+    pub(crate) fn new(interfaces: &[Interface], run_id: &str, attach: &str) -> Self {
         let registry = Registry::new();
         let reg = |c: Box<dyn prometheus::core::Collector>| {
             registry
@@ -217,6 +172,10 @@ impl Metrics {
                 "Flow records ended (idle, active timeout, end of flow, shutdown), per interface and direction",
                 &point,
             ),
+            names: interfaces
+                .iter()
+                .map(|i| (i.ifindex, i.name.clone()))
+                .collect(),
             by_flow_point: HashMap::new(),
             written: counter_vec(
                 "observer_records_written_total",
@@ -306,10 +265,13 @@ impl Metrics {
             },
             registry: registry.clone(),
         };
-        for (name, role) in interfaces {
+        for interface in interfaces {
             metrics
                 .interface_up
-                .with_label_values(&[name.as_str(), role.as_deref().unwrap_or("")])
+                .with_label_values(&[
+                    interface.name.as_str(),
+                    interface.role.as_deref().unwrap_or(""),
+                ])
                 .set(1);
         }
         for reason in &counter::NAMES[..counter::NOT_ACCOUNTED as usize] {
@@ -340,17 +302,25 @@ impl Metrics {
     }
 
     /// The registry to serve.
-    pub fn registry(&self) -> Registry {
+    pub(crate) fn registry(&self) -> Registry {
         self.registry.clone()
     }
+}
 
-    /// Counts one drained delta (or overflow event) of a flow seen on
-    /// `iface` in `direction` (`ifindex` caches the label lookup).
-    pub fn count(&mut self, ifindex: u32, direction: u8, iface: &str, packets: u64, bytes: u64) {
+impl MetricsSink for Metrics {
+    fn count(&mut self, ifindex: u32, direction: u8, packets: u64, bytes: u64) {
         let (p, b) = self
             .by_flow_point
             .entry((ifindex, direction))
             .or_insert_with(|| {
+                let unknown;
+                let iface = match self.names.get(&ifindex) {
+                    Some(name) => name.as_str(),
+                    None => {
+                        unknown = format!("if{ifindex}");
+                        &unknown
+                    }
+                };
                 let dir = direction_name(direction);
                 (
                     self.packets.with_label_values(&[iface, dir]),
@@ -361,18 +331,15 @@ impl Metrics {
         b.inc_by(bytes);
     }
 
-    /// Counts one ended flow record.
-    pub fn record(&self, iface: &str, direction: &str) {
+    fn record(&self, iface: &str, direction: &str) {
         self.records.with_label_values(&[iface, direction]).inc();
     }
 
-    /// Counts one DNS answer parsed on `iface`.
-    pub fn dns_answer(&self, iface: &str) {
+    fn dns_answer(&self, iface: &str) {
         self.dns_answers.with_label_values(&[iface]).inc();
     }
 
-    /// Copies the pipeline's cumulative figures.
-    pub fn sync(&self, totals: &Totals<'_>) {
+    fn sync(&self, totals: &Totals<'_>) {
         let reasons = &counter::NAMES[..counter::NOT_ACCOUNTED as usize];
         for (reason, value) in reasons.iter().zip(totals.counters.iter()) {
             raise(
@@ -413,18 +380,17 @@ impl Metrics {
         self.dns_tracked.set(totals.dns_tracked as i64);
     }
 
-    pub fn drained(&self, took: Duration) {
+    fn drained(&self, took: Duration) {
         self.drain_seconds.observe(took.as_secs_f64());
         self.last_drain.set(unix_seconds(SystemTime::now()));
     }
 
-    pub fn flushed(&self, took: Duration) {
+    fn flushed(&self, took: Duration) {
         self.flush_seconds.observe(took.as_secs_f64());
         self.last_flush.set(unix_seconds(SystemTime::now()));
     }
 
-    /// Marks a watched interface gone (0) for good.
-    pub fn interface_gone(&self, iface: &str, role: Option<&str>) {
+    fn interface_gone(&self, iface: &str, role: Option<&str>) {
         self.interface_up
             .with_label_values(&[iface, role.unwrap_or("")])
             .set(0);
@@ -439,101 +405,22 @@ fn direction_name(direction: u8) -> &'static str {
     }
 }
 
-/// The registry in the Prometheus text format (version 0.0.4).
-pub fn render(registry: &Registry) -> String {
-    let mut buf = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut buf)
-        .expect("text encoding into memory cannot fail");
-    String::from_utf8(buf).expect("the text format is UTF-8")
-}
-
-/// Serves `GET /metrics` until the task is dropped with the runtime.
-pub async fn serve(listener: std::net::TcpListener, registry: Registry) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!("metrics endpoint unavailable: {error}");
-            return;
-        }
-    };
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let registry = registry.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = answer(stream, &registry).await {
-                        tracing::debug!("metrics request failed: {error}");
-                    }
-                });
-            }
-            Err(error) => {
-                tracing::warn!("metrics endpoint: accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Reads one request head (at most 8 KiB, 5 s) and answers it.
-async fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    let read = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        io::Result::Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(5), read)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request head"))??;
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(registry),
-        ),
-        ("GET" | "HEAD", "/") => (
-            "200 OK",
-            "text/plain; charset=utf-8",
-            "observer: metrics at /metrics\n".to_owned(),
-        ),
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found; metrics are at /metrics\n".to_owned(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET\n".to_owned(),
-        ),
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if method != "HEAD" {
-        response.extend_from_slice(body.as_bytes());
-    }
-    stream.write_all(&response).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::{
+        capture::{Counters, LinkKind},
+        metrics::http::render,
+    };
+
+    pub(crate) fn interface(name: &str, role: Option<&str>, ifindex: u32) -> Interface {
+        Interface {
+            name: name.into(),
+            role: role.map(Into::into),
+            ifindex,
+            link: LinkKind::Ethernet,
+        }
+    }
 
     #[test]
     fn every_kernel_counter_has_one_metric() {
@@ -550,7 +437,7 @@ mod tests {
 
     #[test]
     fn sync_raises_counters_to_the_pipeline_totals() {
-        let mut metrics = Metrics::new(&[("veth0".into(), Some("vnet".into()))], "r1", "tcx");
+        let mut metrics = Metrics::new(&[interface("veth0", Some("vnet"), 7)], "r1", "tcx");
         let mut counters: Counters = [Default::default(); counter::LEN as usize];
         counters[counter::NON_IP as usize].packets = 3;
         counters[counter::NON_IP as usize].bytes = 180;
@@ -570,8 +457,10 @@ mod tests {
         };
         metrics.sync(&totals);
         metrics.sync(&totals);
-        metrics.count(7, observer_common::DIRECTION_EGRESS, "veth0", 5, 500);
-        metrics.count(7, observer_common::DIRECTION_EGRESS, "veth0", 1, 100);
+        metrics.count(7, observer_common::DIRECTION_EGRESS, 5, 500);
+        metrics.count(7, observer_common::DIRECTION_EGRESS, 1, 100);
+        // An index no watched interface has is labelled by its number.
+        metrics.count(9, observer_common::DIRECTION_INGRESS, 2, 80);
         metrics.interface_gone("veth0", Some("vnet"));
         let text = render(&metrics.registry());
         for line in [
@@ -583,36 +472,11 @@ mod tests {
             "observer_flows_active 4",
             "observer_packets_total{direction=\"egress\",iface=\"veth0\"} 6",
             "observer_bytes_total{direction=\"egress\",iface=\"veth0\"} 600",
+            "observer_packets_total{direction=\"ingress\",iface=\"if9\"} 2",
             "observer_interface_up{iface=\"veth0\",role=\"vnet\"} 0",
             "# TYPE observer_packets_total counter",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
-    }
-
-    #[tokio::test]
-    async fn serves_the_text_format_over_http() {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let metrics = Metrics::new(&[("lo".into(), None)], "r2", "tc");
-        tokio::spawn(serve(listener, metrics.registry()));
-        let get = |path: &'static str| async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            stream
-                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut text = String::new();
-            stream.read_to_string(&mut text).await.unwrap();
-            text
-        };
-        let ok = get("/metrics").await;
-        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
-        assert!(
-            ok.contains("observer_interface_up{iface=\"lo\",role=\"\"} 1"),
-            "{ok}"
-        );
-        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
     }
 }
