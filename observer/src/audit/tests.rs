@@ -449,6 +449,10 @@ fn every_lab_scenario_is_audited_as_its_description_says() {
         ("inbound-management-fixed.toml", true),
         // SQL and Storage may not go through an appliance.
         ("appliance.toml", false),
+        ("seed-003-private-access.toml", true),
+        // Public access disabled and the vault's zone not linked.
+        ("seed-003-public-access-disabled.toml", false),
+        ("pe-zone-not-linked.toml", true),
     ];
     for (file, works) in table {
         let a = audit(&scenario(file));
@@ -472,6 +476,23 @@ fn every_lab_scenario_is_audited_as_its_description_says() {
     cut.route_table.propagation = false;
     let a = audit(&cut);
     expect(&a, &[("custom-dns", "192.168.0.53", Level::Error)]);
+    // Seed 003: only the vault (zone not linked, public access disabled)
+    // is an error; a zone not linked with public access on is a warning.
+    let a = audit(&scenario("seed-003-public-access-disabled.toml"));
+    expect(&a, &[("private-endpoint-dns", "keyvault", Level::Error)]);
+    contains_all(
+        &a.to_string(),
+        &[
+            "error[private-endpoint-public-access]",
+            "seed003-kv.vault.azure.net resolves publicly, and the resource has public network access disabled",
+            "az network private-dns link vnet create",
+        ],
+    );
+    assert!(
+        audit(&scenario("seed-003-private-access.toml"))
+            .problems
+            .is_empty()
+    );
 }
 
 #[test]
