@@ -36,6 +36,8 @@ pub mod cli;
 pub mod dns;
 pub mod files;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod lab;
 pub(crate) mod metrics;

@@ -253,7 +253,7 @@ impl ImportArgs {
 
 /// Reads one flow-log blob of `kind`: decodes it (byte-order marks) and
 /// hands it to its reader.
-fn read_flow_log(
+pub(crate) fn read_flow_log(
     kind: Kind,
     file: &str,
     bytes: &[u8],
