@@ -5,6 +5,7 @@
 mod bench;
 mod bench_import;
 mod demo;
+mod fuzz;
 mod lab;
 mod setup;
 
@@ -30,8 +31,9 @@ enum Task {
     Setup,
     /// Build the observer (release, with its eBPF program).
     Build,
-    /// Every test: unprivileged unit tests, then the network-namespace suite
-    /// (needs root). Arguments after `--` filter the namespace tests.
+    /// Every test: unprivileged unit tests, each fuzz target for a few
+    /// seconds, then the network-namespace suite (needs root). Arguments
+    /// after `--` filter the namespace tests.
     Test {
         #[arg(last = true)]
         filter: Vec<String>,
@@ -45,6 +47,10 @@ enum Task {
     },
     /// Benchmarks of the capture path (needs root); writes target/bench/*.json.
     Bench(bench::BenchArgs),
+    /// Fuzz every parser of outside input (cargo-fuzz, nightly): each
+    /// target for --seconds, seeded from the project's real inputs; fails
+    /// with the crashing input's path.
+    Fuzz(fuzz::FuzzArgs),
     /// `observer lab ARGS...` with the release observer (needs root):
     /// list, up, down, status, run, exec.
     Lab {
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
         Task::Bench(args) => bench::run(&args),
+        Task::Fuzz(args) => fuzz::run(&args),
         Task::Lab { args } => lab::run(&args),
     };
     match result {
@@ -142,6 +149,16 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: unprivileged tests");
     if let Err(error) = sh(cargo().args(["test", "--locked"])) {
         failed.push(format!("unprivileged tests: {error:#}"));
+    }
+    if !interrupted() {
+        eprintln!("xtask: fuzz targets, {} s each", fuzz::SMOKE_SECONDS);
+        let smoke = fuzz::FuzzArgs {
+            seconds: fuzz::SMOKE_SECONDS,
+            targets: Vec::new(),
+        };
+        if let Err(error) = fuzz::run(&smoke) {
+            failed.push(format!("fuzzing: {error:#}"));
+        }
     }
     if !setup::is_root() {
         failed.push(
