@@ -60,6 +60,8 @@ pub mod cli;
 pub mod dns;
 pub mod files;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 #[cfg(feature = "capture")]
 pub mod lab;

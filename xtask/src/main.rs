@@ -6,6 +6,7 @@ mod bench;
 mod bench_import;
 mod bench_spark;
 mod demo;
+mod fuzz;
 mod lab;
 mod setup;
 mod spark;
@@ -33,10 +34,11 @@ enum Task {
     Setup,
     /// Build the observer (release, with its eBPF program).
     Build,
-    /// Every test: unprivileged unit tests, then the network-namespace suite
-    /// and the Python wheel's pytest on Spark 4.0 and 3.5 (need root).
-    /// Arguments after `--` filter the namespace tests; `-- spark` runs
-    /// the unit tests and the Python step only.
+    /// Every test: unprivileged unit tests, each fuzz target for a few
+    /// seconds, then the network-namespace suite and the Python wheel's
+    /// pytest on Spark 4.0 and 3.5 (need root). Arguments after `--`
+    /// filter the namespace tests; `-- spark` runs the unit tests and the
+    /// Python step only.
     Test {
         #[arg(last = true)]
         filter: Vec<String>,
@@ -53,6 +55,10 @@ enum Task {
     /// The Python wheel (`observer_py`: classifier and Spark helpers) into
     /// target/wheels/, with maturin; stable Rust and Python only.
     Wheel,
+    /// Fuzz every parser of outside input (cargo-fuzz, nightly): each
+    /// target for --seconds, seeded from the project's real inputs; fails
+    /// with the crashing input's path.
+    Fuzz(fuzz::FuzzArgs),
     /// `observer lab ARGS...` with the release observer (needs root):
     /// list, up, down, status, run, exec.
     Lab {
@@ -89,6 +95,7 @@ fn main() -> ExitCode {
         Task::Test { filter } => test(&filter),
         Task::Demo { out } => demo::run(out),
         Task::Bench(args) => bench::run(&args),
+        Task::Fuzz(args) => fuzz::run(&args),
         Task::Lab { args } => lab::run(&args),
         Task::Wheel => wheel::build().map(drop),
     };
@@ -151,6 +158,16 @@ fn test(filter: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: unprivileged tests");
     if let Err(error) = sh(cargo().args(["test", "--locked"])) {
         failed.push(format!("unprivileged tests: {error:#}"));
+    }
+    if !interrupted() {
+        eprintln!("xtask: fuzz targets, {} s each", fuzz::SMOKE_SECONDS);
+        let smoke = fuzz::FuzzArgs {
+            seconds: fuzz::SMOKE_SECONDS,
+            targets: Vec::new(),
+        };
+        if let Err(error) = fuzz::run(&smoke) {
+            failed.push(format!("fuzzing: {error:#}"));
+        }
     }
     if !setup::is_root() {
         failed.push(

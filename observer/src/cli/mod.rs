@@ -2,7 +2,7 @@
 
 mod check;
 mod classify;
-mod import;
+pub(crate) mod import;
 mod lab;
 mod nsg;
 mod report;

@@ -2,7 +2,10 @@
 //! chain from it (loops end), the addresses at the end of the chain, and the
 //! smallest TTL along the way.
 
-use std::net::IpAddr;
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use hickory_proto::{
     op::{Message, MessageType},
@@ -32,27 +35,34 @@ pub fn parse_response(payload: &[u8]) -> Result<Parsed, Skip> {
     let query = message.queries.first().ok_or(Skip::NoQuestion)?;
     let name =
         |n: &hickory_proto::rr::Name| n.to_ascii().trim_end_matches('.').to_ascii_lowercase();
-    let mut chain = vec![name(&query.name)];
-    let mut ttl = u32::MAX;
-    // Follow CNAMEs from the question; at most one step per answer record,
-    // so a CNAME loop ends.
-    for _ in 0..message.answers.len() {
-        let current = chain.last().expect("chain starts non-empty").clone();
-        let next = message.answers.iter().find_map(|r| match &r.data {
-            RData::CNAME(target) if name(&r.name) == current => Some((name(&target.0), r.ttl)),
-            _ => None,
-        });
-        match next {
-            Some((target, record_ttl)) if !chain.contains(&target) => {
-                ttl = ttl.min(record_ttl);
-                chain.push(target);
-            }
-            _ => break,
+    // Every owner name once, and the first CNAME of each: one pass, so a
+    // message of thousands of records costs no more than reading it.
+    let owners: Vec<String> = message.answers.iter().map(|r| name(&r.name)).collect();
+    let mut cnames: HashMap<&str, (String, u32)> = HashMap::new();
+    for (record, owner) in message.answers.iter().zip(&owners) {
+        if let RData::CNAME(target) = &record.data {
+            cnames
+                .entry(owner.as_str())
+                .or_insert_with(|| (name(&target.0), record.ttl));
         }
     }
+    let mut chain = vec![name(&query.name)];
+    let mut seen: HashSet<String> = chain.iter().cloned().collect();
+    let mut ttl = u32::MAX;
+    // Follow CNAMEs from the question; a name seen before ends the chain,
+    // so a CNAME loop ends.
+    while let Some((target, record_ttl)) =
+        cnames.get(chain.last().expect("chain starts non-empty").as_str())
+    {
+        if !seen.insert(target.clone()) {
+            break;
+        }
+        ttl = ttl.min(*record_ttl);
+        chain.push(target.clone());
+    }
     let mut addresses = Vec::new();
-    for record in &message.answers {
-        if !chain.contains(&name(&record.name)) {
+    for (record, owner) in message.answers.iter().zip(&owners) {
+        if !seen.contains(owner) {
             continue;
         }
         let addr = match &record.data {

@@ -117,6 +117,37 @@ fn cname_loops_end() {
     assert_eq!(p.chain, ["a.example", "b.example"]);
 }
 
+/// A chain as long as a TCP message holds, listed backwards: each step
+/// found by its owner (each step used to scan every record again: seconds
+/// for one message of a TCP capture).
+#[test]
+fn long_chains_are_followed_whatever_the_record_order() {
+    const STEPS: usize = 1_500;
+    let owners: Vec<String> = (0..=STEPS).map(|i| format!("n{i}.example.")).collect();
+    let mut records: Vec<(&str, u32, RData)> = (0..STEPS)
+        .rev()
+        .map(|i| {
+            (
+                owners[i].as_str(),
+                600 - (i % 7) as u32,
+                cname(&owners[i + 1]),
+            )
+        })
+        .collect();
+    records.push((owners[STEPS].as_str(), 900, a("192.0.2.1")));
+    // A second CNAME of a name in the chain is ignored, as is a record of
+    // a name outside it.
+    records.push((owners[5].as_str(), 1, cname("elsewhere.example.")));
+    records.push(("elsewhere.example.", 1, a("192.0.2.9")));
+    let bytes = response(&owners[0], &records, ResponseCode::NoError);
+    assert!(bytes.len() <= 65_535, "one TCP message");
+    let p = parse_response(&bytes).unwrap();
+    assert_eq!(p.chain.len(), STEPS + 1);
+    assert_eq!(p.chain[STEPS], format!("n{STEPS}.example"));
+    assert_eq!(p.addresses, ["192.0.2.1".parse::<IpAddr>().unwrap()]);
+    assert_eq!(p.ttl, 594);
+}
+
 #[test]
 fn malformed_messages_are_skipped_not_fatal() {
     let good = public_chain();

@@ -192,7 +192,7 @@ pub fn run(options: &Options<'_>) -> Result<Outcome, ImportError> {
     })
 }
 
-fn read_flow_log(
+pub(crate) fn read_flow_log(
     kind: Kind,
     file: &str,
     bytes: &[u8],

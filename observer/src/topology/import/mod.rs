@@ -137,7 +137,16 @@ impl Inputs {
 
     /// Reads one input file (an ARM template or `az` JSON).
     pub fn read(&mut self, path: &Path) -> Result<(), ImportError> {
-        let doc = std::sync::Arc::new(json::Doc::read(path)?);
+        self.add(json::Doc::read(path)?, path)
+    }
+
+    /// Reads one input's text; `path` only labels it.
+    pub fn read_text(&mut self, path: &Path, text: String) -> Result<(), ImportError> {
+        self.add(json::Doc::parse(path, text)?, path)
+    }
+
+    fn add(&mut self, doc: json::Doc, path: &Path) -> Result<(), ImportError> {
+        let doc = std::sync::Arc::new(doc);
         self.files.push(path.to_path_buf());
         if arm::is_template(&doc.root) {
             arm::read(&doc, self)
@@ -262,7 +271,25 @@ pub fn import(inputs: &[PathBuf], out: &Path, options: &Options) -> Result<Impor
     for path in inputs {
         read.read(path)?;
     }
-    let mut imported = build::build(&read, out, options)?;
+    import_read(&read, out, options)
+}
+
+/// [`import`] of texts already in memory, each labelled by its path (the
+/// fuzz targets' entry point: the same readers without the file system).
+pub(crate) fn import_texts(
+    texts: Vec<(PathBuf, String)>,
+    out: &Path,
+    options: &Options,
+) -> Result<Imported, ImportError> {
+    let mut read = Inputs::default();
+    for (path, text) in texts {
+        read.read_text(&path, text)?;
+    }
+    import_read(&read, out, options)
+}
+
+fn import_read(read: &Inputs, out: &Path, options: &Options) -> Result<Imported, ImportError> {
+    let mut imported = build::build(read, out, options)?;
     if options.lab {
         let tags = match &options.service_tags {
             Some(path) => super::ServiceTags::load(path).map_err(ImportError::ServiceTags)?,
