@@ -20,6 +20,7 @@ use crate::{
     flow::TableConfig,
     import::{
         self, Interner, Kind, Problem, Summary, Window,
+        blobs::Blob,
         capture::{self, Local, PcapOptions, Sides},
         flow_log::{BlobText, decode},
         nsg_flow_log,
@@ -144,33 +145,61 @@ impl ImportArgs {
         };
         let mut tracker = DnsTracker::new(1 << 20, crate::dns::GRACE_NS);
         let mut answers: Vec<DnsAnswer> = Vec::new();
-        let mut interner = Interner::default();
-        for file in &files {
-            match self.kind {
-                Kind::AzureVnetFlowLog | Kind::AzureNsgFlowLog => {
+        if matches!(self.kind, Kind::AzureVnetFlowLog | Kind::AzureNsgFlowLog) {
+            // Blobs read and parsed on several threads; their records are
+            // classified and written here in input order.
+            let kind = self.kind;
+            let mut begun = None;
+            import::blobs::parse_in_order(
+                &files,
+                import::blobs::parser_count(),
+                |file, summary, interner, emit| {
                     // Deleted since the listing, no permission: counted,
                     // reported, and on.
-                    let bytes = match file.location.read(&file.relative) {
-                        Ok(bytes) => bytes,
+                    match file.location.read(&file.relative) {
+                        Ok(bytes) => {
+                            read_flow_log(
+                                kind,
+                                &file.display,
+                                &bytes,
+                                window,
+                                summary,
+                                interner,
+                                emit,
+                            );
+                            true
+                        }
                         Err(error) => {
                             summary.unreadable(&file.display, &error);
-                            continue;
+                            false
                         }
-                    };
-                    output.begin_blob(file);
-                    read_flow_log(
-                        self.kind,
-                        &file.display,
-                        &bytes,
-                        window,
-                        &mut summary,
-                        &mut interner,
-                        &mut |r| output.push(r),
-                    );
-                    output.end_input();
-                }
-                // Streamed; one unreadable capture is reported, the rest read.
-                Kind::Pcap => match capture::open_input(file) {
+                    }
+                },
+                &mut |index, blob| match blob {
+                    Blob::Records(records) => {
+                        if begun != Some(index) {
+                            output.begin_blob(&files[index]);
+                            begun = Some(index);
+                        }
+                        records.into_iter().for_each(|r| output.push(r));
+                        !output.failed()
+                    }
+                    Blob::Done {
+                        summary: part,
+                        read,
+                    } => {
+                        if read {
+                            output.end_input();
+                        }
+                        summary.absorb(part);
+                        !(output.failed() || summary.other_kind.is_some())
+                    }
+                },
+            );
+        } else {
+            // Streamed; one unreadable capture is reported, the rest read.
+            for file in &files {
+                match capture::open_input(file) {
                     Ok(input) => capture::read_file(
                         &file.display,
                         input,
@@ -190,10 +219,10 @@ impl ImportArgs {
                             message: format!("{:#}", anyhow::Error::from(e)),
                         });
                     }
-                },
-            }
-            if output.failed() || summary.other_kind.is_some() {
-                break;
+                }
+                if output.failed() {
+                    break;
+                }
             }
         }
         let verdicts = std::mem::take(&mut output.verdicts);
