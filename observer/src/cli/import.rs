@@ -176,13 +176,13 @@ impl ImportArgs {
                     }
                 },
                 &mut |index, blob| match blob {
-                    Blob::Records(records) => {
+                    Blob::Record(record) => {
                         if begun != Some(index) {
                             output.begin_blob(&files[index]);
                             begun = Some(index);
                         }
-                        records.into_iter().for_each(|r| output.push(r));
-                        !output.failed()
+                        output.push(record);
+                        true
                     }
                     Blob::Done {
                         summary: part,

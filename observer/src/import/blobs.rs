@@ -2,6 +2,15 @@
 //! over in input order: blob `i` goes to parser `i % parsers`, and the
 //! caller takes the blobs' records back in the order of the inputs, so what
 //! it writes (names, rows, summary lines) is what one thread would give.
+//! With one parser the blobs are parsed on the caller's thread, each record
+//! handed over as it is made (no chunks, no copy).
+//!
+//! How many parsers ([`parser_count`]): half the CPUs the process may run
+//! on, at least one. The rest is for the caller's classification and the
+//! Parquet encoders (one per CPU, `output.rs`), which take about two
+//! thirds of the CPU time of an import; on two CPUs a parser thread only
+//! adds the records' move between threads (about 1 s of CPU per 10M
+//! records measured), so there the blobs are parsed on the caller's thread.
 //!
 //! Memory: a parser sends its records in chunks of [`CHUNK`] through a
 //! queue of [`QUEUED`] chunks and waits when it is full, so at most
@@ -21,24 +30,35 @@ const QUEUED: usize = 2;
 
 /// What a parser says about one blob.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a record is moved by value to the output; boxing would allocate per record"
+)]
 pub enum Blob {
-    /// The next records of the blob.
-    Records(Vec<FlowRecord>),
+    /// The next record of the blob.
+    Record(FlowRecord),
     /// The blob ended: what was read and skipped in it; `read` false when
     /// it could not be read at all (nothing of it was converted).
     Done { summary: Summary, read: bool },
 }
 
-/// Parsers to start: the CPUs this process may run on.
+/// What goes through a parser's queue.
+enum Chunk {
+    Records(Vec<FlowRecord>),
+    Done { summary: Box<Summary>, read: bool },
+}
+
+/// Parsers to start: half the CPUs this process may run on, at least one.
 pub fn parser_count() -> usize {
-    thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    (thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) / 2).max(1)
 }
 
 /// Parses `files` on `parsers` threads with `parse` (which reads the blob,
 /// counts into the summary it is given, hands each record to its `emit`,
 /// and returns false when the blob could not be read) and hands every
 /// blob's records, then its end, to `take` in input order. `take` returns
-/// false to stop: the parsers stop at their next chunk.
+/// false to stop: the rest of the blob is not taken, no further blob is,
+/// and the parsers stop at their next chunk.
 pub fn parse_in_order<P>(
     files: &[InputFile],
     parsers: usize,
@@ -48,10 +68,26 @@ pub fn parse_in_order<P>(
     P: Fn(&InputFile, &mut Summary, &mut Interner, &mut dyn FnMut(FlowRecord)) -> bool + Sync,
 {
     let parsers = parsers.clamp(1, files.len().max(1));
+    if parsers == 1 {
+        let mut interner = Interner::default();
+        for (index, file) in files.iter().enumerate() {
+            let mut summary = Summary::default();
+            let mut open = true;
+            let read = parse(file, &mut summary, &mut interner, &mut |record| {
+                if open {
+                    open = take(index, Blob::Record(record));
+                }
+            });
+            if !open || !take(index, Blob::Done { summary, read }) {
+                return;
+            }
+        }
+        return;
+    }
     thread::scope(|scope| {
         let mut queues = Vec::with_capacity(parsers);
         for first in 0..parsers {
-            let (sender, receiver) = mpsc::sync_channel::<Blob>(QUEUED);
+            let (sender, receiver) = mpsc::sync_channel::<Chunk>(QUEUED);
             queues.push(receiver);
             let parse = &parse;
             thread::Builder::new()
@@ -72,12 +108,17 @@ pub fn parse_in_order<P>(
                             chunk.push(record);
                             if chunk.len() >= CHUNK {
                                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                                open = sender.send(Blob::Records(full)).is_ok();
+                                open = sender.send(Chunk::Records(full)).is_ok();
                             }
                         });
                         if !open
-                            || (!chunk.is_empty() && sender.send(Blob::Records(chunk)).is_err())
-                            || sender.send(Blob::Done { summary, read }).is_err()
+                            || (!chunk.is_empty() && sender.send(Chunk::Records(chunk)).is_err())
+                            || sender
+                                .send(Chunk::Done {
+                                    summary: Box::new(summary),
+                                    read,
+                                })
+                                .is_err()
                         {
                             // The caller stopped.
                             return;
@@ -91,15 +132,27 @@ pub fn parse_in_order<P>(
             loop {
                 // A parser that panicked closed its queue: stop, and let
                 // the scope pass the panic on.
-                let Ok(blob) = queue.recv() else {
-                    break 'blobs;
-                };
-                let done = matches!(blob, Blob::Done { .. });
-                if !take(index, blob) {
-                    break 'blobs;
-                }
-                if done {
-                    break;
+                match queue.recv() {
+                    Ok(Chunk::Records(records)) => {
+                        for record in records {
+                            if !take(index, Blob::Record(record)) {
+                                break 'blobs;
+                            }
+                        }
+                    }
+                    Ok(Chunk::Done { summary, read }) => {
+                        if !take(
+                            index,
+                            Blob::Done {
+                                summary: *summary,
+                                read,
+                            },
+                        ) {
+                            break 'blobs;
+                        }
+                        break;
+                    }
+                    Err(_) => break 'blobs,
                 }
             }
         }
@@ -147,9 +200,8 @@ mod tests {
                 true
             },
             &mut |index, blob| match blob {
-                Blob::Records(records) => {
-                    assert!(records.len() <= CHUNK);
-                    seen.extend(records.iter().map(|r| (index, r.src_port)));
+                Blob::Record(record) => {
+                    seen.push((index, record.src_port));
                     true
                 }
                 Blob::Done { summary, read } => {
@@ -181,8 +233,10 @@ mod tests {
 
     #[test]
     fn stopping_early_ends_the_parsers() {
-        let (seen, summary) = run(3, Some(2));
-        assert_eq!(summary.files, 3, "blobs 0, 1, 2 taken, then stopped");
-        assert_eq!(seen.len(), 3000 + 6000);
+        for parsers in [1, 3] {
+            let (seen, summary) = run(parsers, Some(2));
+            assert_eq!(summary.files, 3, "blobs 0, 1, 2 taken, then stopped");
+            assert_eq!(seen.len(), 3000 + 6000);
+        }
     }
 }
