@@ -97,6 +97,52 @@ fn forced_tunnel_shows_the_refusal_as_blocked_and_the_gateway_path() {
 }
 
 #[test]
+fn public_access_disabled_refuses_on_the_public_address_and_the_verdict_says_why() {
+    let scratch = Scratch::new("lab-pna");
+    let result = scenario::run(
+        &topologies().join("seed-003-public-access-disabled.toml"),
+        &config(scratch.path()),
+    )
+    .unwrap();
+    let outcome = |name: &str| {
+        result
+            .outcomes
+            .iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("no outcome {name}\n{}", result.render()))
+    };
+    // The vault's name resolved publicly, and its public address refused
+    // the request as Azure does (403) ...
+    let kv = outcome("keyvault");
+    assert_eq!(kv.resolved, Some("203.0.113.21".parse().unwrap()));
+    assert_eq!(kv.result, "refused (HTTP 403)", "{}", result.render());
+    let check = result
+        .checks
+        .iter()
+        .find(|c| c.traffic == "keyvault")
+        .unwrap();
+    assert_eq!(check.verdict.as_deref(), Some("leak-dns"));
+    let reason = check.reason.as_deref().unwrap_or_default();
+    for needle in [
+        "seed003-kv.vault.azure.net resolved to its public address 203.0.113.21",
+        "is not linked to VNet ase-vnet",
+        "public network access of seed003-kv.vault.azure.net is disabled",
+    ] {
+        assert!(reason.contains(needle), "`{needle}` not in {reason}");
+    }
+    // ... while the Cognitive Services account, its zone linked, answered
+    // on its private endpoint.
+    let ai = outcome("cognitive");
+    assert_eq!(ai.resolved, Some("10.3.2.6".parse().unwrap()));
+    assert_eq!(ai.result, "answered", "{}", result.render());
+    assert!(
+        left_by(&result.lab).is_empty(),
+        "left {:?}",
+        left_by(&result.lab)
+    );
+}
+
+#[test]
 fn two_labs_run_side_by_side() {
     let scratch = Scratch::new("lab-pair");
     let out = scratch.path().to_path_buf();

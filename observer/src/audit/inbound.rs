@@ -1,196 +1,165 @@
-//! The inbound requirements of the environment, as NSG verdicts: App
-//! Service management (AppServiceManagement on the management ports), the
-//! load balancer's keep-alive, the ASE subnet to itself (ASEv1/v2), the
-//! ASEv3's health check; and the route of the replies to management,
-//! which must leave by the Internet the requests came in from.
+//! The inbound requirements of the catalog as NSG verdicts (management
+//! from AppServiceManagement, the load balancer, the ASE subnet to itself,
+//! the ASEv3's health check), and the route their replies must take
+//! (`reply_next_hop`: management's replies leave by the Internet the
+//! requests came in from). NSGs are stateful: the replies need no
+//! outbound rule, so none is demanded.
 
 use std::net::Ipv4Addr;
 
-use super::{Auditor, Check, Problem, route_text};
+use super::{Auditor, Check, Problem, Wanted, port_texts, probe_ports, route_text, rule_protocol};
 use crate::{
-    protocol::{DNS_PORT, IpProtocol, MANAGEMENT_PORTS},
-    security::{Flow, Scope},
-    topology::{AZURE_DNS, Access, NextHop},
+    catalog::{InboundRequirement, InboundSource},
+    security::Flow,
+    topology::{AZURE_DNS, RuleDirection},
 };
 
-/// The load balancer's keep-alive port of an ASEv1/v2 (from AzureLoadBalancer).
-const LOAD_BALANCER_KEEPALIVE: u16 = 16001;
-
-/// One inbound requirement: `from` must reach `to` on every protocol and
-/// port listed.
-#[derive(Clone, Copy)]
-struct Requirement<'a> {
-    subject: &'a str,
-    from: &'a [(Ipv4Addr, String)],
-    to: Ipv4Addr,
-    protocols: &'a [IpProtocol],
-    ports: &'a [u16],
-    source_text: &'a str,
-    breaks: &'a str,
-}
-
 impl Auditor<'_> {
-    /// Addresses of the AppServiceManagement tag (or anywhere, without it).
-    pub(super) fn management_sources(&self) -> Vec<(Ipv4Addr, String)> {
-        let prefixes = self.security.tag_prefixes("AppServiceManagement");
+    /// Addresses of a service tag (or anywhere, when the tag has none).
+    fn tag_sources(&self, tag: &str) -> Vec<(Ipv4Addr, String)> {
+        if tag == "AzureLoadBalancer" {
+            return vec![(AZURE_DNS, format!("AzureLoadBalancer ({AZURE_DNS})"))];
+        }
+        let prefixes = self.security.tag_prefixes(tag);
         if prefixes.is_empty() {
             let a = self.anywhere();
-            vec![(
-                a,
-                format!("AppServiceManagement (not in the service tags; e.g. {a})"),
-            )]
+            vec![(a, format!("{tag} (not in the service tags; e.g. {a})"))]
         } else {
             prefixes
                 .into_iter()
                 .take(4)
-                .map(|n| (n.network(), format!("AppServiceManagement ({n})")))
+                .map(|n| (n.network(), format!("{tag} ({n})")))
                 .collect()
         }
     }
 
-    fn inbound_requirement(&mut self, r: &Requirement<'_>) {
-        let Requirement {
-            subject,
-            from,
-            to,
-            protocols,
-            ports,
-            source_text,
-            breaks,
-        } = *r;
-        self.checked += 1;
-        for (src, what) in from {
-            for &protocol in protocols {
-                for &port in ports {
-                    let flow = Flow::new(*src, to, protocol.number(), port);
-                    let verdict = self.security.verify(&flow, Scope::Path);
-                    if verdict.access == Access::Deny {
-                        let priority = verdict
-                            .deciding()
-                            .and_then(|s| s.hit.as_ref())
-                            .map_or(4096, |h| h.priority);
-                        let direction = verdict
-                            .deciding()
-                            .map_or("Inbound", |s| s.direction.as_str());
-                        self.problems.push(Problem {
-                            check: Check::Inbound,
-                            subject: subject.into(),
-                            problem: format!(
-                                "{protocol} {port} from {what} to {to} is denied: {}",
-                                verdict.describe()
-                            ),
-                            breaks: breaks.into(),
-                            fix: format!(
-                                "add an {direction} Allow rule with a priority number below {priority}: source {source_text}, destination {}, protocol {}, destination_ports [{}]",
-                                self.t.ase_subnet().prefix,
-                                if protocols.len() > 1 { "*" } else { protocol.azure() },
-                                if ports.len() > 4 {
-                                    "\"*\"".to_string()
-                                } else {
-                                    ports.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
-                                }
-                            ),
-                            breaks_ase: true,
-                        });
-                        return;
-                    }
-                }
+    /// Where a requirement's traffic comes from, and how a rule names it.
+    fn inbound_sources(&self, from: &InboundSource) -> (Vec<(Ipv4Addr, String)>, String) {
+        match from {
+            InboundSource::ServiceTag(tag) => (self.tag_sources(tag), tag.clone()),
+            InboundSource::AseSubnet => {
+                let net = self.t.ase_subnet().prefix;
+                let ase = self.ase_address();
+                let peer = Ipv4Addr::from(u32::from(net.network()) + 5);
+                let peer = if peer == ase {
+                    Ipv4Addr::from(u32::from(net.network()) + 6)
+                } else {
+                    peer
+                };
+                (
+                    vec![(peer, format!("the ASE subnet ({peer})"))],
+                    net.to_string(),
+                )
             }
         }
     }
 
-    pub(super) fn inbound_management(&mut self) {
-        let ase = self.ase_address();
-        let management = self.management_sources();
-        self.inbound_requirement(&Requirement {
-            subject: "management",
-            from: &management,
-            to: ase,
-            protocols: &[IpProtocol::TCP],
-            ports: &MANAGEMENT_PORTS,
-            source_text: "AppServiceManagement",
-            breaks: "App Service cannot manage the ASE: it becomes unhealthy and stops working",
-        });
-        let lb = vec![(AZURE_DNS, "AzureLoadBalancer (168.63.129.16)".to_string())];
-        self.inbound_requirement(&Requirement {
-            subject: "load-balancer",
-            from: &lb,
-            to: ase,
-            protocols: &[IpProtocol::TCP],
-            ports: &[
-                LOAD_BALANCER_KEEPALIVE,
-                MANAGEMENT_PORTS[0],
-                MANAGEMENT_PORTS[1],
-            ],
-            source_text: "AzureLoadBalancer",
-            breaks: "the load balancer's keep-alive (16001) fails: the ASE is marked unhealthy",
-        });
-        // The subnet to itself, on all ports (a sample of them).
-        let net = self.t.ase_subnet().prefix;
-        let peer = Ipv4Addr::from(u32::from(net.network()) + 5);
-        let peer = if peer == ase {
-            Ipv4Addr::from(u32::from(net.network()) + 6)
-        } else {
-            peer
-        };
-        let itself = vec![(peer, format!("the ASE subnet ({peer})"))];
-        let ports = [
-            1,
-            DNS_PORT,
-            80,
-            443,
-            445,
-            MANAGEMENT_PORTS[0],
-            1433,
-            8172,
-            LOAD_BALANCER_KEEPALIVE,
-            65535,
-        ];
-        self.inbound_requirement(&Requirement {
-            subject: "ase-subnet",
-            from: &itself,
-            to: ase,
-            protocols: &[IpProtocol::TCP, IpProtocol::UDP],
-            ports: &ports,
-            source_text: &net.to_string(),
-            breaks: "the ASE's own instances cannot talk to each other: the ASE stops working",
-        });
-    }
-
-    pub(super) fn inbound_asev3(&mut self) {
-        let ase = self.ase_address();
-        let lb = vec![(AZURE_DNS, "AzureLoadBalancer (168.63.129.16)".to_string())];
-        self.inbound_requirement(&Requirement {
-            subject: "load-balancer",
-            from: &lb,
-            to: ase,
-            protocols: &[IpProtocol::TCP],
-            ports: &[80],
-            source_text: "AzureLoadBalancer",
-            breaks: "the internal health check of the ASEv3 (TCP 80 from AzureLoadBalancer) fails",
-        });
-    }
-
-    /// The reply to inbound management must leave by the Internet.
-    pub(super) fn asymmetric_management(&mut self) {
+    /// One inbound requirement: each source, protocol and probed port to
+    /// the ASE's address, first denial reported; then its replies' route.
+    pub(super) fn inbound(&mut self, r: &InboundRequirement) {
         self.checked += 1;
-        for (src, what) in self.management_sources() {
-            let d = self.routes.lookup(src);
-            if d.next_hop() != NextHop::Internet {
-                self.problems.push(Problem {
-                    check: Check::AsymmetricRoute,
-                    subject: "management".into(),
-                    problem: format!(
-                        "management traffic from {what} comes in from the Internet, but the reply is routed to {} by {}",
+        let to = self.ase_address();
+        let (from, source_text) = self.inbound_sources(&r.from);
+        let ports = probe_ports(&r.ports);
+        let mut flows = Vec::new();
+        for (src, _) in &from {
+            for protocol in &r.protocols {
+                for &port in &ports {
+                    flows.push(Flow::new(*src, to, protocol.number(), port));
+                }
+            }
+        }
+        if let Some(verdict) = self.first_denied(flows) {
+            let wanted = Wanted {
+                subject: r.name.clone(),
+                direction: RuleDirection::Inbound,
+                protocol: rule_protocol(&r.protocols),
+                source: source_text.clone(),
+                destination: self.t.ase_subnet().prefix.to_string(),
+                ports: port_texts(&r.ports),
+                probed: ports.clone(),
+            };
+            let denial = self.denial(&verdict, &wanted);
+            let flow = verdict.flow;
+            let what = from
+                .iter()
+                .find(|(a, _)| *a == flow.src)
+                .map_or(source_text.clone(), |(_, w)| w.clone());
+            self.problems.push(
+                Problem::new(
+                    Check::Inbound,
+                    format!("inbound/{}", r.name),
+                    r.level,
+                    &r.name,
+                    denial.at,
+                )
+                .says(
+                    format!(
+                        "{} {} from {what} to {to} is denied: {}",
+                        crate::protocol::IpProtocol(flow.protocol),
+                        flow.dst_port.unwrap_or_default(),
+                        denial.problem
+                    ),
+                    r.breaks.clone(),
+                    &r.because,
+                )
+                .with_fix(denial.fix),
+            );
+        }
+        if let Some(hop) = r.reply_next_hop {
+            self.replies(r, &from, &source_text, hop);
+        }
+    }
+
+    /// The replies to `r`'s traffic must take `hop` (the way it came in).
+    fn replies(
+        &mut self,
+        r: &InboundRequirement,
+        from: &[(Ipv4Addr, String)],
+        source_text: &str,
+        hop: crate::topology::NextHop,
+    ) {
+        self.checked += 1;
+        for (src, what) in from {
+            let d = self.routes.lookup(*src);
+            if d.next_hop() == hop {
+                continue;
+            }
+            let target = match &r.from {
+                InboundSource::ServiceTag(tag) => tag.clone(),
+                InboundSource::AseSubnet => source_text.to_string(),
+            };
+            let fix = self.route_fix(
+                &format!("{}-replies", r.name),
+                &target,
+                hop.as_str(),
+                &format!(
+                    " (or one route per address of {target}), so the replies leave the way the requests came in"
+                ),
+            );
+            self.problems.push(
+                Problem::new(
+                    Check::AsymmetricRoute,
+                    format!("inbound/{}/replies", r.name),
+                    r.level,
+                    &r.name,
+                    self.route_item(&d),
+                )
+                .says(
+                    format!(
+                        "traffic from {what} comes in from the {hop}, but the reply is routed to {} by {}",
                         d.next_hop(),
                         route_text(&d)
                     ),
-                    breaks: "the reply takes another path than the request: TCP breaks, management fails and the ASE stops working".into(),
-                    fix: "add a user route with service_tag = \"AppServiceManagement\" (or each management address) and next_hop = \"Internet\" to the ASE subnet's route table".into(),
-                    breaks_ase: true,
-                });
-                return;
-            }
+                    format!(
+                        "the reply takes another path than the request: TCP breaks, so {}",
+                        r.breaks
+                    ),
+                    &r.because,
+                )
+                .with_fix(fix),
+            );
+            return;
         }
     }
 }

@@ -1,18 +1,20 @@
 //! Each dependency of the catalog, from the ASE's workload address: where
 //! its traffic goes (addresses, service tags, the topology's endpoints,
 //! else anywhere), whether Azure routes it by a next hop the dependency
-//! allows, and whether the NSGs let it out; the fix names the rule or
-//! route to add.
+//! allows, and whether the NSGs let it out; the level is the dependency's
+//! own (the catalog's `severity`).
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Auditor, Check, Problem, route_text};
+use super::{
+    Auditor, Check, Fix, Item, Problem, Wanted, port_texts, probe_ports, route_text, rule_protocol,
+};
 use crate::{
     catalog::Dependency,
     protocol::{DNS_PORT, IpProtocol},
     routes::{Decision, Source},
-    security::{Flow, Scope},
-    topology::{AZURE_DNS, Access, NextHop},
+    security::Flow,
+    topology::{AZURE_DNS, NextHop, RuleDirection},
 };
 
 impl Auditor<'_> {
@@ -67,7 +69,7 @@ impl Auditor<'_> {
             // The documented rules for DNS and NTP are UDP.
             None => vec![IpProtocol::UDP],
         };
-        let ports: Vec<u16> = dep.ports.iter().map(|r| *r.start()).collect();
+        let ports = probe_ports(&dep.ports);
         let source = self.ase_address();
         let destinations = self.destinations(dep);
         if destinations.is_empty() {
@@ -86,47 +88,46 @@ impl Auditor<'_> {
             if nsg_reported || decision.bypasses_vnet {
                 continue;
             }
-            'flows: for &protocol in &protocols {
-                for &port in &ports {
-                    let flow = Flow::new(source, *dst, protocol.number(), port);
-                    let verdict = self.security.verify(&flow, Scope::Path);
-                    if verdict.access == Access::Deny {
-                        let priority = verdict
-                            .deciding()
-                            .and_then(|s| s.hit.as_ref())
-                            .map_or(4096, |h| h.priority);
-                        self.problems.push(Problem {
-                            check: Check::Outbound,
-                            subject: dep.name.clone(),
-                            problem: format!(
-                                "{protocol} {port} to {what} is denied: {}",
-                                verdict.describe()
-                            ),
-                            breaks: format!(
-                                "{} ({}) is a documented dependency: the ASE stops working",
-                                dep.name, dep.description
-                            ),
-                            fix: format!(
-                                "add an Outbound Allow rule with a priority number below {priority}: protocol {}, destination {}, destination_ports [{}]",
-                                dep.protocol.map_or("*", |p| IpProtocol(p).azure()),
-                                rule_destination(dep),
-                                dep.ports
-                                    .iter()
-                                    .map(|r| if r.start() == r.end() {
-                                        format!("\"{}\"", r.start())
-                                    } else {
-                                        format!("\"{}-{}\"", r.start(), r.end())
-                                    })
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                            breaks_ase: true,
-                        });
-                        nsg_reported = true;
-                        break 'flows;
-                    }
-                }
-            }
+            let flows = protocols.iter().flat_map(|protocol| {
+                ports
+                    .iter()
+                    .map(move |&port| Flow::new(source, *dst, protocol.number(), port))
+            });
+            let Some(verdict) = self.first_denied(flows) else {
+                continue;
+            };
+            let wanted = Wanted {
+                subject: dep.name.clone(),
+                direction: RuleDirection::Outbound,
+                protocol: rule_protocol(&dep.protocol.map_or(vec![], |p| vec![IpProtocol(p)])),
+                source: "*".into(),
+                destination: rule_destination(dep),
+                ports: port_texts(&dep.ports),
+                probed: ports.clone(),
+            };
+            let denial = self.denial(&verdict, &wanted);
+            let flow = verdict.flow;
+            let port = flow.dst_port.unwrap_or_default();
+            self.problems.push(
+                Problem::new(
+                    Check::Outbound,
+                    format!("outbound/{}", dep.name),
+                    dep.level,
+                    &dep.name,
+                    denial.at,
+                )
+                .says(
+                    format!(
+                        "{} {port} to {what} is denied: {}",
+                        IpProtocol(flow.protocol),
+                        denial.problem
+                    ),
+                    format!("{} ({}) cannot be reached", dep.name, dep.description),
+                    &dep.because,
+                )
+                .with_fix(denial.fix),
+            );
+            nsg_reported = true;
         }
     }
 
@@ -141,58 +142,79 @@ impl Auditor<'_> {
     ) -> Option<Problem> {
         let hop = d.next_hop();
         let route = route_text(d);
+        let at = self.route_item(d);
+        let problem = |problem: String, breaks: String, fix: Fix| {
+            Problem::new(
+                Check::Outbound,
+                format!("outbound/{}", dep.name),
+                dep.level,
+                &dep.name,
+                at.clone(),
+            )
+            .says(problem, breaks, &dep.because)
+            .with_fix(fix)
+        };
         if hop == NextHop::None {
-            return Some(Problem {
-                check: Check::Outbound,
-                subject: dep.name.clone(),
-                problem: format!("{what} matches {route}: Azure drops it"),
-                breaks: format!("{} is unreachable: the ASE stops working", dep.name),
-                fix: format!("remove the route, or route {dst} to a next hop that reaches it"),
-                breaks_ase: true,
-            });
+            let fix = match &at {
+                Item::Route(name) => self.route_delete(
+                    name,
+                    &format!(", or route {dst} to a next hop that reaches it"),
+                ),
+                _ => Fix::text(format!(
+                    "route {dst} to a next hop that reaches it (a user route of the same or a more specific prefix)"
+                )),
+            };
+            return Some(problem(
+                format!("{what} matches {route}: Azure drops it"),
+                format!("{} ({}) is unreachable", dep.name, dep.description),
+                fix,
+            ));
         }
         if hop == NextHop::VnetLocal || dep.allows(hop) {
             return None;
         }
-        let fix = match hop {
-            NextHop::VirtualNetworkGateway if d.chosen.source == Source::VirtualNetworkGateway => {
-                format!(
-                    "add a user route for {} with next hop Internet (a UDR of the same or a more specific prefix beats the BGP route {})",
-                    self.route_target(dep, dst),
-                    d.chosen.prefix
-                )
-            }
-            _ => format!(
-                "route {} to {} instead",
-                self.route_target(dep, dst),
-                dep.next_hops
-                    .iter()
-                    .map(|h| h.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ),
+        let allowed = dep
+            .next_hops
+            .iter()
+            .map(|h| h.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let target = self.route_target(dep, dst);
+        let to = dep.next_hops.first().copied().unwrap_or(NextHop::Internet);
+        // A user route cannot name VirtualNetworkServiceEndpoint: Internet.
+        let to = if to == NextHop::VirtualNetworkServiceEndpoint {
+            NextHop::Internet
+        } else {
+            to
         };
-        Some(Problem {
-            check: Check::Outbound,
-            subject: dep.name.clone(),
-            problem: format!(
-                "{what} is routed to {hop} by {route}; it must take {}",
-                dep.next_hops
-                    .iter()
-                    .map(|h| h.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ),
-            breaks: format!(
-                "through {hop} the traffic does not leave from the ASE's own public address that {} expects: the ASE stops working",
+        let why = if hop == NextHop::VirtualNetworkGateway
+            && d.chosen.source == Source::VirtualNetworkGateway
+        {
+            format!(
+                " (a user route of the same or a more specific prefix beats the BGP route {})",
+                d.chosen.prefix
+            )
+        } else {
+            String::new()
+        };
+        let fix = self.route_fix(
+            &format!("{}-{}", dep.name, to.as_str().to_ascii_lowercase()),
+            &target,
+            to.as_str(),
+            &why,
+        );
+        Some(problem(
+            format!("{what} is routed to {hop} by {route}; it must take {allowed}"),
+            format!(
+                "through {hop} the traffic does not leave from the ASE's own public address that {} expects",
                 dep.name
             ),
             fix,
-            breaks_ase: true,
-        })
+        ))
     }
 
-    /// How to name a dependency's destination in a user route.
+    /// How to name a dependency's destination in a user route: a CIDR or
+    /// a service tag.
     fn route_target(&self, dep: &Dependency, dst: Ipv4Addr) -> String {
         if dep.addresses.contains(&IpAddr::V4(dst)) {
             return format!("{dst}/32");
@@ -201,19 +223,16 @@ impl Auditor<'_> {
             return "0.0.0.0/0".into();
         }
         if let Some(tag) = dep.service_tags.first() {
-            return format!("the service tag {tag}");
+            return tag.clone();
         }
         match self.t.endpoints.iter().find(|e| e.address == dst) {
-            Some(e) => format!("{dst}/32 ({})", e.fqdn),
-            None => format!(
-                "the addresses of {}",
-                dep.hosts.first().map_or("its hosts", String::as_str)
-            ),
+            Some(_) => format!("{dst}/32"),
+            None => "<address-prefix>".into(),
         }
     }
 }
 
-/// How to name a dependency's destination in a rule or route.
+/// How to name a dependency's destination in a rule.
 fn rule_destination(dep: &Dependency) -> String {
     match dep.service_tags.first() {
         Some(tag) => tag.clone(),

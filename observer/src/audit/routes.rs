@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::{Auditor, Check, Problem};
+use super::{Auditor, Check, Item, Problem, rules::UDR_BEATEN_BY_BGP};
 use crate::topology::{NextHop, RouteTarget, is_public};
 
 impl Auditor<'_> {
@@ -41,26 +41,40 @@ impl Auditor<'_> {
                     && udr.next_hop != NextHop::VirtualNetworkGateway
                 {
                     let public = is_public(IpAddr::V4(bgp.network()));
-                    self.problems.push(Problem {
-                        check: Check::UdrBeatenByBgp,
-                        subject: udr.name.clone(),
-                        problem: format!(
-                            "user route {} ({prefix} -> {}) is beaten for {bgp} by the more specific route learned over BGP from the {:?} gateway",
-                            udr.name,
-                            udr.next_hop,
-                            onprem.gateway
+                    let fix = self.route_fix(
+                        &format!("{}-{}", udr.name, bgp.network()),
+                        &bgp.to_string(),
+                        udr.next_hop.as_str(),
+                        &format!(
+                            " (or more specific prefixes), or stop the gateway advertising {bgp}{}",
+                            if public {
+                                " (a public prefix cross-advertised into private peering)"
+                            } else {
+                                ""
+                            }
                         ),
-                        breaks: format!(
-                            "traffic to {bgp} goes to the gateway instead of {}",
-                            udr.next_hop
-                        ),
-                        fix: format!(
-                            "add a user route for {bgp} (or more specific prefixes) with next hop {}, or stop the gateway advertising {bgp}{}",
-                            udr.next_hop,
-                            if public { " (a public prefix cross-advertised into private peering)" } else { "" }
-                        ),
-                        breaks_ase: false,
-                    });
+                    );
+                    self.problems.push(
+                        Problem::new(
+                            Check::UdrBeatenByBgp,
+                            UDR_BEATEN_BY_BGP.id.into(),
+                            UDR_BEATEN_BY_BGP.level,
+                            &udr.name,
+                            Item::Route(udr.name.clone()),
+                        )
+                        .says(
+                            format!(
+                                "user route {} ({prefix} -> {}) is beaten for {bgp} by the more specific route learned over BGP from the {:?} gateway",
+                                udr.name, udr.next_hop, onprem.gateway
+                            ),
+                            format!(
+                                "traffic to {bgp} goes to the gateway instead of {}",
+                                udr.next_hop
+                            ),
+                            UDR_BEATEN_BY_BGP.because,
+                        )
+                        .with_fix(fix),
+                    );
                 }
             }
         }

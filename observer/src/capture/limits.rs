@@ -307,7 +307,7 @@ mod tests {
         let text = refused("FLOW_CACHE_1", libc::ENOMEM);
         assert!(
             text.contains("--flow-cache-slots 4096")
-                && text.contains("1.9 MiB")
+                && text.contains("2.0 MiB")
                 && text.contains("out of memory"),
             "{text}"
         );

@@ -147,6 +147,31 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// A classifier of flows in `topology`, judged against `catalog`'s
+    /// dependencies. Classify with [`Classifier::classify_all`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use observer::{catalog::Catalog, classify::Classifier, flow::FlowRecord, topology::Topology};
+    ///
+    /// let topology = Topology::load("../lab/topologies/default.toml".as_ref())?;
+    /// let catalog = Catalog::load(topology.cloud, &[])?;
+    /// let classifier = Classifier::new(&topology, &catalog);
+    /// // The workload reaches the SQL VM by its public address: a leak.
+    /// let mut records = [FlowRecord {
+    ///     protocol: 6,
+    ///     src_addr: "10.0.0.4".parse()?,
+    ///     dst_addr: "203.0.113.6".parse()?,
+    ///     src_port: Some(50000),
+    ///     dst_port: Some(1433),
+    ///     packets: 3,
+    ///     ..FlowRecord::default()
+    /// }];
+    /// classifier.classify_all(&mut records);
+    /// assert_eq!(records[0].verdict.as_deref(), Some("leak-public-endpoint"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(topology: &Topology, catalog: &Catalog) -> Self {
         Self {
             topology: topology.clone(),

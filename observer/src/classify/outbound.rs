@@ -71,13 +71,18 @@ impl Classifier {
                     .any(|n| n.eq_ignore_ascii_case(&pe.fqdn) || n.contains("privatelink."))
             });
             if via_dns {
-                return (Verdict::LeakDns, self.dns_reason(pe));
+                return (
+                    Verdict::LeakDns,
+                    format!("{}{}", self.dns_reason(pe), public_access_refuses(pe)),
+                );
             }
             return (
                 Verdict::LeakPublicEndpoint,
                 format!(
-                    "{} has a private endpoint at {} but was reached on its public address {remote}",
-                    pe.fqdn, pe.private_ip
+                    "{} has a private endpoint at {} but was reached on its public address {remote}{}",
+                    pe.fqdn,
+                    pe.private_ip,
+                    public_access_refuses(pe)
                 ),
             );
         }
@@ -114,10 +119,16 @@ impl Classifier {
             && sec.access == Access::Deny
         {
             let port = sec.flow.dst_port.map_or(String::new(), |p| format!(":{p}"));
+            // The dependency's level and the documentation's sentence, as
+            // `check` gives them (the catalog's `severity`, `because`).
             let then = match j.dependency {
-                Some(dep) => format!(
+                Some(dep) if dep.level == crate::catalog::Level::Error => format!(
                     "; {} is a documented dependency of the ASE: if it is blocked the ASE stops working, allow it with a rule of a lower priority number",
                     dep.name
+                ),
+                Some(dep) => format!(
+                    "; {} is a documented dependency of the ASE, a {} if blocked: {}",
+                    dep.name, dep.level, dep.because
                 ),
                 None => String::new(),
             };
@@ -270,5 +281,18 @@ impl Classifier {
                 pe.fqdn, pe.public_ip, pe.zone
             )
         }
+    }
+}
+
+/// What a resource with public network access disabled does to a request
+/// on its public address (empty when access is enabled or unknown).
+fn public_access_refuses(pe: &PrivateEndpoint) -> String {
+    if pe.public_network_access == Some(false) {
+        format!(
+            "; public network access of {} is disabled: the resource refuses requests on its public address (HTTP 403; Key Vault: ForbiddenByConnection), so the call fails",
+            pe.fqdn
+        )
+    } else {
+        String::new()
     }
 }

@@ -232,6 +232,39 @@ fn zone_not_linked_is_leak_dns_with_the_chain_and_public_endpoint_without() {
 }
 
 #[test]
+fn public_access_disabled_says_so_and_that_the_name_resolved_publicly() {
+    let t = scenario("seed-003-public-access-disabled.toml");
+    let chain = [
+        "seed003-kv.vault.azure.net",
+        "seed003-kv.privatelink.vaultcore.azure.net",
+    ];
+    let (out, _) = conversation(&t, "203.0.113.21", 443, Reply::SynAck, Some(&chain));
+    assert_eq!(out.verdict.as_deref(), Some("leak-dns"));
+    let reason = out.reason.unwrap();
+    for needle in [
+        "seed003-kv.vault.azure.net resolved to its public address 203.0.113.21",
+        "privatelink.vaultcore.azure.net is not linked to VNet ase-vnet",
+        "public network access of seed003-kv.vault.azure.net is disabled",
+        "HTTP 403",
+    ] {
+        assert!(reason.contains(needle), "`{needle}` not in {reason}");
+    }
+    // By address alone it is a public-endpoint leak, refused the same way.
+    let (out, _) = conversation(&t, "203.0.113.21", 443, Reply::SynAck, None);
+    assert_eq!(out.verdict.as_deref(), Some("leak-public-endpoint"));
+    assert!(out.reason.unwrap().contains("public network access"));
+    // Public access that is not disabled says nothing of it.
+    let (out, _) = conversation(
+        &scenario("pe-zone-not-linked.toml"),
+        "203.0.113.20",
+        443,
+        Reply::SynAck,
+        None,
+    );
+    assert!(!out.reason.unwrap().contains("public network access"));
+}
+
+#[test]
 fn forced_tunnel_refusal_marks_the_reply_blocked_and_names_the_fix() {
     let t = scenario("forced-tunnel.toml");
     let (out, back) = conversation(&t, "203.0.113.40", 1433, Reply::Rst, None);

@@ -41,15 +41,12 @@ impl ClassifyArgs {
             classifier.judge_dns(answer);
             tracker.record(answer);
         }
-        let mut metadata: Vec<(String, String)> = files
+        let mut metadata = files
             .first()
-            .map(|f| f.metadata.clone().into_iter().collect())
+            .map(|f| f.metadata.clone())
             .unwrap_or_default();
-        metadata.retain(|(k, _)| k != "observer.topology");
-        metadata.push((
-            "observer.topology".into(),
-            classifier.topology().name.clone(),
-        ));
+        metadata.topology = Some(classifier.topology().name.clone());
+        let metadata = metadata.to_pairs();
         let lost = reader::lost_packets(&files);
 
         let mut records: Vec<FlowRecord> = files.into_iter().flat_map(|f| f.records).collect();

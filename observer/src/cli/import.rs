@@ -108,17 +108,11 @@ impl ImportArgs {
         let files = import::input_files(self.kind, &self.inputs, window, &mut summary)?;
 
         let run_id = format!("import-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-        let mut metadata = vec![
-            (
-                "observer.schema_version".to_owned(),
-                crate::files::schema::SCHEMA_VERSION.to_owned(),
-            ),
-            ("observer.run_id".to_owned(), run_id.clone()),
-            ("observer.source".to_owned(), self.kind.name().to_owned()),
-        ];
-        if let Some(c) = &classifier {
-            metadata.push(("observer.topology".into(), c.topology().name.clone()));
-        }
+        let metadata = crate::files::FileMetadata {
+            source: Some(self.kind.name().to_owned()),
+            topology: classifier.as_ref().map(|c| c.topology().name.clone()),
+            ..crate::files::FileMetadata::of_run(run_id.clone())
+        };
         let mut output = Output::new(
             out.clone(),
             self.partition,
@@ -236,7 +230,7 @@ impl ImportArgs {
             let bytes = encode(
                 &DnsAnswer::schema(),
                 std::iter::once(DnsAnswer::to_batch(&answers)),
-                &metadata,
+                &metadata.to_pairs(),
             )?;
             out.write(&format!("dns-{run_id}-000001.parquet"), bytes)?;
         }

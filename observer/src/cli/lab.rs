@@ -88,6 +88,11 @@ enum LabCommand {
         /// ADDR=NAME: what answers from ADDR call themselves.
         #[arg(long)]
         name: Vec<String>,
+        /// ADDR=KIND (key-vault, cognitive-services, other): ADDR is the
+        /// public address of a resource with public network access
+        /// disabled, and answers 403 as that service does.
+        #[arg(long)]
+        refuse: Vec<String>,
     },
 }
 
@@ -181,7 +186,12 @@ impl LabArgs {
                 teardown::guard(base)?;
                 Ok(ExitCode::SUCCESS)
             }
-            LabCommand::Serve { tcp, udp, name } => {
+            LabCommand::Serve {
+                tcp,
+                udp,
+                name,
+                refuse,
+            } => {
                 let mut names = std::collections::BTreeMap::new();
                 for n in name {
                     let (addr, label) = n
@@ -193,11 +203,27 @@ impl LabArgs {
                         label.to_string(),
                     );
                 }
+                let mut refused = std::collections::BTreeMap::new();
+                for r in refuse {
+                    let (addr, kind) = r
+                        .split_once('=')
+                        .with_context(|| format!("--refuse {r}: expected ADDR=KIND"))?;
+                    refused.insert(
+                        addr.parse::<IpAddr>()
+                            .with_context(|| format!("--refuse {r}: bad address"))?,
+                        kind.parse::<serve::Refusal>().map_err(|_| {
+                            anyhow::anyhow!(
+                                "--refuse {r}: unknown kind `{kind}` (key-vault, cognitive-services, other)"
+                            )
+                        })?,
+                    );
+                }
                 let config = ServeConfig {
                     bind: std::net::Ipv4Addr::UNSPECIFIED,
                     tcp: tcp.clone(),
                     udp: udp.clone(),
                     names,
+                    refused,
                 };
                 serve::serve(&config, || println!("ready"))?;
                 Ok(ExitCode::SUCCESS)

@@ -50,22 +50,13 @@ pub struct ReportArgs {
 /// The topology names the flow files were classified against (file
 /// metadata `observer.topology`; footers only), joined with `, `.
 fn topology_names(inputs: &[PathBuf]) -> String {
-    use parquet::file::reader::{FileReader as _, SerializedFileReader};
     let mut names = std::collections::BTreeSet::new();
     for path in crate::files::reader::flow_paths(inputs).unwrap_or_default() {
-        let Ok(file) = std::fs::File::open(&path) else {
-            continue;
-        };
-        let Ok(reader) = SerializedFileReader::new(file) else {
-            continue;
-        };
-        if let Some(kv) = reader.metadata().file_metadata().key_value_metadata() {
-            names.extend(
-                kv.iter()
-                    .filter(|e| e.key == "observer.topology")
-                    .filter_map(|e| e.value.clone())
-                    .filter(|v| !v.is_empty()),
-            );
+        if let Some(topology) = crate::files::reader::footer_metadata(&path)
+            .and_then(|m| m.topology)
+            .filter(|t| !t.is_empty())
+        {
+            names.insert(topology);
         }
     }
     names.into_iter().collect::<Vec<_>>().join(", ")

@@ -110,6 +110,19 @@ impl DnsVerdict {
     pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
+
+    /// The report's colour for the verdict, in the flow verdicts' palette:
+    /// a privatelink name answered publicly is a DNS leak (`leak-dns`'s
+    /// pink), an unresolved dependency blocks it (amber), an answer from
+    /// elsewhere is a routing problem (blue).
+    pub(crate) fn colour(self) -> &'static str {
+        match self {
+            Self::Ok => "#2ca02c",
+            Self::UnexpectedServer => "#2b6cb0",
+            Self::PrivatelinkPublic => "#e8467c",
+            Self::NxdomainDependency => "#e0a800",
+        }
+    }
 }
 
 impl Vocabulary for DnsVerdict {

@@ -21,7 +21,10 @@ use parquet::{
 };
 use thiserror::Error;
 
-use super::schema::{self, SchemaError};
+use super::{
+    metadata::FileMetadata,
+    schema::{self, SchemaError},
+};
 use crate::{
     flow::FlowRecord,
     storage::{Location, StorageError},
@@ -56,7 +59,7 @@ pub enum ReadError {
 pub struct FlowFile {
     pub path: PathBuf,
     pub records: Vec<FlowRecord>,
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: FileMetadata,
 }
 
 /// One Parquet file, local or in Blob Storage.
@@ -162,7 +165,7 @@ pub fn read_flow_file(file: &FileRef) -> Result<FlowFile, ReadError> {
     Ok(FlowFile {
         path: file.path(),
         records,
-        metadata,
+        metadata: FileMetadata::from_pairs(metadata),
     })
 }
 
@@ -171,15 +174,8 @@ pub fn read_flow_file(file: &FileRef) -> Result<FlowFile, ReadError> {
 pub fn lost_packets(files: &[FlowFile]) -> u64 {
     let mut by_run: BTreeMap<&str, u64> = BTreeMap::new();
     for file in files {
-        let lost = file
-            .metadata
-            .get("observer.lost_packets")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        let run = file
-            .metadata
-            .get("observer.run_id")
-            .map_or("", String::as_str);
+        let lost = file.metadata.lost_packets.unwrap_or(0);
+        let run = file.metadata.run_id.as_deref().unwrap_or_default();
         let entry = by_run.entry(run).or_default();
         *entry = (*entry).max(lost);
     }
@@ -235,6 +231,21 @@ pub fn flow_files(inputs: &[PathBuf]) -> Result<Vec<FileRef>, ReadError> {
 /// The flow files named by `inputs`, as paths (see [`flow_files`]).
 pub fn flow_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
     Ok(flow_files(inputs)?.iter().map(FileRef::path).collect())
+}
+
+/// The metadata of a local Parquet file, from its footer alone (`None`
+/// when it cannot be opened or is no Parquet file).
+pub fn footer_metadata(path: &Path) -> Option<FileMetadata> {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    let reader = SerializedFileReader::new(File::open(path).ok()?).ok()?;
+    let pairs = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .map(|e| (e.key.clone(), e.value.clone().unwrap_or_default()));
+    Some(FileMetadata::from_pairs(pairs))
 }
 
 /// The `dns-*.parquet` files of the inputs: below each input directory, or
@@ -303,6 +314,25 @@ where
 }
 
 /// Reads every flow file named by `inputs` (see [`flow_files`]).
+///
+/// # Errors
+///
+/// A [`ReadError`] naming the file: an input that cannot be listed or
+/// read, a file that is not Parquet, or a column that is missing or has
+/// another type than the flow schema's (written by another tool).
+///
+/// # Example
+///
+/// ```no_run
+/// let files = observer::files::read_flows(&["out".into()])?;
+/// let leaks = files
+///     .iter()
+///     .flat_map(|f| &f.records)
+///     .filter(|r| r.verdict.as_deref().is_some_and(|v| v.starts_with("leak-")))
+///     .count();
+/// println!("{leaks} leaking flow(s)");
+/// # Ok::<(), observer::files::ReadError>(())
+/// ```
 pub fn read_flows(inputs: &[PathBuf]) -> Result<Vec<FlowFile>, ReadError> {
     flow_files(inputs)?.iter().map(read_flow_file).collect()
 }
@@ -333,7 +363,7 @@ mod tests {
         let read = read_flows(&[dir.path().to_owned()]).unwrap();
         assert_eq!(read.len(), 2);
         assert_eq!(read[0].records, vec![sample(1), sample(2)]);
-        assert_eq!(read[1].metadata["observer.schema_version"], "1");
+        assert_eq!(read[1].metadata.schema_version.as_deref(), Some("1"));
         assert_eq!(files.written_rows(), 3);
     }
 

@@ -39,7 +39,7 @@ use super::{InputFile, Window, blob_hour};
 use crate::{
     classify::Classifier,
     files::{
-        WriteError,
+        FileMetadata, WriteError,
         sink::{FlowWriter, Partition},
     },
     flow::{FlowRecord, clock::thread_cpu_time},
@@ -161,7 +161,7 @@ impl<'a> Output<'a> {
     pub fn new(
         out: Location,
         partition: Partition,
-        metadata: Vec<(String, String)>,
+        metadata: FileMetadata,
         run_id: &str,
         classifier: Option<&'a Classifier>,
         window: Window,
@@ -451,7 +451,7 @@ fn stopped() -> WriteError {
 fn encode(
     out: &Location,
     partition: Partition,
-    metadata: &[(String, String)],
+    metadata: &FileMetadata,
     receiver: &mpsc::Receiver<Message>,
     give_back: &mpsc::SyncSender<Vec<FlowRecord>>,
 ) -> Result<Written, WriteError> {
@@ -464,11 +464,12 @@ fn encode(
         for message in receiver {
             match message {
                 Message::Open { stem, input } => {
-                    let mut metadata = metadata.to_vec();
-                    if let Some(input) = input {
-                        metadata.push(("observer.input".into(), input));
-                    }
-                    let writer = FlowWriter::new(out.clone(), partition, &stem, metadata)?;
+                    let metadata = FileMetadata {
+                        input,
+                        ..metadata.clone()
+                    };
+                    let writer =
+                        FlowWriter::new(out.clone(), partition, &stem, metadata.to_pairs())?;
                     open.insert(stem, writer);
                 }
                 Message::Batch { stem, records } => {
@@ -630,7 +631,7 @@ mod tests {
             let mut output = Output::new(
                 Location::Local(dir.path().to_owned()),
                 Partition::None,
-                Vec::new(),
+                FileMetadata::default(),
                 "run",
                 None,
                 Window::default(),
@@ -695,7 +696,7 @@ mod tests {
             let mut output = Output::new(
                 Location::Local(dir.path().to_owned()),
                 Partition::Hour,
-                Vec::new(),
+                FileMetadata::default(),
                 "run",
                 None,
                 Window::default(),

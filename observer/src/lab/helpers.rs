@@ -65,13 +65,16 @@ impl Helpers {
     }
 
     /// Starts `observer lab serve` in `ns` (TCP on `tcp`, UDP echo on
-    /// `udp`, answers naming each address) and waits until it is listening.
+    /// `udp`, answers naming each address; the `refused` addresses answer
+    /// 403 as a resource with public network access disabled) and waits
+    /// until it is listening.
     pub(crate) fn serve(
         &mut self,
         ns: &Netns,
         tcp: &[u16],
         udp: &[u16],
         names: &[(Ipv4Addr, String)],
+        refused: &[(Ipv4Addr, crate::lab::serve::Refusal)],
         label: &str,
     ) -> anyhow::Result<()> {
         let mut command = ns.command(&self.options.helper);
@@ -84,6 +87,9 @@ impl Helpers {
         }
         for (addr, name) in names {
             command.args(["--name", &format!("{addr}={name}")]);
+        }
+        for (addr, kind) in refused {
+            command.args(["--refuse", &format!("{addr}={kind}")]);
         }
         command.stdout(Stdio::piped()).stderr(Stdio::null());
         self.prepare(&mut command);

@@ -98,5 +98,5 @@ pub(crate) fn start_listener(
     }
     let ns = fabric.ns(Role::APP);
     let label = format!("inbound server in {}", ns.name());
-    helpers.serve(ns, &ports, &[], &[], &label)
+    helpers.serve(ns, &ports, &[], &[], &[], &label)
 }

@@ -93,7 +93,11 @@ impl ScenarioResult {
                 c.expected.as_deref().unwrap_or("-"),
             );
         }
-        let _ = writeln!(s, "\n{}", report::text::render(&self.summary));
+        let _ = writeln!(
+            s,
+            "\n{}",
+            report::render(&self.summary, &report::Format::Text)
+        );
         let _ = writeln!(s, "Parquet: {}", self.out.display());
         s
     }

@@ -5,6 +5,11 @@
 //! succeed), anything else gets one line naming it; UDP datagrams are
 //! echoed. The process prints `ready` once every socket is bound and dies
 //! with the lab (parent-death signal, or `lab down`).
+//!
+//! The public address of a resource whose public network access is
+//! disabled ([`Refusal`], `--refuse ADDR=KIND`) answers every TCP request
+//! as Azure's front end does: `403 Forbidden` with the service's error
+//! body (Key Vault: `ForbiddenByConnection`).
 
 use std::{
     collections::BTreeMap,
@@ -44,12 +49,75 @@ pub struct ServeConfig {
     pub udp: Vec<u16>,
     /// The endpoint name of each local address (used in answers).
     pub names: BTreeMap<IpAddr, String>,
+    /// Local addresses whose resource has public network access disabled.
+    pub refused: BTreeMap<IpAddr, Refusal>,
+}
+
+/// The service behind a public address that refuses requests because its
+/// public network access is disabled; each answers with its own 403 body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString)]
+#[strum(serialize_all = "kebab-case")]
+pub enum Refusal {
+    /// Key Vault: `403 Forbidden`, inner error `ForbiddenByConnection`
+    /// (learn.microsoft.com, "Troubleshoot Azure Key Vault private links").
+    KeyVault,
+    /// Cognitive Services / Azure OpenAI: `403`, code `AccessDenied`, "Public access is
+    /// disabled. Please configure private endpoint."
+    CognitiveServices,
+    /// Any other resource: a plain `403 Forbidden`.
+    Other,
+}
+
+impl Refusal {
+    /// The service of a private endpoint's name
+    /// (`contoso-kv.vault.azure.net`: Key Vault).
+    pub fn for_fqdn(fqdn: &str) -> Self {
+        let fqdn = fqdn.trim_end_matches('.').to_ascii_lowercase();
+        if fqdn.contains(".vault.") || fqdn.contains(".vaultcore.") {
+            Self::KeyVault
+        } else if fqdn.contains(".cognitiveservices.") || fqdn.contains(".openai.") {
+            Self::CognitiveServices
+        } else {
+            Self::Other
+        }
+    }
+
+    /// The JSON error body Azure sends.
+    fn body(self) -> &'static str {
+        match self {
+            Self::KeyVault => {
+                r#"{"error":{"code":"Forbidden","message":"Connection is not an approved private link and caller was ignored because bypass is not set to 'AzureServices' and PublicNetworkAccess is set to 'Disabled'.","innererror":{"code":"ForbiddenByConnection"}}}"#
+            }
+            Self::CognitiveServices => {
+                r#"{"error":{"code":"AccessDenied","message":"Public access is disabled. Please configure private endpoint."}}"#
+            }
+            Self::Other => {
+                r#"{"error":{"code":"Forbidden","message":"Public network access is disabled."}}"#
+            }
+        }
+    }
+
+    /// The whole answer: `403 Forbidden` with the body, to any request
+    /// (a client that does not speak HTTP gets it too, and sees it refused).
+    pub fn response(self, request: &[u8]) -> Vec<u8> {
+        let body = self.body();
+        let head = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nServer: observer-lab\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let mut out = head.into_bytes();
+        if !request.starts_with(b"HEAD ") {
+            out.extend_from_slice(body.as_bytes());
+        }
+        out
+    }
 }
 
 /// Binds every socket, then calls `ready`, then serves until the process
 /// is killed.
 pub fn serve(config: &ServeConfig, ready: impl FnOnce()) -> Result<(), ServeError> {
     let names = Arc::new(config.names.clone());
+    let refused = Arc::new(config.refused.clone());
     let mut listeners = Vec::new();
     for &port in &config.tcp {
         let listener =
@@ -85,18 +153,20 @@ pub fn serve(config: &ServeConfig, ready: impl FnOnce()) -> Result<(), ServeErro
     let busy = Arc::new(AtomicUsize::new(0));
     for listener in listeners {
         let names = names.clone();
+        let refused = refused.clone();
         let busy = busy.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                    answer(stream, &names);
+                    answer(stream, &names, &refused);
                     busy.fetch_sub(1, Ordering::AcqRel);
                     continue;
                 }
                 let names = names.clone();
+                let refused = refused.clone();
                 let busy = busy.clone();
                 std::thread::spawn(move || {
-                    answer(stream, &names);
+                    answer(stream, &names, &refused);
                     busy.fetch_sub(1, Ordering::AcqRel);
                 });
             }
@@ -158,9 +228,17 @@ pub fn response(request: &[u8], name: &str) -> Vec<u8> {
     out
 }
 
-fn answer(mut stream: TcpStream, names: &BTreeMap<IpAddr, String>) {
+fn answer(
+    mut stream: TcpStream,
+    names: &BTreeMap<IpAddr, String>,
+    refused: &BTreeMap<IpAddr, Refusal>,
+) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let refusal = stream
+        .local_addr()
+        .ok()
+        .and_then(|l| refused.get(&l.ip()).copied());
     let name = stream
         .local_addr()
         .map_or_else(|_| "observer lab host".into(), |l| name_of(names, l));
@@ -184,7 +262,11 @@ fn answer(mut stream: TcpStream, names: &BTreeMap<IpAddr, String>) {
     if request.is_empty() {
         return;
     }
-    let _ = stream.write_all(&response(&request, &name));
+    let reply = match refusal {
+        Some(r) => r.response(&request),
+        None => response(&request, &name),
+    };
+    let _ = stream.write_all(&reply);
     let _ = stream.shutdown(std::net::Shutdown::Write);
     // Let the client read the answer before the close (no RST on unread data).
     let _ = stream.read(&mut buf);
@@ -224,6 +306,7 @@ mod tests {
             tcp: vec![port],
             udp: vec![uport],
             names: [("127.0.0.1".parse().unwrap(), "loop".to_string())].into(),
+            refused: BTreeMap::new(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || serve(&config, move || tx.send(()).unwrap()));
@@ -242,5 +325,60 @@ mod tests {
         let mut buf = [0u8; 8];
         let (n, _) = u.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"ping");
+    }
+
+    #[test]
+    fn a_refusing_address_answers_403_on_the_wire() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = ServeConfig {
+            bind: Ipv4Addr::LOCALHOST,
+            tcp: vec![port],
+            udp: vec![],
+            names: [("127.0.0.1".parse().unwrap(), "kv".to_string())].into(),
+            refused: [("127.0.0.1".parse().unwrap(), Refusal::KeyVault)].into(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || serve(&config, move || tx.send(()).unwrap()));
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"hello from the workload\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{reply}");
+        assert!(reply.contains("ForbiddenByConnection"), "{reply}");
+    }
+
+    #[test]
+    fn a_resource_with_public_access_disabled_answers_403_like_azure() {
+        assert_eq!(
+            Refusal::for_fqdn("contoso-kv.vault.azure.net"),
+            Refusal::KeyVault
+        );
+        assert_eq!(
+            Refusal::for_fqdn("contoso-ai.cognitiveservices.azure.com."),
+            Refusal::CognitiveServices
+        );
+        assert_eq!(Refusal::for_fqdn("x.blob.core.windows.net"), Refusal::Other);
+        assert_eq!("key-vault".parse::<Refusal>(), Ok(Refusal::KeyVault));
+        let r = String::from_utf8(Refusal::KeyVault.response(b"GET /secrets HTTP/1.1\r\n\r\n"))
+            .unwrap();
+        assert!(r.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{r}");
+        assert!(
+            r.ends_with(r#""innererror":{"code":"ForbiddenByConnection"}}}"#),
+            "{r}"
+        );
+        let body = r.split("\r\n\r\n").nth(1).unwrap();
+        assert!(
+            r.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{r}"
+        );
+        // A client that does not speak HTTP is refused the same way.
+        let r = String::from_utf8(Refusal::CognitiveServices.response(b"hello\n")).unwrap();
+        assert!(r.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{r}");
+        assert!(r.contains("Public access is disabled. Please configure private endpoint."));
     }
 }

@@ -1,7 +1,8 @@
 //! The lab's servers: one `observer lab serve` per hosting namespace
 //! (`back`, `pub`, `onprem`), accepting TCP (HTTP gets a 200 naming the
 //! endpoint) and echoing UDP on every port of the topology, for the lab's
-//! whole life.
+//! whole life. The public address of a private endpoint's resource with
+//! public network access disabled answers 403 (`serve::Refusal`).
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
@@ -10,6 +11,7 @@ use crate::{
         fabric::Fabric,
         helpers::Helpers,
         plan::{Plan, Role},
+        serve::Refusal,
     },
     topology::Topology,
 };
@@ -22,9 +24,24 @@ pub(crate) fn start(plan: &Plan, fabric: &Fabric, helpers: &mut Helpers) -> anyh
         let ns = fabric.ns(role);
         let label = format!("servers in {}", ns.name());
         let named = names.get(&role).map_or(&[][..], Vec::as_slice);
-        helpers.serve(ns, &ports, &ports, named, &label)?;
+        let refused = if role == Role::Pub {
+            refused(&plan.topology)
+        } else {
+            Vec::new()
+        };
+        helpers.serve(ns, &ports, &ports, named, &refused, &label)?;
     }
     Ok(())
+}
+
+/// The public addresses that refuse: private endpoints' resources with
+/// public network access disabled, each with its service's answer.
+fn refused(t: &Topology) -> Vec<(Ipv4Addr, Refusal)> {
+    t.private_endpoints
+        .iter()
+        .filter(|p| p.public_network_access == Some(false))
+        .map(|p| (p.public_ip, Refusal::for_fqdn(&p.fqdn)))
+        .collect()
 }
 
 /// Every port the servers listen on (TCP and UDP each): the ports of every

@@ -34,6 +34,8 @@ builtin!(
     "forced-tunnel-bgp-specific",
     "seed-004-nsg",
     "seed-004-nsg-missing-sql",
+    "seed-003-private-access",
+    "seed-003-public-access-disabled",
     "sql-vm-nsg",
     "custom-dns-forwarding",
     "custom-dns-not-forwarding",

@@ -77,6 +77,9 @@ fn tcp_exchange(addr: SocketAddr) -> String {
             let _ = stream.read_to_end(&mut reply);
             if reply.is_empty() {
                 "connected, no reply".into()
+            } else if reply.starts_with(b"HTTP/1.1 403 ") {
+                // A resource with public network access disabled.
+                "refused (HTTP 403)".into()
             } else {
                 "answered".into()
             }

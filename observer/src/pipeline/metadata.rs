@@ -6,48 +6,28 @@ use super::{
     Pipeline,
     summary::{counter_values, lost_packets},
 };
+use crate::files::FileMetadata;
 
 impl<K> Pipeline<K> {
     pub(super) fn metadata(&self) -> Vec<(String, String)> {
         let counters: std::collections::BTreeMap<_, _> = counter_values(&self.counters);
-        let interfaces = serde_json::to_string(&self.summary.interfaces).unwrap_or_default();
-        vec![
-            (
-                "observer.schema_version".into(),
-                crate::files::schema::SCHEMA_VERSION.into(),
-            ),
-            ("observer.version".into(), env!("CARGO_PKG_VERSION").into()),
-            ("observer.run_id".into(), self.summary.run_id.clone()),
-            ("observer.host".into(), self.summary.host.clone()),
-            (
-                "observer.netns".into(),
-                self.summary.netns.clone().unwrap_or_default(),
-            ),
-            ("observer.interfaces".into(), interfaces),
-            ("observer.attach".into(), self.summary.attach.into()),
-            (
-                "observer.topology".into(),
+        FileMetadata {
+            host: Some(self.summary.host.clone()),
+            netns: Some(self.summary.netns.clone().unwrap_or_default()),
+            interfaces: Some(serde_json::to_string(&self.summary.interfaces).unwrap_or_default()),
+            attach: Some(self.summary.attach.into()),
+            topology: Some(
                 self.classifier
                     .as_ref()
                     .map(|c| c.topology().name.clone())
                     .unwrap_or_default(),
             ),
-            (
-                "observer.dns_malformed".into(),
-                self.summary.dns_malformed.to_string(),
-            ),
-            (
-                "observer.capture_started".into(),
-                self.summary.started.clone(),
-            ),
-            (
-                "observer.counters".into(),
-                serde_json::to_string(&counters).unwrap_or_default(),
-            ),
-            (
-                "observer.lost_packets".into(),
-                lost_packets(&self.counters).to_string(),
-            ),
-        ]
+            dns_malformed: Some(self.summary.dns_malformed),
+            capture_started: Some(self.summary.started.clone()),
+            counters: Some(serde_json::to_string(&counters).unwrap_or_default()),
+            lost_packets: Some(lost_packets(&self.counters)),
+            ..FileMetadata::of_run(self.summary.run_id.clone())
+        }
+        .to_pairs()
     }
 }

@@ -21,7 +21,7 @@ pub(crate) mod html;
 pub(crate) mod json;
 pub(crate) mod junit;
 pub(crate) mod summary;
-pub(crate) mod text;
+mod text;
 
 #[cfg(test)]
 pub(crate) mod tests;

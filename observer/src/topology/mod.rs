@@ -93,6 +93,23 @@ impl Locator<'_> {
 impl Topology {
     /// Reads, parses and validates a topology file; the service-tag file it
     /// names is read relative to it.
+    ///
+    /// # Errors
+    ///
+    /// A [`TopologyError`] naming the file, the line and column, what is
+    /// wrong and how to fix it: the file cannot be read, is not TOML, has
+    /// an unknown or missing field, or fails validation (a prefix outside
+    /// the VNet, an NSG rule that Azure would refuse, ...).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use observer::topology::Topology;
+    ///
+    /// let topology = Topology::load("../lab/topologies/default.toml".as_ref())?;
+    /// assert_eq!(topology.ase_subnet().prefix.to_string(), "10.0.0.0/24");
+    /// # Ok::<(), observer::topology::TopologyError>(())
+    /// ```
     pub fn load(path: &Path) -> Result<Self, TopologyError> {
         let text = std::fs::read_to_string(path).map_err(|error| TopologyError {
             path: path.to_path_buf(),

@@ -12,6 +12,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
+    classify::Category,
     report::{Connection, Judgement, Summary},
     topology::{NextHop, SubnetRole, Topology},
 };
@@ -54,7 +55,13 @@ pub(crate) struct Graph {
 fn destination(c: &Connection, topology: Option<&Topology>) -> (String, String, NodeKind, String) {
     let addr = c.server.addr;
     let name = c.server.name.clone();
-    let category = c.category.as_deref().unwrap_or("unknown");
+    // A category this observer does not know (a newer writer's) draws as
+    // unknown.
+    let category = c
+        .category
+        .as_deref()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(Category::Unknown);
     if let Some(t) = topology
         && let IpAddr::V4(v4) = addr
     {
@@ -77,7 +84,7 @@ fn destination(c: &Connection, topology: Option<&Topology>) -> (String, String, 
             .backends
             .iter()
             .find(|b| b.private_ip == v4 || b.public_ip == Some(v4))
-            && category != "internet"
+            && category != Category::Internet
         {
             return (
                 format!("backend:{}", b.name),
@@ -92,7 +99,7 @@ fn destination(c: &Connection, topology: Option<&Topology>) -> (String, String, 
                 ),
             );
         }
-        if matches!(category, "vnet" | "ase-internal")
+        if matches!(category, Category::Vnet | Category::AseInternal)
             && let Some(s) = t.vnet.subnets.iter().find(|s| s.prefix.contains(&v4))
         {
             return (
@@ -104,7 +111,7 @@ fn destination(c: &Connection, topology: Option<&Topology>) -> (String, String, 
         }
     }
     match category {
-        "dependency" => {
+        Category::Dependency => {
             let dep = c.dependency.clone().unwrap_or_else(|| "azure".into());
             (
                 format!("azure:{dep}"),
@@ -113,32 +120,32 @@ fn destination(c: &Connection, topology: Option<&Topology>) -> (String, String, 
                 name.unwrap_or_else(|| addr.to_string()),
             )
         }
-        "onprem" => (
+        Category::Onprem => (
             "onprem".into(),
             "on-premises".into(),
             NodeKind::Onprem,
             String::new(),
         ),
-        "dns" => ("dns".into(), "DNS".into(), NodeKind::Dns, addr.to_string()),
-        "private-endpoint" => (
+        Category::Dns => ("dns".into(), "DNS".into(), NodeKind::Dns, addr.to_string()),
+        Category::PrivateEndpoint => (
             format!("pe:{addr}"),
             name.unwrap_or_else(|| addr.to_string()),
             NodeKind::PrivateEndpoint,
             addr.to_string(),
         ),
-        "vnet" | "ase-internal" => (
+        Category::Vnet | Category::AseInternal => (
             "vnet-hosts".into(),
             "VNet hosts".into(),
             NodeKind::Subnet,
             String::new(),
         ),
-        "internet" => (
+        Category::Internet => (
             "public".into(),
             "public internet".into(),
             NodeKind::Internet,
             String::new(),
         ),
-        _ => (
+        Category::Unknown => (
             "unknown".into(),
             "unknown".into(),
             NodeKind::Unknown,

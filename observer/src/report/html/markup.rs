@@ -3,8 +3,8 @@
 
 use crate::report::Judgement;
 
-/// The colour of connections without a verdict (and of DNS findings,
-/// whose verdicts are not the flow vocabulary).
+/// The colour of connections without a verdict (and of a DNS verdict this
+/// observer does not know).
 pub(super) const NEUTRAL: &str = "#8a8f98";
 
 /// The colour of a judgement, shared by badges and charts.

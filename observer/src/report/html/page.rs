@@ -261,10 +261,13 @@ impl<'a> Page<'a> {
             h.push_str(r#"<ul class="dns-problems">"#);
             for p in &dns.problems {
                 let (verdict, reason) = p.split_once(": ").unwrap_or((p.as_str(), ""));
+                let colour = verdict
+                    .parse::<crate::dns::DnsVerdict>()
+                    .map_or(NEUTRAL, |v| v.colour());
                 let _ = write!(
                     h,
                     "<li>{} {}</li>",
-                    labelled_badge(NEUTRAL, verdict),
+                    labelled_badge(colour, verdict),
                     esc(reason)
                 );
             }

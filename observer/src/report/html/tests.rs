@@ -136,3 +136,37 @@ fn every_verdict_renders_in_its_own_colour_with_its_fix() {
         assert!(card.contains(&esc(v.fix())), "{v}");
     }
 }
+
+#[test]
+fn dns_problems_carry_their_verdicts_colour() {
+    use crate::dns::DnsVerdict;
+    let mut s = summary();
+    for v in [
+        DnsVerdict::UnexpectedServer,
+        DnsVerdict::PrivatelinkPublic,
+        DnsVerdict::NxdomainDependency,
+    ] {
+        s.dns.problems.push(format!("{}: why", v.as_str()));
+    }
+    s.dns.problems.push("a-newer-verdict: why".into());
+    let html = page(&s);
+    for v in [
+        DnsVerdict::UnexpectedServer,
+        DnsVerdict::PrivatelinkPublic,
+        DnsVerdict::NxdomainDependency,
+    ] {
+        assert_ne!(v.colour(), markup::NEUTRAL);
+        assert!(
+            html.contains(&format!(
+                r#"<li><span class="badge" style="--c:{}">{}</span> why</li>"#,
+                v.colour(),
+                v.as_str()
+            )),
+            "{v:?}"
+        );
+    }
+    assert!(html.contains(&format!(
+        r#"<span class="badge" style="--c:{}">a-newer-verdict</span>"#,
+        markup::NEUTRAL
+    )));
+}

@@ -67,6 +67,7 @@ impl<'a> Ctx<'a> {
             Source {
                 resource: r.label(),
                 origin: r.origin.clone(),
+                resource_group: r.resource_group(),
                 detail,
             },
         );
@@ -80,6 +81,7 @@ impl<'a> Ctx<'a> {
             Source {
                 resource: what,
                 origin: r.origin_of(node, rel),
+                resource_group: r.resource_group(),
                 detail: None,
             },
         );

@@ -84,6 +84,7 @@ impl Effective {
             let source = |detail: String| Source {
                 resource: types::EFFECTIVE_ROUTES.to_string(),
                 origin: origin.clone(),
+                resource_group: None,
                 detail: Some(detail),
             };
             if entry
@@ -204,6 +205,7 @@ impl Effective {
                         let source = Source {
                             resource: format!("{} {name}", types::EFFECTIVE_NSGS),
                             origin: rule_origin,
+                            resource_group: None,
                             detail: None,
                         };
                         rules.push((rule, source));
@@ -226,6 +228,7 @@ impl Effective {
                 source: Source {
                     resource: format!("{} {name}", types::EFFECTIVE_NSGS),
                     origin,
+                    resource_group: None,
                     detail: Some("association".into()),
                 },
             });

@@ -334,6 +334,7 @@ fn private_endpoint(
                 super::Source {
                     resource: t.label(),
                     origin: t.origin.clone(),
+                    resource_group: t.resource_group(),
                     detail: Some("publicNetworkAccess".into()),
                 },
             );

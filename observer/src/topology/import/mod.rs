@@ -154,6 +154,9 @@ pub struct Source {
     /// `Microsoft.Network/networkSecurityGroups ase-nsg`
     pub resource: String,
     pub origin: Origin,
+    /// The resource group, when the export names it (`az` output does,
+    /// an ARM template does not): `check` puts it in its `az` commands.
+    pub resource_group: Option<String>,
     /// What was read or assumed, when it is not obvious.
     pub detail: Option<String>,
 }
@@ -161,6 +164,9 @@ pub struct Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.resource, self.origin)?;
+        if let Some(group) = &self.resource_group {
+            write!(f, " in resource group {group}")?;
+        }
         if let Some(detail) = &self.detail {
             write!(f, ": {detail}")?;
         }

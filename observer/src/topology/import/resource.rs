@@ -110,6 +110,24 @@ impl Resource {
         self.name.rsplit('/').next().unwrap_or(&self.name)
     }
 
+    /// The resource group the export names (`resourceGroup` of `az`
+    /// output, or the id's `/resourceGroups/NAME/`); an ARM export knows
+    /// none (its ids hold a stand-in).
+    pub fn resource_group(&self) -> Option<String> {
+        let group = self
+            .node
+            .get("resourceGroup")
+            .and_then(Node::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                let id = self.node.get("id").and_then(Node::as_str)?;
+                let lower = id.to_ascii_lowercase();
+                let at = lower.find("/resourcegroups/")? + "/resourcegroups/".len();
+                id[at..].split('/').next().map(str::to_string)
+            })?;
+        (!group.is_empty() && group != super::expr::RESOURCE_GROUP).then_some(group)
+    }
+
     /// `Microsoft.Network/virtualNetworks ase-vnet`, for comments and notes.
     pub fn label(&self) -> String {
         format!("{} {}", self.kind, self.name)
