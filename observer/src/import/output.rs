@@ -180,7 +180,7 @@ impl<'a> Output<'a> {
 
     /// [`Output::new`] with `count` encoder threads.
     fn start(
-        (out, partition, metadata): (Location, Partition, Vec<(String, String)>),
+        (out, partition, metadata): (Location, Partition, FileMetadata),
         run_id: &str,
         classifier: Option<&'a Classifier>,
         window: Window,
@@ -744,7 +744,7 @@ mod tests {
                 (
                     Location::Local(dir.path().to_owned()),
                     Partition::None,
-                    Vec::new(),
+                    FileMetadata::default(),
                 ),
                 "run",
                 None,
