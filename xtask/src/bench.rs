@@ -41,8 +41,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2_000_000)]
     spark_tuples: u64,
     /// An `observer` binary built from another commit (e.g. main): the
-    /// `bpf` and `verifier` parts measure it too, in alternating rounds,
-    /// and print this build's figures over its.
+    /// `bpf`, `verifier`, `labexec` and `import` parts measure it too, in
+    /// alternating rounds, and print this build's figures over its.
     #[arg(long)]
     baseline: Option<PathBuf>,
 }
@@ -91,9 +91,17 @@ struct Bench {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let baseline =
+        match &args.baseline {
+            Some(path) => Some(path.canonicalize().with_context(|| {
+                format!("--baseline {}: no such observer binary", path.display())
+            })?),
+            None => None,
+        };
     let import = args.only.is_empty() || args.only.contains(&Part::Import);
     if import {
-        crate::bench_import::run(if args.quick { 1_000_000 } else { args.tuples })?;
+        let tuples = if args.quick { 1_000_000 } else { args.tuples };
+        crate::bench_import::run(tuples, baseline.as_deref())?;
     }
     if args.only.is_empty() || args.only.contains(&Part::Spark) {
         let tuples = if args.quick {
@@ -112,13 +120,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let observer = build_observer()?;
-    let baseline =
-        match &args.baseline {
-            Some(path) => Some(path.canonicalize().with_context(|| {
-                format!("--baseline {}: no such observer binary", path.display())
-            })?),
-            None => None,
-        };
     setup::packages(&[setup::TEST_PACKAGES, setup::BENCH_PACKAGES].concat())?;
     ensure!(
         setup::is_root(),
@@ -236,43 +237,79 @@ impl Bench {
         )
     }
 
-    /// Wall time of `observer lab exec default -- true`, `rounds` times
-    /// (the first one included: nothing is cached between runs).
+    /// Wall and CPU time of `observer lab exec default -- true`, `rounds`
+    /// times (the first one included: nothing is cached between runs);
+    /// with `--baseline`, that binary in alternating rounds.
     fn lab_exec(&mut self, rounds: u32) -> anyhow::Result<Value> {
-        let (mut seconds, mut cpu) = (Vec::new(), Vec::new());
+        let mut binaries = vec![("observer", self.observer.clone())];
+        if let Some(baseline) = &self.baseline {
+            binaries.push(("baseline", baseline.clone()));
+        }
+        let mut results = Vec::new();
+        let mut samples = vec![(Vec::new(), Vec::new()); binaries.len()];
         for round in 0..rounds {
             if interrupted() {
                 break;
             }
-            let out = self.scratch.join(format!("labexec-{round}"));
-            let _ = std::fs::remove_dir_all(&out);
-            let cpu_before = children_cpu_seconds();
-            let started = Instant::now();
-            let status = Command::new(&self.observer)
-                .args(["--quiet", "lab", "exec", "default", "--out"])
-                .arg(&out)
-                .args(["--", "true"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()?;
-            let elapsed = started.elapsed().as_secs_f64();
-            let cpu_used = children_cpu_seconds() - cpu_before;
-            ensure!(
-                status.success(),
-                "observer lab exec default -- true failed ({status})"
-            );
-            eprintln!("xtask: lab exec round {round}: {elapsed:.3} s wall, {cpu_used:.3} s CPU");
-            seconds.push(elapsed);
-            cpu.push(cpu_used);
+            for ((name, binary), (seconds, cpu)) in binaries.iter().zip(&mut samples) {
+                let (elapsed, cpu_used) = self.lab_exec_once(binary, round)?;
+                eprintln!(
+                    "xtask: lab exec round {round} ({name}): {elapsed:.3} s wall, {cpu_used:.3} s CPU"
+                );
+                seconds.push(elapsed);
+                cpu.push(cpu_used);
+            }
         }
-        let (all, all_cpu) = (seconds.clone(), cpu.clone());
-        Ok(json!({
-            "rounds": all,
-            "median_s": median(&mut seconds),
-            "cpu_rounds": all_cpu,
-            "median_cpu_s": median(&mut cpu),
-            "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-        }))
+        for ((name, _), (mut seconds, mut cpu)) in binaries.iter().zip(samples) {
+            let (all, all_cpu) = (seconds.clone(), cpu.clone());
+            results.push(json!({
+                "binary": name,
+                "rounds": all,
+                "median_s": median(&mut seconds),
+                "cpu_rounds": all_cpu,
+                "median_cpu_s": median(&mut cpu),
+            }));
+        }
+        for r in &results {
+            println!(
+                "lab exec default -- true ({}): median {:.3} s wall, {:.3} s CPU (targets <= 1.2 s, <= 1.5 s)",
+                r["binary"].as_str().unwrap_or_default(),
+                r["median_s"].as_f64().unwrap_or(f64::NAN),
+                r["median_cpu_s"].as_f64().unwrap_or(f64::NAN),
+            );
+        }
+        let mut result = results[0].clone();
+        result["baseline"] = results.get(1).cloned().unwrap_or(Value::Null);
+        result["load_average"] = json!(
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        );
+        Ok(result)
+    }
+
+    /// One `lab exec default -- true`: wall seconds and the CPU seconds of
+    /// every descendant.
+    fn lab_exec_once(&self, binary: &Path, round: u32) -> anyhow::Result<(f64, f64)> {
+        let out = self.scratch.join(format!("labexec-{round}"));
+        let _ = std::fs::remove_dir_all(&out);
+        let cpu_before = children_cpu_seconds();
+        let started = Instant::now();
+        let status = Command::new(binary)
+            .args(["--quiet", "lab", "exec", "default", "--out"])
+            .arg(&out)
+            .args(["--", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu_used = children_cpu_seconds() - cpu_before;
+        ensure!(
+            status.success(),
+            "{} lab exec default -- true failed ({status})",
+            binary.display()
+        );
+        Ok((elapsed, cpu_used))
     }
 
     /// Alternates baseline and observed runs of `load`; returns medians and their ratio.

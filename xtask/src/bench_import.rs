@@ -6,6 +6,9 @@
 //!   (parse, classify, write zstd Parquet) vs DuckDB `read_json` + unnest +
 //!   `COPY ... (FORMAT parquet, COMPRESSION zstd)`, each pinned to one CPU
 //!   (`taskset`, DuckDB also `SET threads = 1`) and with all cores;
+//! - CPU time (user + system, `wait4` rusage) beside each wall time, and
+//!   the scaling from one CPU to all cores of each side;
+//! - with `--baseline BINARY`, that observer too, in the same rounds;
 //! - peak RSS of the import (`wait4` rusage, `ru_maxrss`);
 //! - Parquet write alone, one thread: the import's encoder thread CPU time
 //!   (Arrow conversion, encoding, writing the records it was handed) vs the
@@ -90,9 +93,18 @@ pub(crate) fn generate(dir: &Path, tuples: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `command` to completion, its stdout to `log`; wall seconds and
-/// peak RSS (bytes).
-fn measure(command: &mut Command, log: &Path) -> anyhow::Result<(f64, u64)> {
+/// What one run took.
+#[derive(Clone, Copy, Debug)]
+struct Usage {
+    wall_s: f64,
+    /// User + system CPU seconds.
+    cpu_s: f64,
+    rss_bytes: u64,
+}
+
+/// Runs `command` to completion, its stdout to `log`; wall and CPU time,
+/// peak RSS.
+fn measure(command: &mut Command, log: &Path) -> anyhow::Result<Usage> {
     let started = Instant::now();
     let child = command
         .stdout(fs::File::create(log)?)
@@ -109,7 +121,35 @@ fn measure(command: &mut Command, log: &Path) -> anyhow::Result<(f64, u64)> {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "{command:?} failed ({status})"
     );
-    Ok((seconds, usage.ru_maxrss as u64 * 1024))
+    let time = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Usage {
+        wall_s: seconds,
+        cpu_s: time(usage.ru_utime) + time(usage.ru_stime),
+        rss_bytes: usage.ru_maxrss as u64 * 1024,
+    })
+}
+
+/// `observer import` of `input` into `out`, its stdout to `log`.
+fn import(
+    observer: &Path,
+    one_cpu: bool,
+    input: &Path,
+    out: &Path,
+    topology: &Path,
+    log: &Path,
+) -> anyhow::Result<Usage> {
+    let _ = fs::remove_dir_all(out);
+    measure(
+        pinned(observer, one_cpu)
+            .args(["import", "azure-vnet-flow-log"])
+            .arg(input)
+            .arg("--out")
+            .arg(out)
+            .arg("--topology")
+            .arg(topology)
+            .arg("--quiet"),
+        log,
+    )
 }
 
 fn pinned(program: &Path, one_cpu: bool) -> Command {
@@ -167,7 +207,7 @@ print(time.perf_counter() - start, time.process_time() - cpu)
 "#;
 
 /// The import benchmark; returns its JSON result.
-pub fn run(tuples: u64) -> anyhow::Result<Value> {
+pub fn run(tuples: u64, baseline: Option<&Path>) -> anyhow::Result<Value> {
     let observer = build_observer()?;
     let python = setup::python_tools()?;
     setup::packages(&[("taskset", "util-linux")])?;
@@ -188,19 +228,9 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
     let mut rows = Vec::new();
     for one_cpu in [true, false] {
         let out = root.join("out-observer");
-        let _ = fs::remove_dir_all(&out);
-        let (observer_s, rss) = measure(
-            pinned(&observer, one_cpu)
-                .args(["import", "azure-vnet-flow-log"])
-                .arg(&input)
-                .arg("--out")
-                .arg(&out)
-                .arg("--topology")
-                .arg(&topology)
-                .arg("--quiet"),
-            &root.join("observer.log"),
-        )?;
-        let printed = fs::read_to_string(root.join("observer.log"))?;
+        let log = root.join("observer.log");
+        let used = import(&observer, one_cpu, &input, &out, &topology, &log)?;
+        let printed = fs::read_to_string(&log)?;
         let encoder_cpu: f64 = printed
             .split("encoder CPU time ")
             .nth(1)
@@ -214,10 +244,19 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
             .and_then(|l| l.split(" in ").nth(1)?.split(' ').next())
             .and_then(|n| n.parse().ok())
             .context("the import's classification time")?;
+        let base = match baseline {
+            Some(path) => {
+                let out = root.join("out-baseline");
+                let used = import(path, one_cpu, &input, &out, &topology, &log)?;
+                let _ = fs::remove_dir_all(&out);
+                Some(used)
+            }
+            None => None,
+        };
         let duck_out = root.join("out-duckdb.parquet");
         let _ = fs::remove_file(&duck_out);
         let threads = if one_cpu { 1 } else { cores };
-        let (duck_s, duck_rss) = measure(
+        let duck = measure(
             pinned(&python, one_cpu)
                 .arg("-c")
                 .arg(DUCKDB_JSON)
@@ -228,23 +267,65 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
         )?;
         let name = if one_cpu { "one CPU" } else { "all cores" };
         eprintln!(
-            "xtask: {name}: observer {observer_s:.2} s (RSS {} MiB), DuckDB {duck_s:.2} s",
-            rss >> 20
+            "xtask: {name}: observer {:.2} s wall {:.2} s CPU (RSS {} MiB), DuckDB {:.2} s wall {:.2} s CPU{}",
+            used.wall_s,
+            used.cpu_s,
+            used.rss_bytes >> 20,
+            duck.wall_s,
+            duck.cpu_s,
+            base.map_or(String::new(), |b| format!(
+                ", baseline observer {:.2} s wall {:.2} s CPU",
+                b.wall_s, b.cpu_s
+            )),
         );
         rows.push(json!({
             "cpus": name,
-            "observer_s": observer_s,
-            "observer_rss_bytes": rss,
+            "observer_s": used.wall_s,
+            "observer_cpu_s": used.cpu_s,
+            "observer_rss_bytes": used.rss_bytes,
             "observer_encoder_cpu_s": encoder_cpu,
             "observer_classify_cpu_s": classify_s,
             "classified_per_s": tuples as f64 / classify_s,
-            "observer_tuples_per_s": tuples as f64 / observer_s,
-            "duckdb_s": duck_s,
-            "duckdb_rss_bytes": duck_rss,
-            "duckdb_tuples_per_s": tuples as f64 / duck_s,
-            "duckdb_over_observer": duck_s / observer_s,
+            "observer_tuples_per_s": tuples as f64 / used.wall_s,
+            "baseline_observer_s": base.map(|b| b.wall_s),
+            "baseline_observer_cpu_s": base.map(|b| b.cpu_s),
+            "baseline_observer_rss_bytes": base.map(|b| b.rss_bytes),
+            "duckdb_s": duck.wall_s,
+            "duckdb_cpu_s": duck.cpu_s,
+            "duckdb_rss_bytes": duck.rss_bytes,
+            "duckdb_tuples_per_s": tuples as f64 / duck.wall_s,
+            "duckdb_over_observer": duck.wall_s / used.wall_s,
         }));
     }
+    let ratio = |row: usize, key: &str| rows[row][key].as_f64().unwrap_or(f64::NAN);
+    let ratios = json!({
+        "duckdb_over_observer_one_cpu": ratio(0, "duckdb_over_observer"),
+        "duckdb_over_observer_all_cores": ratio(1, "duckdb_over_observer"),
+        "observer_scaling_1_to_n": ratio(0, "observer_s") / ratio(1, "observer_s"),
+        "duckdb_scaling_1_to_n": ratio(0, "duckdb_s") / ratio(1, "duckdb_s"),
+        "baseline_scaling_1_to_n": ratio(0, "baseline_observer_s") / ratio(1, "baseline_observer_s"),
+        "cores": cores,
+    });
+    println!(
+        "import ratios (target >= 1.25 each): DuckDB/observer one CPU {:.2}, all {cores} cores {:.2}; \
+         scaling 1 -> {cores} cores: observer {:.2}x, DuckDB {:.2}x{}",
+        ratio(0, "duckdb_over_observer"),
+        ratio(1, "duckdb_over_observer"),
+        ratios["observer_scaling_1_to_n"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        ratios["duckdb_scaling_1_to_n"].as_f64().unwrap_or(f64::NAN),
+        if baseline.is_some() {
+            format!(
+                ", baseline observer {:.2}x",
+                ratios["baseline_scaling_1_to_n"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN)
+            )
+        } else {
+            String::new()
+        },
+    );
 
     // Parquet write alone, one thread each: the import's encoder thread
     // busy time (Arrow conversion, zstd Parquet encoding, file writes) in
@@ -273,7 +354,7 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
             Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
         })
         .with_context(|| format!("duckdb copy printed {printed:?}"))?;
-    // The encoder thread's CPU time (its own clock, so the main thread
+    // The encoder threads' CPU time (their own clocks, so the main thread
     // sharing CPU 0 does not count).
     let encoder_s = rows[0]["observer_encoder_cpu_s"]
         .as_f64()
@@ -283,6 +364,7 @@ pub fn run(tuples: u64) -> anyhow::Result<Value> {
         "tuples": tuples,
         "json_bytes": json_bytes,
         "cores": cores,
+        "ratios": ratios,
         "end_to_end": rows,
         "parquet_write_one_thread": {
             "observer_encoder_cpu_s": encoder_s,

@@ -9,10 +9,12 @@
 //! | [`capture`] | `pcap`: pcap and pcapng captures (gzipped or not), streamed through the flow table |
 //! | [`flow_log`] | what the flow-log readers share: decoding, the streaming `{"records": [...]}` walk, record shapes, positions, tuple fields |
 //! | [`inputs`] | walking the inputs (local trees, `az://` prefixes), in Azure's `y=/m=/d=/h=` layout only the hours `--since`/`--until` need |
+//! | [`blobs`] | flow-log blobs parsed on several threads, their records handed over in input order |
 //! | [`output`] | where records go: classified in batches, Parquet named after each input blob and record hour |
 //! | [`run`] | one import start to end, as the CLI and the Python wheel run it; the blob-hour prefixes of a distributed import |
 //! | `mod.rs` | the kinds, the time window, and the [`Summary`] of records in, out and skipped, with the file and position of every bad input, and the exit status |
 
+pub mod blobs;
 pub mod capture;
 pub mod flow_log;
 pub mod inputs;
@@ -166,6 +168,31 @@ impl Summary {
         *self.skipped.entry(reason).or_default() += 1;
         if let Some(p) = problem {
             self.problem(p);
+        }
+    }
+
+    /// Adds what another part of the input counted (the next blob's
+    /// summary, in input order): the problems kept are still the first ones.
+    pub fn absorb(&mut self, other: Self) {
+        let add = |into: &mut BTreeMap<&'static str, u64>, from: BTreeMap<&'static str, u64>| {
+            for (k, n) in from {
+                *into.entry(k).or_default() += n;
+            }
+        };
+        self.files += other.files;
+        add(&mut self.files_skipped, other.files_skipped);
+        self.records_in += other.records_in;
+        self.records_out += other.records_out;
+        add(&mut self.skipped, other.skipped);
+        self.broken_files += other.broken_files;
+        let room = PROBLEMS_KEPT.saturating_sub(self.problems.len());
+        self.problems.extend(other.problems.into_iter().take(room));
+        self.problem_count += other.problem_count;
+        add(&mut self.notes, other.notes);
+        self.unreadable += other.unreadable;
+        self.dirs_skipped += other.dirs_skipped;
+        if self.other_kind.is_none() {
+            self.other_kind = other.other_kind;
         }
     }
 

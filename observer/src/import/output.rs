@@ -1,7 +1,15 @@
 //! Where imported records go: classified in batches (with `--topology`),
-//! then written as Parquet by an encoder thread of their own (parsing and
+//! then written as Parquet by encoder threads of their own (parsing and
 //! classification overlap with encoding), through one
 //! [`FlowWriter`] per output name.
+//!
+//! Encoders. One per CPU the process may run on (its affinity mask, so
+//! `taskset -c 0` gives one), each a thread with its own queue. A file is
+//! encoded whole by one encoder: the output names are assigned to the
+//! encoders in turn as they are opened, and every batch of a name goes to
+//! the encoder that opened it, so each file's bytes are those a single
+//! encoder would write, whatever the number of encoders. Memory: each
+//! encoder holds at most one queued batch and the one it encodes.
 //!
 //! Names. A flow-log blob's records are written as
 //! `flows-{HOUR}-{BLOB}-{NNNNNN}.parquet` (in the `--partition` directory
@@ -19,7 +27,13 @@
 //! two halves of an hour do not replace each other. Other inputs (packet
 //! captures) are written under the run's name, as before.
 
-use std::{collections::BTreeMap, fmt::Write as _, hash::Hasher as _, sync::mpsc, thread};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+    hash::Hasher as _,
+    sync::mpsc,
+    thread,
+};
 
 use super::{InputFile, Window, blob_hour};
 use crate::{
@@ -77,14 +91,16 @@ enum Message {
     },
 }
 
-/// What the encoder wrote.
+/// What the encoders wrote.
 #[derive(Debug, Default)]
 pub struct Written {
     pub rows: u64,
-    /// Relative names of the files written, in the order they were closed.
+    /// Relative names of the files written, sorted.
     pub files: Vec<String>,
-    /// The encoder thread's CPU time.
+    /// The encoder threads' CPU time, summed.
     pub busy: std::time::Duration,
+    /// How many encoder threads wrote.
+    pub encoders: usize,
 }
 
 impl Written {
@@ -93,6 +109,25 @@ impl Written {
         self.files.extend_from_slice(writer.files());
         self.busy += writer.busy();
     }
+
+    fn merge(&mut self, other: Self) {
+        self.rows += other.rows;
+        self.files.extend(other.files);
+        self.busy += other.busy;
+        self.encoders += other.encoders;
+    }
+}
+
+/// One encoder thread and its queue.
+#[derive(Debug)]
+struct Encoder {
+    sender: Option<mpsc::SyncSender<Message>>,
+    thread: Option<thread::JoinHandle<Result<Written, WriteError>>>,
+}
+
+/// Encoder threads to start: the CPUs this process may run on.
+fn encoder_count() -> usize {
+    thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// Classifies and hands over full batches; remembers the first write error.
@@ -106,10 +141,13 @@ pub struct Output<'a> {
     /// Per hour of the current input: how many files were opened for it.
     parts: BTreeMap<i64, u32>,
     pushes: u64,
-    sender: Option<mpsc::SyncSender<Message>>,
-    /// Emptied batch vectors coming back from the encoder.
+    encoders: Vec<Encoder>,
+    /// The encoder of each open name.
+    routes: HashMap<String, usize>,
+    /// The encoder the next name opened goes to.
+    next_encoder: usize,
+    /// Emptied batch vectors coming back from the encoders.
     spares: mpsc::Receiver<Vec<FlowRecord>>,
-    thread: Option<thread::JoinHandle<Result<Written, WriteError>>>,
     error: Option<WriteError>,
     /// Records by verdict, when classified.
     pub verdicts: BTreeMap<String, u64>,
@@ -129,15 +167,45 @@ impl<'a> Output<'a> {
         window: Window,
         batch_rows: usize,
     ) -> Result<Self, WriteError> {
+        let config = (out, partition, metadata);
+        Self::start(
+            config,
+            run_id,
+            classifier,
+            window,
+            batch_rows,
+            encoder_count(),
+        )
+    }
+
+    /// [`Output::new`] with `count` encoder threads.
+    fn start(
+        (out, partition, metadata): (Location, Partition, FileMetadata),
+        run_id: &str,
+        classifier: Option<&'a Classifier>,
+        window: Window,
+        batch_rows: usize,
+        count: usize,
+    ) -> Result<Self, WriteError> {
         if let Some(dir) = out.local_path() {
             crate::files::check_writable(dir)?;
         }
-        let (sender, receiver) = mpsc::sync_channel::<Message>(1);
-        let (give_back, spares) = mpsc::sync_channel::<Vec<FlowRecord>>(1);
-        let thread = thread::Builder::new()
-            .name("parquet-encode".into())
-            .spawn(move || encode(&out, partition, &metadata, &receiver, &give_back))
-            .expect("spawning the encoder thread");
+        let count = count.max(1);
+        let (give_back, spares) = mpsc::sync_channel::<Vec<FlowRecord>>(count);
+        let encoders = (0..count)
+            .map(|i| {
+                let (sender, receiver) = mpsc::sync_channel::<Message>(1);
+                let (out, metadata, give_back) = (out.clone(), metadata.clone(), give_back.clone());
+                let thread = thread::Builder::new()
+                    .name(format!("parquet-encode-{i}"))
+                    .spawn(move || encode(&out, partition, &metadata, &receiver, &give_back))
+                    .expect("spawning an encoder thread");
+                Encoder {
+                    sender: Some(sender),
+                    thread: Some(thread),
+                }
+            })
+            .collect();
         Ok(Self {
             classifier,
             window,
@@ -146,9 +214,10 @@ impl<'a> Output<'a> {
             pending: Vec::new(),
             parts: BTreeMap::new(),
             pushes: 0,
-            sender: Some(sender),
+            encoders,
+            routes: HashMap::new(),
+            next_encoder: 0,
             spares,
-            thread: Some(thread),
             error: None,
             verdicts: BTreeMap::new(),
             classifying: std::time::Duration::ZERO,
@@ -284,13 +353,28 @@ impl<'a> Output<'a> {
         });
     }
 
+    /// Hands `message` to the encoder of its name (a name being opened
+    /// gets the next encoder in turn).
     fn send(&mut self, message: Message) {
         if self.error.is_some() {
             return;
         }
-        let sent = self.sender.as_ref().map(|s| s.send(message));
+        let index = match &message {
+            Message::Open { stem, .. } => {
+                let index = self.next_encoder;
+                self.next_encoder = (index + 1) % self.encoders.len();
+                self.routes.insert(stem.clone(), index);
+                index
+            }
+            Message::Batch { stem, .. } => self.routes[stem],
+            Message::Close { stem } => self.routes.remove(stem).expect("opened before closed"),
+        };
+        let sent = self.encoders[index]
+            .sender
+            .as_ref()
+            .map(|s| s.send(message));
         if !matches!(sent, Some(Ok(()))) {
-            // The encoder stopped: its error says why.
+            // An encoder stopped: its error says why.
             self.error = Some(match self.join() {
                 Err(e) => e,
                 Ok(_) => stopped(),
@@ -298,15 +382,41 @@ impl<'a> Output<'a> {
         }
     }
 
+    /// Stops every encoder (each closes what it has open) and waits for
+    /// them; the first error, else what they wrote together.
     fn join(&mut self) -> Result<Written, WriteError> {
-        self.sender = None;
-        let thread = self.thread.take().ok_or_else(stopped)?;
-        thread.join().unwrap_or_else(|_| {
-            Err(WriteError::Io {
-                path: "<encoder>".into(),
-                source: std::io::Error::other("the encoder thread panicked"),
-            })
-        })
+        for encoder in &mut self.encoders {
+            encoder.sender = None;
+        }
+        let mut written = Written::default();
+        let mut error = None;
+        let mut joined = 0;
+        for encoder in &mut self.encoders {
+            let Some(thread) = encoder.thread.take() else {
+                continue;
+            };
+            joined += 1;
+            let result = thread.join().unwrap_or_else(|_| {
+                Err(WriteError::Io {
+                    path: "<encoder>".into(),
+                    source: std::io::Error::other("an encoder thread panicked"),
+                })
+            });
+            match result {
+                Ok(part) => written.merge(part),
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if joined == 0 {
+            return Err(stopped());
+        }
+        written.files.sort();
+        Ok(written)
     }
 
     /// Writes what is pending, closes every file and waits for the encoder.
@@ -323,7 +433,7 @@ impl Drop for Output<'_> {
     /// Leaves no file half-written when an import ends early: the encoder
     /// closes what it has.
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if self.encoders.iter().any(|e| e.thread.is_some()) {
             let _ = self.join();
         }
     }
@@ -336,8 +446,8 @@ fn stopped() -> WriteError {
     }
 }
 
-/// The encoder thread: one writer per open name; files closed when their
-/// input ends, the rest at the end, in name order.
+/// An encoder thread: one writer per open name of its own; files closed
+/// when their input ends, the rest at the end, in name order.
 fn encode(
     out: &Location,
     partition: Partition,
@@ -346,7 +456,10 @@ fn encode(
     give_back: &mpsc::SyncSender<Vec<FlowRecord>>,
 ) -> Result<Written, WriteError> {
     let mut open: BTreeMap<String, FlowWriter> = BTreeMap::new();
-    let mut written = Written::default();
+    let mut written = Written {
+        encoders: 1,
+        ..Written::default()
+    };
     let result = (|| {
         for message in receiver {
             match message {
@@ -617,5 +730,52 @@ mod tests {
         assert_eq!(write(), first);
         let read = crate::files::read_flows(&[dir.path().to_owned()]).unwrap();
         assert_eq!(read.iter().map(|f| f.records.len()).sum::<usize>(), 4);
+    }
+
+    /// Several encoders write the very bytes one encoder writes: each file
+    /// is encoded whole by one of them, whichever it is.
+    #[test]
+    fn several_encoders_write_the_files_one_encoder_writes() {
+        use crate::files::schema::tests::sample;
+        let base = parse_time("2024-05-01T09").unwrap();
+        let write = |encoders: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut output = Output::start(
+                (
+                    Location::Local(dir.path().to_owned()),
+                    Partition::None,
+                    FileMetadata::default(),
+                ),
+                "run",
+                None,
+                Window::default(),
+                7,
+                encoders,
+            )
+            .unwrap();
+            for blob in 0..5u16 {
+                output.begin_blob(&input("/logs", &format!("PT1H-{blob}.json")));
+                // 20 records a blob in batches of 7, over two hours.
+                for i in 0..20u16 {
+                    let mut r = sample(blob * 100 + i);
+                    r.start_ns = base + i64::from(i % 2) * HOUR_NS + i64::from(i);
+                    output.push(r);
+                }
+            }
+            let written = output.finish().unwrap();
+            assert_eq!((written.rows, written.encoders), (100, encoders));
+            let mut files = written.files.clone();
+            files.sort();
+            assert_eq!(files, written.files, "names come sorted");
+            let bytes: Vec<(String, Vec<u8>)> = files
+                .iter()
+                .map(|f| (f.clone(), std::fs::read(dir.path().join(f)).unwrap()))
+                .collect();
+            (bytes, dir)
+        };
+        let (one, _a) = write(1);
+        let (three, _b) = write(3);
+        assert_eq!(one.len(), 10);
+        assert!(one == three, "three encoders wrote other bytes than one");
     }
 }

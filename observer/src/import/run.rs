@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use super::{
     ImportError, Interner, Kind, Problem, Summary, Window,
+    blobs::Blob,
     capture::{self, PcapOptions, Sides},
     flow_log::{BlobText, decode},
     input_files, nsg_flow_log,
@@ -112,33 +113,53 @@ pub fn run(options: &Options<'_>) -> Result<Outcome, ImportError> {
     }
     let mut tracker = DnsTracker::new(1 << 20, crate::dns::GRACE_NS);
     let mut answers: Vec<DnsAnswer> = Vec::new();
-    let mut interner = Interner::default();
-    for file in &files {
-        match options.kind {
-            Kind::AzureVnetFlowLog | Kind::AzureNsgFlowLog => {
+    if matches!(options.kind, Kind::AzureVnetFlowLog | Kind::AzureNsgFlowLog) {
+        // Blobs read and parsed on several threads; their records are
+        // classified and written here in input order.
+        let kind = options.kind;
+        let mut begun = None;
+        super::blobs::parse_in_order(
+            &files,
+            super::blobs::parser_count(),
+            |file, summary, interner, emit| {
                 // Deleted since the listing, no permission: counted,
                 // reported, and on.
-                let bytes = match file.location.read(&file.relative) {
-                    Ok(bytes) => bytes,
+                match file.location.read(&file.relative) {
+                    Ok(bytes) => {
+                        read_flow_log(kind, &file.display, &bytes, window, summary, interner, emit);
+                        true
+                    }
                     Err(error) => {
                         summary.unreadable(&file.display, &error);
-                        continue;
+                        false
                     }
-                };
-                output.begin_blob(file);
-                read_flow_log(
-                    options.kind,
-                    &file.display,
-                    &bytes,
-                    window,
-                    &mut summary,
-                    &mut interner,
-                    &mut |r| output.push(r),
-                );
-                output.end_input();
-            }
-            // Streamed; one unreadable capture is reported, the rest read.
-            Kind::Pcap => match capture::open_input(file) {
+                }
+            },
+            &mut |index, blob| match blob {
+                Blob::Record(record) => {
+                    if begun != Some(index) {
+                        output.begin_blob(&files[index]);
+                        begun = Some(index);
+                    }
+                    output.push(record);
+                    true
+                }
+                Blob::Done {
+                    summary: part,
+                    read,
+                } => {
+                    if read {
+                        output.end_input();
+                    }
+                    summary.absorb(part);
+                    !(output.failed() || summary.other_kind.is_some())
+                }
+            },
+        );
+    } else {
+        // Streamed; one unreadable capture is reported, the rest read.
+        for file in &files {
+            match capture::open_input(file) {
                 Ok(input) => capture::read_file(
                     &file.display,
                     input,
@@ -158,10 +179,10 @@ pub fn run(options: &Options<'_>) -> Result<Outcome, ImportError> {
                         message: format!("{:#}", anyhow::Error::from(e)),
                     });
                 }
-            },
-        }
-        if output.failed() || summary.other_kind.is_some() {
-            break;
+            }
+            if output.failed() {
+                break;
+            }
         }
     }
     let verdicts = std::mem::take(&mut output.verdicts);
