@@ -77,7 +77,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         name: "azure_export",
-        seeds: &["tests/fixtures/azure"],
+        seeds: &["tests/fixtures/azure", "fuzz/seeds/azure_export"],
     },
 ];
 

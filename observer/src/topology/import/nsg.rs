@@ -173,6 +173,8 @@ fn rules(ctx: &mut Ctx<'_>, nsg: &Resource, name: &str) -> Result<Vec<SecurityRu
         }
     }
     let mut out: Vec<SecurityRule> = Vec::new();
+    // Where each rule of `out` came from, for the priority check below.
+    let mut origins = Vec::new();
     for (owner, node, rel) in parts {
         let converted = convert(node, false).map_err(|message| {
             ImportError::shape(
@@ -209,8 +211,29 @@ fn rules(ctx: &mut Ctx<'_>, nsg: &Resource, name: &str) -> Result<Vec<SecurityRu
                     ));
                 }
                 out[i] = rule;
+                origins[i] = owner.origin_of(node, &rel);
             }
-            None => out.push(rule),
+            None => {
+                out.push(rule);
+                origins.push(owner.origin_of(node, &rel));
+            }
+        }
+    }
+    // Azure refuses two rules of one direction at one priority; so does
+    // the topology loader, so the export is refused here, at the later rule.
+    for (i, rule) in out.iter().enumerate() {
+        if let Some(clash) = out[..i]
+            .iter()
+            .find(|o| o.priority == rule.priority && o.direction == rule.direction)
+        {
+            return Err(ImportError::shape(
+                origins[i].clone(),
+                format!(
+                    "NSG {name} rule {}: priority {} is already used by {} rule {}",
+                    rule.name, rule.priority, rule.direction, clash.name
+                ),
+                "Azure allows one rule per priority and direction in an NSG; the export cannot be deployed as it is: fix the priorities in it",
+            ));
         }
     }
     sort(&mut out);

@@ -544,3 +544,26 @@ fn bicep_symbolic_resources_and_nested_children() {
     assert!(text.contains("$.resources.vnet.resources[0]"), "{text}");
     assert!(imported.summary.ignored.is_empty());
 }
+
+/// Found by the `azure_export` fuzz target: two rules of one direction at
+/// one priority imported, and the TOML written was then refused.
+#[test]
+fn two_rules_at_one_priority_are_refused_at_the_later_rule() {
+    let dir = scratch();
+    let nsg = std::fs::read_to_string(fixtures().join("seed-004/az/nsg.json")).unwrap();
+    let mut nsg: serde_json::Value = serde_json::from_str(&nsg).unwrap();
+    // allow-load-balancer-in (110) moves to allow-management-in's 100.
+    assert_eq!(nsg["securityRules"][1]["priority"], 110);
+    nsg["securityRules"][1]["priority"] = 100.into();
+    let nsg = write_file(dir.path(), "nsg.json", &nsg.to_string());
+    let mut inputs = files("seed-004", &["az/vnet.json", "az/ase.json"]);
+    inputs.push(nsg);
+    let e = err(&inputs, dir.path(), &with_tags(dir.path()));
+    assert!(
+        e.contains(
+            "rule allow-load-balancer-in: priority 100 is already used by Inbound rule allow-management-in"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("nsg.json:"), "located in the file: {e}");
+}
