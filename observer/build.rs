@@ -25,7 +25,7 @@ mod ebpf {
 
     const REQUIRE: &str = "OBSERVER_REQUIRE_EBPF";
 
-    pub fn build() -> anyhow::Result<()> {
+    pub(super) fn build() -> anyhow::Result<()> {
         println!("cargo:rerun-if-env-changed={REQUIRE}");
         println!("cargo:rerun-if-env-changed=PATH");
         let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);

@@ -17,6 +17,13 @@
 //! function, which the verifier checks once instead of once per path
 //! leading to it.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
+#![cfg_attr(
+    target_arch = "bpf",
+    expect(
+        unreachable_pub,
+        reason = "a BPF program has no public surface: `pub` says what its modules share"
+    )
+)]
 // The BPF target has no compare-and-swap, so `Atomic*::fetch_*` is missing;
 // the intrinsics lower to BPF atomic instructions directly.
 #![cfg_attr(

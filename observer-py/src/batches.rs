@@ -21,7 +21,7 @@ use observer::{
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum BatchError {
+pub(crate) enum BatchError {
     #[error("batch {batch}: {source}")]
     Schema { batch: usize, source: SchemaError },
     #[error("building the output: {0}")]
@@ -30,7 +30,7 @@ pub enum BatchError {
 
 /// The output schema for input `schema`: the flow columns, then the
 /// input's other columns.
-pub fn output_schema(schema: &Schema) -> SchemaRef {
+pub(crate) fn output_schema(schema: &Schema) -> SchemaRef {
     let flow = schema::flow_schema();
     let mut fields: Vec<_> = flow.fields().iter().cloned().collect();
     fields.extend(
@@ -46,7 +46,7 @@ pub fn output_schema(schema: &Schema) -> SchemaRef {
 /// Classifies the rows of `batches` (all of `schema`) as one set, pairing
 /// the directions among them and on the interfaces in `both_ways` (see
 /// `Classifier::classify_part`); one output batch per input batch.
-pub fn classify(
+pub(crate) fn classify(
     recorded: &Recorded,
     schema: &Schema,
     batches: &[RecordBatch],

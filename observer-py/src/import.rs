@@ -52,7 +52,7 @@ fn window(since: Option<&str>, until: Option<&str>) -> PyResult<Window> {
 /// outside Azure's layout is one unit itself).
 #[pyfunction]
 #[pyo3(signature = (inputs, kind = "azure-vnet-flow-log", since = None, until = None))]
-pub fn hour_prefixes(
+pub(crate) fn hour_prefixes(
     py: Python<'_>,
     inputs: Vec<String>,
     kind: &str,
@@ -83,7 +83,7 @@ pub fn hour_prefixes(
     clippy::too_many_arguments,
     reason = "a Python function with keyword arguments"
 )]
-pub fn import_flow_logs<'py>(
+pub(crate) fn import_flow_logs<'py>(
     py: Python<'py>,
     inputs: Vec<String>,
     out: String,

@@ -15,22 +15,22 @@ use observer_common::proto;
 
 /// An IP protocol number (the `protocol` column) with its names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IpProtocol(pub u8);
+pub(crate) struct IpProtocol(pub u8);
 
 impl IpProtocol {
-    pub const ICMP: Self = Self(proto::ICMP);
-    pub const TCP: Self = Self(proto::TCP);
-    pub const UDP: Self = Self(proto::UDP);
-    pub const ICMPV6: Self = Self(proto::ICMPV6);
+    pub(crate) const ICMP: Self = Self(proto::ICMP);
+    pub(crate) const TCP: Self = Self(proto::TCP);
+    pub(crate) const UDP: Self = Self(proto::UDP);
+    pub(crate) const ICMPV6: Self = Self(proto::ICMPV6);
 
     /// The number, as records and the kernel hold it.
-    pub const fn number(self) -> u8 {
+    pub(crate) const fn number(self) -> u8 {
         self.0
     }
 
     /// Azure's spelling in NSG rules (`Tcp`, `Udp`, `Icmp`); `*` (any) for
     /// a protocol a rule cannot name.
-    pub fn azure(self) -> &'static str {
+    pub(crate) fn azure(self) -> &'static str {
         match self {
             Self::TCP => "Tcp",
             Self::UDP => "Udp",
@@ -41,7 +41,7 @@ impl IpProtocol {
 
     /// Lower case, as the report lists connections: `tcp`, `udp`, `icmp`
     /// (v4 and v6), else `ip-N`.
-    pub fn lower(self) -> Cow<'static, str> {
+    pub(crate) fn lower(self) -> Cow<'static, str> {
         match self {
             Self::TCP => "tcp".into(),
             Self::UDP => "udp".into(),
@@ -71,15 +71,15 @@ impl fmt::Display for IpProtocol {
 }
 
 /// DNS, over UDP and TCP.
-pub const DNS_PORT: u16 = 53;
+pub(crate) const DNS_PORT: u16 = 53;
 
 /// The ASE's inbound management ports: App Service reaches the workload on
 /// them from the `AppServiceManagement` service tag (and the load balancer
 /// probes them), and the replies must leave by the Internet path.
-pub const MANAGEMENT_PORTS: [u16; 2] = [454, 455];
+pub(crate) const MANAGEMENT_PORTS: [u16; 2] = [454, 455];
 
 /// The management ports as the documentation writes them: `454-455`.
-pub fn management_ports_text() -> String {
+pub(crate) fn management_ports_text() -> String {
     let [first, last] = MANAGEMENT_PORTS;
     format!("{first}-{last}")
 }

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::{build_observer, interrupted, setup, workspace_root};
 
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Short runs (seconds instead of minutes) for a smoke check.
     #[arg(long)]
     quick: bool,
@@ -49,7 +49,7 @@ pub struct BenchArgs {
 
 /// The parts of the capture benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Part {
+pub(crate) enum Part {
     /// iperf3 TCP throughput ratio.
     Tcp,
     /// 64-byte UDP rate ratios (256 flows and 1 flow).
@@ -90,7 +90,7 @@ struct Bench {
     runs: u32,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let baseline =
         match &args.baseline {
             Some(path) => Some(path.canonicalize().with_context(|| {

@@ -207,7 +207,7 @@ print(time.perf_counter() - start, time.process_time() - cpu)
 "#;
 
 /// The import benchmark; returns its JSON result.
-pub fn run(tuples: u64, baseline: Option<&Path>) -> anyhow::Result<Value> {
+pub(crate) fn run(tuples: u64, baseline: Option<&Path>) -> anyhow::Result<Value> {
     let observer = build_observer()?;
     let python = setup::python_tools()?;
     setup::packages(&[("taskset", "util-linux")])?;

@@ -61,7 +61,7 @@ fn layout(blobs: &Path, tree: &Path) -> anyhow::Result<()> {
 }
 
 /// The Spark benchmark; returns its JSON result.
-pub fn run(tuples: u64, runs: u32) -> anyhow::Result<Value> {
+pub(crate) fn run(tuples: u64, runs: u32) -> anyhow::Result<Value> {
     let observer = build_observer()?;
     let wheel = crate::wheel::build()?;
     let (name, spec) = setup::PYSPARK_LINES[0];

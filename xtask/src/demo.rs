@@ -7,7 +7,7 @@ use std::{ffi::OsString, path::PathBuf};
 
 use crate::{lab, workspace_root};
 
-pub fn run(out: Option<PathBuf>) -> anyhow::Result<()> {
+pub(crate) fn run(out: Option<PathBuf>) -> anyhow::Result<()> {
     anyhow::ensure!(
         crate::setup::is_root(),
         "the demo builds network namespaces and loads BPF: run it as root"

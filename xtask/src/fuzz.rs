@@ -21,16 +21,16 @@ use crate::{sh, workspace_root};
 const CARGO_FUZZ: &str = "0.13.1";
 
 /// Seconds each target runs in `cargo xtask test`.
-pub const SMOKE_SECONDS: u64 = 5;
+pub(crate) const SMOKE_SECONDS: u64 = 5;
 
 /// libFuzzer's `-timeout`: seconds one input may take.
-pub const TIMEOUT_SECS: u64 = 10;
+pub(crate) const TIMEOUT_SECS: u64 = 10;
 
 /// libFuzzer's `-rss_limit_mb` (and, by default, `-malloc_limit_mb`).
-pub const RSS_LIMIT_MB: u64 = 2048;
+pub(crate) const RSS_LIMIT_MB: u64 = 2048;
 
 #[derive(Debug, clap::Args)]
-pub struct FuzzArgs {
+pub(crate) struct FuzzArgs {
     /// Seconds each target runs.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
@@ -88,7 +88,7 @@ struct Stats {
     per_second: u64,
 }
 
-pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
     let targets: Vec<&Target> = if args.targets.is_empty() {
         TARGETS.iter().collect()
     } else {

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use crate::{build_observer, setup, sweep};
 
 /// Runs `observer lab ARGS...`; fails when it does (exit status kept in the message).
-pub fn run(args: &[OsString]) -> anyhow::Result<()> {
+pub(crate) fn run(args: &[OsString]) -> anyhow::Result<()> {
     anyhow::ensure!(
         setup::is_root(),
         "the lab builds network namespaces: run it as root"

@@ -12,7 +12,7 @@ use crate::sh;
 const BPF_LINKER: &str = "0.10.3";
 
 /// (program looked up on PATH, Debian package that provides it).
-pub const TEST_PACKAGES: &[(&str, &str)] = &[
+pub(crate) const TEST_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("tc", "iproute2"),
     ("nft", "nftables"),
@@ -31,11 +31,11 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("npm", "npm"),
 ];
 
-pub const BENCH_PACKAGES: &[(&str, &str)] = &[("iperf3", "iperf3"), ("pmacctd", "pmacct")];
+pub(crate) const BENCH_PACKAGES: &[(&str, &str)] = &[("iperf3", "iperf3"), ("pmacctd", "pmacct")];
 
 /// Programs the import tests call: tcpdump records the captures, npm
 /// installs Azurite, python3 runs pyarrow and DuckDB.
-pub const IMPORT_PACKAGES: &[(&str, &str)] = &[
+pub(crate) const IMPORT_PACKAGES: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("npm", "npm"),
     ("python3", "python3"),
@@ -62,7 +62,7 @@ const NPM_PACKAGES: &[(&str, &str)] = &[("azurite", "3"), ("playwright-core", "1
 /// The pyspark lines the wheel is tested on, one venv each (they cannot
 /// share one): 4.0 is Databricks 17.3 LTS's Spark, 3.5 Fabric runtime
 /// 1.3's and Synapse's.
-pub const PYSPARK_LINES: &[(&str, &str)] = &[
+pub(crate) const PYSPARK_LINES: &[(&str, &str)] = &[
     ("spark40", "pyspark>=4.0,<4.1"),
     ("spark35", "pyspark>=3.5,<3.6"),
 ];
@@ -79,7 +79,7 @@ const SPARK_PACKAGES: &[(&str, &str)] = &[
 /// A venv `target/tools/NAME` with pyspark of `spec` and [`SPARK_PACKAGES`]
 /// (filled only when something is missing; Java for Spark from Debian);
 /// returns its python.
-pub fn spark_tools(name: &str, spec: &str) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn spark_tools(name: &str, spec: &str) -> anyhow::Result<std::path::PathBuf> {
     packages(&[("java", "openjdk-17-jre-headless")])?;
     let venv = tools_dir().join(name);
     let python = venv.join("bin/python");
@@ -131,13 +131,13 @@ pub fn spark_tools(name: &str, spec: &str) -> anyhow::Result<std::path::PathBuf>
 }
 
 /// Where the project-local tools live: `target/tools/{venv,npm}`.
-pub fn tools_dir() -> std::path::PathBuf {
+pub(crate) fn tools_dir() -> std::path::PathBuf {
     crate::workspace_root().join("target/tools")
 }
 
 /// A Python venv with [`PYTHON_PACKAGES`] under `target/tools/venv`
 /// (created and filled only when something is missing); returns its python.
-pub fn python_tools() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn python_tools() -> anyhow::Result<std::path::PathBuf> {
     let venv = tools_dir().join("venv");
     let python = venv.join("bin/python");
     if !python.is_file() {
@@ -172,7 +172,7 @@ pub fn python_tools() -> anyhow::Result<std::path::PathBuf> {
 /// [`NPM_PACKAGES`] under `target/tools/npm` (installed when one is
 /// missing or of another major/exact version; no browser is downloaded);
 /// returns its `node_modules`.
-pub fn node_tools() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn node_tools() -> anyhow::Result<std::path::PathBuf> {
     let prefix = tools_dir().join("npm");
     let modules = prefix.join("node_modules");
     let missing: Vec<String> = NPM_PACKAGES
@@ -210,13 +210,13 @@ pub fn node_tools() -> anyhow::Result<std::path::PathBuf> {
 
 /// Everything the namespace tests run besides the observer; the paths go
 /// to them as `OBSERVER_PYTHON` and `OBSERVER_NODE_MODULES`.
-pub fn test_tools() -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+pub(crate) fn test_tools() -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
     packages(IMPORT_PACKAGES)?;
     Ok((python_tools()?, node_tools()?))
 }
 
 /// Rust side: nightly, rust-src, bpf-linker.
-pub fn toolchain() -> anyhow::Result<()> {
+pub(crate) fn toolchain() -> anyhow::Result<()> {
     let nightly_ok = Command::new("rustup")
         .args(["run", "nightly", "rustc", "--version"])
         .output()
@@ -271,7 +271,7 @@ pub fn toolchain() -> anyhow::Result<()> {
 
 /// Debian packages for the given programs; `apt-get update` runs once, only
 /// when something is missing.
-pub fn packages(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
+pub(crate) fn packages(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut missing: Vec<&str> = wanted
         .iter()
         .filter(|(bin, _)| !on_path(bin))
@@ -283,7 +283,7 @@ pub fn packages(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
 }
 
 /// `apt-get install` of `missing` (nothing when empty; root only).
-pub fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -303,14 +303,14 @@ pub fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
     .context("apt-get install")
 }
 
-pub fn on_path(program: &str) -> bool {
+pub(crate) fn on_path(program: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/sbin".into()])
         .any(|dir| dir.join(program).is_file())
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

@@ -10,7 +10,7 @@ use std::{path::Path, process::Command};
 use crate::{setup, sh, workspace_root};
 
 /// Runs the suite on every pyspark line; returns what failed.
-pub fn test(observer: &Path, node_modules: &Path) -> Vec<String> {
+pub(crate) fn test(observer: &Path, node_modules: &Path) -> Vec<String> {
     let mut failed = Vec::new();
     // Not a default member (it links Python): its unit tests run here.
     if let Err(error) = sh(Command::new(

@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use crate::{setup, sh, workspace_root};
 
 /// Builds the wheel (release) and returns its path.
-pub fn build() -> anyhow::Result<PathBuf> {
+pub(crate) fn build() -> anyhow::Result<PathBuf> {
     let python = setup::python_tools()?;
     let maturin = python.with_file_name("maturin");
     let out = workspace_root().join("target/wheels");

@@ -30,7 +30,7 @@ use super::{
 /// Kernel program names, by link kind: (ingress, egress).
 const ETHERNET_PROGRAMS: (&str, &str) = ("observe_ingress", "observe_egress");
 const RAW_IP_PROGRAMS: (&str, &str) = ("observe_ingress_ip", "observe_egress_ip");
-pub const PROGRAM_NAMES: [&str; 4] = [
+pub(crate) const PROGRAM_NAMES: [&str; 4] = [
     ETHERNET_PROGRAMS.0,
     ETHERNET_PROGRAMS.1,
     RAW_IP_PROGRAMS.0,
@@ -39,7 +39,7 @@ pub const PROGRAM_NAMES: [&str; 4] = [
 
 /// `--attach`: how to hook into traffic control.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AttachMode {
+pub(crate) enum AttachMode {
     /// TCX on Linux >= 6.6, clsact + cls_bpf before.
     #[default]
     Auto,
@@ -87,7 +87,7 @@ impl AttachMode {
 
 /// Everything attached by one capture. Dropping it detaches the programs and
 /// removes the clsact qdiscs it added (when no other filter uses them).
-pub struct Attachments {
+pub(crate) struct Attachments {
     /// (ifindex, link): the links of one interface can go on their own.
     links: Vec<(u32, SchedClassifierLink)>,
     created_qdiscs: Vec<String>,
@@ -125,7 +125,7 @@ impl Attachments {
     /// Lets go of an interface that disappeared: its links (already gone
     /// with the device in the kernel) are dropped and its qdisc is no longer
     /// ours to remove (a new device may reuse the name).
-    pub fn forget(&mut self, ifindex: u32, name: &str) {
+    pub(crate) fn forget(&mut self, ifindex: u32, name: &str) {
         self.links.retain(|(index, _)| *index != ifindex);
         self.created_qdiscs.retain(|iface| iface != name);
     }
@@ -134,7 +134,7 @@ impl Attachments {
 /// Loads the program pairs the interfaces need (Ethernet, raw IP) and
 /// attaches the right pair to each interface. Each load is a verifier run
 /// (the bulk of the start-up time), so unused pairs stay unloaded.
-pub fn attach(
+pub(crate) fn attach(
     ebpf: &mut Ebpf,
     interfaces: &[Interface],
     mode: AttachMode,
@@ -238,7 +238,7 @@ fn hook_name(hook: TcAttachType) -> &'static str {
 const OWNER_TAG: u32 = 0x4f00_0000;
 
 /// The cls_bpf filter handle of the observer with process id `pid`.
-pub fn owner_handle(pid: u32) -> u32 {
+pub(crate) fn owner_handle(pid: u32) -> u32 {
     OWNER_TAG | (pid & 0x00ff_ffff)
 }
 

@@ -50,14 +50,14 @@ fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
 /// the indexes `0..slots` and one value per slot and possible CPU (`cpus`
 /// is 1 for a plain array, whose batch operations carry one value per index).
 #[derive(Debug)]
-pub struct PerCpuArrayBuffers<V> {
+pub(super) struct PerCpuArrayBuffers<V> {
     indexes: Vec<u32>,
     values: Vec<V>,
     cpus: usize,
 }
 
 impl<V: Pod> PerCpuArrayBuffers<V> {
-    pub fn new(slots: u32, cpus: usize) -> Self {
+    pub(super) fn new(slots: u32, cpus: usize) -> Self {
         // The kernel lays per-CPU values out 8-byte aligned.
         const { assert!(size_of::<V>().is_multiple_of(8)) };
         Self {
@@ -70,7 +70,7 @@ impl<V: Pod> PerCpuArrayBuffers<V> {
 
 /// Reads every slot of the per-CPU array `fd` on every CPU and hands each
 /// value to `sink`. The map must not be written concurrently.
-pub fn read_per_cpu_array<V: Pod>(
+pub(super) fn read_per_cpu_array<V: Pod>(
     fd: BorrowedFd<'_>,
     buffers: &mut PerCpuArrayBuffers<V>,
     mut sink: impl FnMut(&V),
@@ -106,7 +106,7 @@ pub fn read_per_cpu_array<V: Pod>(
 }
 
 /// Resets every slot of the per-CPU array `fd` on every CPU to zeroes.
-pub fn zero_per_cpu_array<V: Pod>(
+pub(super) fn zero_per_cpu_array<V: Pod>(
     fd: BorrowedFd<'_>,
     buffers: &mut PerCpuArrayBuffers<V>,
 ) -> io::Result<()> {
@@ -130,13 +130,13 @@ pub fn zero_per_cpu_array<V: Pod>(
 
 /// Reusable key and value buffers for [`drain`].
 #[derive(Debug)]
-pub struct BatchBuffers<K, V> {
+pub(super) struct BatchBuffers<K, V> {
     keys: Vec<K>,
     values: Vec<V>,
 }
 
 impl<K: Pod, V: Pod> BatchBuffers<K, V> {
-    pub fn new(chunk: usize) -> Self {
+    pub(super) fn new(chunk: usize) -> Self {
         Self {
             keys: Vec::with_capacity(chunk),
             values: Vec::with_capacity(chunk),
@@ -146,7 +146,7 @@ impl<K: Pod, V: Pod> BatchBuffers<K, V> {
 
 /// Moves every entry of the hash map `fd` into `sink`, deleting it. The map
 /// must not be written concurrently for the drain to be complete.
-pub fn drain<K: Pod, V: Pod>(
+pub(super) fn drain<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
     buffers: &mut BatchBuffers<K, V>,
     mut sink: impl FnMut(&K, &V),

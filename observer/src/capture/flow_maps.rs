@@ -22,13 +22,13 @@ use super::{
 };
 
 /// The kernel-side maps of the flows, as `Capture::start` takes them.
-pub struct FlowMapHandles {
+pub(super) struct FlowMapHandles {
     pub flows: Map,
     pub caches: [Map; 2],
     pub select: Map,
 }
 
-pub struct FlowMaps {
+pub(super) struct FlowMaps {
     outer: ArrayOfMaps<MapData, MapData>,
     inner: [MapData; 2],
     caches: [MapData; 2],
@@ -54,7 +54,7 @@ impl FlowMaps {
     /// Creates two inner maps of `--flow-map-size` entries and installs the
     /// first; the caches have `--flow-cache-slots` slots on each of `cpus`
     /// possible CPUs; `tick_ns` is [`tick_ns`].
-    pub fn new(
+    pub(super) fn new(
         maps: FlowMapHandles,
         config: &CaptureConfig,
         cpus: usize,
@@ -110,7 +110,7 @@ impl FlowMaps {
     /// Swaps the caches and the maps and hands every entry of the retired
     /// ones to `sink` (a flow may come several times: once per CPU cache
     /// and once from the map).
-    pub fn drain(
+    pub(super) fn drain(
         &mut self,
         mut sink: impl FnMut(&FlowKey, &FlowStats),
     ) -> Result<usize, CaptureError> {
@@ -148,7 +148,7 @@ impl FlowMaps {
     }
 }
 /// Entries of a flow cache array: `slots` for each of `cpus` possible CPUs.
-pub fn cache_entries(slots: u32, cpus: usize) -> Result<u32, CaptureError> {
+pub(super) fn cache_entries(slots: u32, cpus: usize) -> Result<u32, CaptureError> {
     u32::try_from(cpus)
         .ok()
         .and_then(|cpus| cpus.checked_mul(slots))
@@ -163,7 +163,7 @@ pub fn cache_entries(slots: u32, cpus: usize) -> Result<u32, CaptureError> {
 /// The length of one kernel tick (1/HZ), the unit of `jiffies`: the
 /// resolution the kernel reports for CLOCK_MONOTONIC_COARSE, which advances
 /// once per tick.
-pub fn tick_ns() -> Result<u64, CaptureError> {
+pub(super) fn tick_ns() -> Result<u64, CaptureError> {
     let mut res = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 /// `--iface NAME[=ROLE]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InterfaceSpec {
+pub(crate) struct InterfaceSpec {
     pub name: String,
     pub role: Option<String>,
 }
@@ -46,7 +46,7 @@ impl fmt::Display for InterfaceSpec {
 
 /// How a device frames packets, which decides the program attached to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkKind {
+pub(crate) enum LinkKind {
     /// An Ethernet header precedes IP (Ethernet, veth, bridge, loopback).
     Ethernet,
     /// Packets start at the IP header (WireGuard, tun, ipip, ...).
@@ -55,7 +55,7 @@ pub enum LinkKind {
 
 /// A watched interface as resolved in the capture's namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Interface {
+pub(crate) struct Interface {
     pub name: String,
     pub role: Option<String>,
     pub ifindex: u32,
@@ -63,7 +63,7 @@ pub struct Interface {
 }
 
 #[derive(Debug, Error)]
-pub enum InterfaceError {
+pub(crate) enum InterfaceError {
     #[error("interface `{name}` not found in {namespace}; it has: {}", available.join(", "))]
     NotFound {
         name: String,
@@ -87,7 +87,10 @@ impl fmt::Display for Interface {
 
 /// Resolves every spec in the current network namespace (`namespace` only
 /// names it in errors).
-pub fn resolve(specs: &[InterfaceSpec], namespace: &str) -> Result<Vec<Interface>, InterfaceError> {
+pub(crate) fn resolve(
+    specs: &[InterfaceSpec],
+    namespace: &str,
+) -> Result<Vec<Interface>, InterfaceError> {
     let mut resolved: Vec<Interface> = Vec::with_capacity(specs.len());
     for spec in specs {
         if resolved.iter().any(|i| i.name == spec.name) {
@@ -121,7 +124,7 @@ pub fn resolve(specs: &[InterfaceSpec], namespace: &str) -> Result<Vec<Interface
 }
 
 /// Interface names of the current network namespace.
-pub fn list_names() -> Vec<String> {
+pub(crate) fn list_names() -> Vec<String> {
     let mut names = Vec::new();
     // SAFETY: if_nameindex returns an array terminated by a zeroed entry,
     // freed with if_freenameindex.

@@ -22,25 +22,25 @@ use super::{CaptureConfig, CaptureError};
 
 /// Entries of a hash map: its bucket array (16 bytes per bucket, a power
 /// of two of them) must stay below `u32::MAX` bytes.
-pub const MAX_FLOW_MAP_SIZE: u32 = 1 << 27;
+pub(crate) const MAX_FLOW_MAP_SIZE: u32 = 1 << 27;
 
 /// Bytes of a ring buffer: a power of two that fits the map's `u32` size.
-pub const MAX_RING_MIB: u32 = 2048;
+pub(crate) const MAX_RING_MIB: u32 = 2048;
 
 /// Kernel bytes per flow-map entry: the element (header, 48-byte key,
 /// 64-byte value) and its bucket, as `bpftool map show` reports them
 /// (`bytes_memlock / max_entries`, Linux 6.x).
-pub const FLOW_MAP_ENTRY_BYTES: u64 = 176;
+pub(crate) const FLOW_MAP_ENTRY_BYTES: u64 = 176;
 
 /// Kernel bytes per flow-cache slot and possible CPU.
-pub const FLOW_CACHE_SLOT_BYTES: u64 = size_of::<CachedFlow>() as u64;
+pub(crate) const FLOW_CACHE_SLOT_BYTES: u64 = size_of::<CachedFlow>() as u64;
 
 /// The most memory one flow cache may take (see the module header); below
 /// 2 GiB, so its entry count also fits a `u32`.
 const ARRAY_BYTES: u64 = i32::MAX as u64 - 4096;
 
 /// CPUs the kernel may bring online (per-CPU maps have a slot for each).
-pub fn possible_cpus() -> Result<usize, CaptureError> {
+pub(crate) fn possible_cpus() -> Result<usize, CaptureError> {
     aya::util::nr_cpus().map_err(|(_, source)| CaptureError::Syscall {
         call: "reading /sys/devices/system/cpu/possible",
         source,
@@ -48,13 +48,13 @@ pub fn possible_cpus() -> Result<usize, CaptureError> {
 }
 
 /// Kernel memory of one flow cache of `slots` slots per CPU.
-pub fn flow_cache_bytes(slots: u32, cpus: usize) -> u64 {
+pub(crate) fn flow_cache_bytes(slots: u32, cpus: usize) -> u64 {
     u64::from(slots) * FLOW_CACHE_SLOT_BYTES * cpus as u64
 }
 
 /// The largest `--flow-cache-slots` with `cpus` possible CPUs: a power of
 /// two whose cache stays within an array's 2 GiB.
-pub fn max_flow_cache_slots(cpus: usize) -> u32 {
+pub(crate) fn max_flow_cache_slots(cpus: usize) -> u32 {
     let mut slots: u32 = 1 << 31;
     while slots > 1 && flow_cache_bytes(slots, cpus) >= ARRAY_BYTES {
         slots >>= 1;
@@ -63,7 +63,7 @@ pub fn max_flow_cache_slots(cpus: usize) -> u32 {
 }
 
 /// Parses `--flow-cache-slots`: a power of two within [`max_flow_cache_slots`].
-pub fn parse_flow_cache_slots(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_flow_cache_slots(text: &str) -> Result<u32, String> {
     let slots: u32 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of slots"))?;
@@ -85,7 +85,7 @@ pub fn parse_flow_cache_slots(text: &str) -> Result<u32, String> {
 }
 
 /// Parses `--flow-map-size`: 1 to [`MAX_FLOW_MAP_SIZE`].
-pub fn parse_flow_map_size(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_flow_map_size(text: &str) -> Result<u32, String> {
     let size: u32 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of flows"))?;
@@ -99,7 +99,7 @@ pub fn parse_flow_map_size(text: &str) -> Result<u32, String> {
 
 /// Parses `--event-ring-mib` and `--dns-ring-mib`: a power of two up to
 /// [`MAX_RING_MIB`].
-pub fn parse_ring_mib(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_ring_mib(text: &str) -> Result<u32, String> {
     let mib: u32 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of MiB"))?;
@@ -113,7 +113,7 @@ pub fn parse_ring_mib(text: &str) -> Result<u32, String> {
 
 /// One map's share of the kernel memory a capture needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MapNeed {
+pub(crate) struct MapNeed {
     pub flag: &'static str,
     pub value: u64,
     pub what: &'static str,
@@ -121,7 +121,7 @@ pub struct MapNeed {
 }
 
 /// The kernel memory each sized map of `config` needs.
-pub fn needs(config: &CaptureConfig, cpus: usize) -> Vec<MapNeed> {
+pub(crate) fn needs(config: &CaptureConfig, cpus: usize) -> Vec<MapNeed> {
     let mut needs = vec![
         MapNeed {
             flag: "--flow-map-size",
@@ -154,7 +154,7 @@ pub fn needs(config: &CaptureConfig, cpus: usize) -> Vec<MapNeed> {
 }
 
 /// Refuses a configuration whose maps need more memory than `available`.
-pub fn check_memory(needs: &[MapNeed], available: u64) -> Result<(), CaptureError> {
+pub(crate) fn check_memory(needs: &[MapNeed], available: u64) -> Result<(), CaptureError> {
     let total: u64 = needs.iter().map(|n| n.bytes).sum();
     if total <= available {
         return Ok(());
@@ -174,7 +174,7 @@ pub fn check_memory(needs: &[MapNeed], available: u64) -> Result<(), CaptureErro
 }
 
 /// `MemAvailable` of /proc/meminfo, in bytes (`None` when unreadable).
-pub fn memory_available() -> Option<u64> {
+pub(crate) fn memory_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -183,7 +183,7 @@ pub fn memory_available() -> Option<u64> {
 
 /// The flag that sized kernel map `map` and what it needs (`None` for
 /// maps of fixed size).
-pub fn sized_by(map: &str, config: &CaptureConfig, cpus: usize) -> Option<MapNeed> {
+pub(crate) fn sized_by(map: &str, config: &CaptureConfig, cpus: usize) -> Option<MapNeed> {
     needs(config, cpus).into_iter().find(|n| match n.flag {
         "--flow-map-size" => map.starts_with("observer_flows"),
         "--flow-cache-slots" => map.starts_with("FLOW_CACHE"),
@@ -195,7 +195,7 @@ pub fn sized_by(map: &str, config: &CaptureConfig, cpus: usize) -> Option<MapNee
 
 /// The error for a map the kernel would not create, naming the flag that
 /// sized it and what to do.
-pub fn map_error(need: MapNeed, source: io::Error) -> CaptureError {
+pub(crate) fn map_error(need: MapNeed, source: io::Error) -> CaptureError {
     let fix = match source.raw_os_error() {
         Some(libc::E2BIG) => "more than this kernel allows for one map; choose a smaller value",
         Some(libc::ENOMEM) => {
@@ -217,7 +217,7 @@ pub fn map_error(need: MapNeed, source: io::Error) -> CaptureError {
 }
 
 /// Bytes in binary units for messages (`1.5 GiB`).
-pub fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

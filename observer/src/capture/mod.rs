@@ -5,14 +5,14 @@
 //! [`Capture`] owns every kernel object it creates; dropping it detaches the
 //! programs and frees the maps, on success, error and panic alike.
 
-pub mod attach;
+pub(crate) mod attach;
 mod batch;
 mod flow_maps;
-pub mod iface;
-pub mod limits;
-pub mod netns;
-pub mod privileges;
-pub mod watch;
+pub(crate) mod iface;
+pub(crate) mod limits;
+pub(crate) mod netns;
+pub(crate) mod privileges;
+pub(crate) mod watch;
 
 use aya::{
     EbpfError, EbpfLoader,
@@ -22,7 +22,7 @@ use aya::{
 use observer_common::{Counter, FlowKey, FlowStats, counter};
 use thiserror::Error;
 
-pub use self::{
+pub(crate) use self::{
     attach::{AttachMode, Attachments},
     iface::{Interface, InterfaceSpec, LinkKind},
 };
@@ -36,7 +36,7 @@ use self::{
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
 
 #[derive(Debug, Error)]
-pub enum CaptureError {
+pub(crate) enum CaptureError {
     #[error(
         "this observer binary was built without its eBPF program (bpf-linker or nightly's rust-src \
          was missing at build time); run `cargo xtask build` and use target/release/observer"
@@ -102,7 +102,7 @@ pub enum CaptureError {
 
 /// Sizes and switches of a capture.
 #[derive(Clone, Debug)]
-pub struct CaptureConfig {
+pub(crate) struct CaptureConfig {
     pub attach: AttachMode,
     /// Entries of each of the two flow maps.
     pub flow_map_size: u32,
@@ -129,10 +129,10 @@ impl Default for CaptureConfig {
 }
 
 /// Per-reason counters summed over CPUs, indexed like `observer_common::counter`.
-pub type Counters = [Counter; counter::LEN as usize];
+pub(crate) type Counters = [Counter; counter::LEN as usize];
 
 /// A running capture.
-pub struct Capture {
+pub(crate) struct Capture {
     // Declared first so it drops first: detach before the maps go away.
     attachments: Option<Attachments>,
     tcx: bool,
@@ -157,7 +157,10 @@ impl Capture {
     /// Loads the program, creates the maps, attaches to `interfaces`
     /// (resolved in the current network namespace) and subscribes to the
     /// namespace's link events.
-    pub fn start(config: &CaptureConfig, interfaces: &[Interface]) -> Result<Self, CaptureError> {
+    pub(crate) fn start(
+        config: &CaptureConfig,
+        interfaces: &[Interface],
+    ) -> Result<Self, CaptureError> {
         if EBPF_OBJECT.is_empty() {
             return Err(CaptureError::MissingObject);
         }
@@ -222,24 +225,24 @@ impl Capture {
     }
 
     /// Whether the programs sit on TCX links (else clsact filters).
-    pub fn uses_tcx(&self) -> bool {
+    pub(crate) fn uses_tcx(&self) -> bool {
         self.tcx
     }
 
     /// Detaches from every interface; the maps stay readable for a final drain.
-    pub fn detach(&mut self) {
+    pub(crate) fn detach(&mut self) {
         self.attachments = None;
     }
 
     /// Lets go of an interface that disappeared (see [`watch`]).
-    pub fn forget_interface(&mut self, ifindex: u32, name: &str) {
+    pub(crate) fn forget_interface(&mut self, ifindex: u32, name: &str) {
         if let Some(attachments) = &mut self.attachments {
             attachments.forget(ifindex, name);
         }
     }
 
     /// Hands every flow delta accounted since the previous drain to `sink`.
-    pub fn drain_flows(
+    pub(crate) fn drain_flows(
         &mut self,
         sink: impl FnMut(&FlowKey, &FlowStats),
     ) -> Result<usize, CaptureError> {
@@ -247,7 +250,7 @@ impl Capture {
     }
 
     /// Sums the per-CPU counters (cumulative since the program was loaded).
-    pub fn counters(&self) -> Result<Counters, CaptureError> {
+    pub(crate) fn counters(&self) -> Result<Counters, CaptureError> {
         let mut totals = [Counter::default(); counter::LEN as usize];
         for (index, total) in (0..counter::LEN).zip(&mut totals) {
             let per_cpu = self
@@ -265,17 +268,17 @@ impl Capture {
     }
 
     /// The ring buffer of packets that missed a full flow map (taken once).
-    pub fn take_flow_events(&mut self) -> Option<RingBuf<MapData>> {
+    pub(crate) fn take_flow_events(&mut self) -> Option<RingBuf<MapData>> {
         self.flow_events.take()
     }
 
     /// The DNS message ring buffer (taken once; `None` with DNS capture off).
-    pub fn take_dns_events(&mut self) -> Option<RingBuf<MapData>> {
+    pub(crate) fn take_dns_events(&mut self) -> Option<RingBuf<MapData>> {
         self.dns_events.take()
     }
 
     /// The link-event socket (taken once; `None` when it could not be opened).
-    pub fn take_links(&mut self) -> Option<LinkWatch> {
+    pub(crate) fn take_links(&mut self) -> Option<LinkWatch> {
         self.links.take()
     }
 }

@@ -11,7 +11,7 @@ use thiserror::Error;
 const NETNS_DIR: &str = "/run/netns";
 
 #[derive(Debug, Error)]
-pub enum NetnsError {
+pub(crate) enum NetnsError {
     #[error(
         "network namespace `{name}` not found ({}); create it with `ip netns add {name}`",
         known(available)
@@ -41,7 +41,7 @@ fn known(available: &[String]) -> String {
 }
 
 /// Named namespaces under /run/netns.
-pub fn list() -> Vec<String> {
+pub(crate) fn list() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(NETNS_DIR)
         .map(|dir| {
             dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -54,7 +54,7 @@ pub fn list() -> Vec<String> {
 
 /// Moves the calling thread into the namespace `name` (a name under
 /// /run/netns, or a path such as /proc/PID/ns/net).
-pub fn enter(name: &str) -> Result<(), NetnsError> {
+pub(crate) fn enter(name: &str) -> Result<(), NetnsError> {
     let path = if name.contains('/') {
         PathBuf::from(name)
     } else {

@@ -11,7 +11,7 @@ use thiserror::Error;
     missing.join(" and "),
     if *needs_netns { " and CAP_SYS_ADMIN to enter another network namespace" } else { "" }
 )]
-pub struct PrivilegeError {
+pub(crate) struct PrivilegeError {
     pub missing: Vec<&'static str>,
     pub needs_netns: bool,
 }
@@ -22,7 +22,7 @@ fn has(cap: Capability) -> bool {
 
 /// Checks the effective capabilities a capture needs. CAP_SYS_ADMIN stands
 /// in for CAP_BPF and CAP_PERFMON, as in the kernel.
-pub fn check(enter_netns: bool) -> Result<(), PrivilegeError> {
+pub(crate) fn check(enter_netns: bool) -> Result<(), PrivilegeError> {
     let admin = has(Capability::CAP_SYS_ADMIN);
     let mut missing = Vec::new();
     if !admin && !has(Capability::CAP_BPF) {
@@ -48,7 +48,7 @@ pub fn check(enter_netns: bool) -> Result<(), PrivilegeError> {
 }
 
 /// Lifts RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (< 5.11).
-pub fn raise_memlock_limit() {
+pub(crate) fn raise_memlock_limit() {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,

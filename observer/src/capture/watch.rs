@@ -17,7 +17,7 @@ const IFINFO_INDEX: usize = NLMSG_HDR + 4;
 
 /// What one read of the link socket found.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct LinkEvents {
+pub(crate) struct LinkEvents {
     /// Interface indexes deleted from the namespace.
     pub deleted: Vec<u32>,
     /// Events were dropped: check every interface with [`exists`].
@@ -27,12 +27,12 @@ pub struct LinkEvents {
 /// A netlink socket receiving the namespace's link events (created in the
 /// namespace the calling thread is in).
 #[derive(Debug)]
-pub struct LinkWatch {
+pub(crate) struct LinkWatch {
     fd: OwnedFd,
 }
 
 impl LinkWatch {
-    pub fn open() -> io::Result<Self> {
+    pub(crate) fn open() -> io::Result<Self> {
         // SAFETY: plain socket call; the fd is owned below.
         let raw = unsafe {
             libc::socket(
@@ -65,7 +65,7 @@ impl LinkWatch {
     }
 
     /// Reads every pending message (non-blocking) and returns the deletions.
-    pub fn read(&mut self) -> io::Result<LinkEvents> {
+    pub(crate) fn read(&mut self) -> io::Result<LinkEvents> {
         let mut events = LinkEvents::default();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -130,7 +130,7 @@ impl AsFd for LinkWatch {
 }
 
 /// Whether an interface with this index exists in the current namespace.
-pub fn exists(ifindex: u32) -> bool {
+pub(crate) fn exists(ifindex: u32) -> bool {
     let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: a buffer of IF_NAMESIZE bytes, as if_indextoname requires.
     !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()

@@ -20,7 +20,7 @@ use crate::{
 
 /// The output of `check`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CheckFormat {
+pub(super) enum CheckFormat {
     /// For people: one block per problem, then a summary line.
     Text,
     /// One JSON document (`problems[]` with `level`, `rule`, `fix`, `az`, `toml`, places).

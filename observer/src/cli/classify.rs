@@ -75,7 +75,9 @@ impl ClassifyArgs {
 }
 
 /// Reads `inputs` for `report`: records, DNS answers and the capture's loss.
-pub fn read_inputs(inputs: &[PathBuf]) -> anyhow::Result<(Vec<FlowRecord>, Vec<DnsAnswer>, u64)> {
+pub(super) fn read_inputs(
+    inputs: &[PathBuf],
+) -> anyhow::Result<(Vec<FlowRecord>, Vec<DnsAnswer>, u64)> {
     let files = reader::read_flows(inputs).context("reading flow files")?;
     let lost = reader::lost_packets(&files);
     let dns = dns::read_recorded(inputs)?;

@@ -334,7 +334,7 @@ fn html_page(
 }
 
 /// The roll-up of several scenario runs, and how many checks failed.
-pub fn roll_up(results: &[ScenarioResult]) -> (String, usize) {
+pub(super) fn roll_up(results: &[ScenarioResult]) -> (String, usize) {
     let mut s = String::from("━━ summary ━━\n");
     let mut failed = 0;
     for r in results {

@@ -6,7 +6,7 @@
 
 /// The time of a live capture: now in the kernel's time base, and the
 /// conversion of kernel times to UTC.
-pub trait Clock {
+pub(crate) trait Clock {
     /// Now, in CLOCK_MONOTONIC nanoseconds (the kernel program's time base).
     fn monotonic_ns(&self) -> u64;
     /// The conversion of kernel times to UTC, fixed for the capture.

@@ -248,7 +248,7 @@ impl FlowTable {
     /// (`active-timeout`, as the active timeout does) and carries each flow
     /// on in a fresh one that counts only what comes after. Flows without a
     /// packet since their last record emit nothing.
-    pub fn snapshot(&mut self, ended: &mut Vec<Ended>) {
+    pub(crate) fn snapshot(&mut self, ended: &mut Vec<Ended>) {
         for (key, live) in &mut self.flows {
             if live.packets > 0 {
                 ended.push(Ended {
@@ -263,7 +263,7 @@ impl FlowTable {
 
     /// Ends the records of interface `ifindex` (it disappeared: no packet
     /// will come, so waiting for a timeout would only delay the records).
-    pub fn end_interface(&mut self, ifindex: u32, ended: &mut Vec<Ended>) {
+    pub(crate) fn end_interface(&mut self, ifindex: u32, ended: &mut Vec<Ended>) {
         self.flows.retain(|key, live| {
             if key.ifindex != ifindex {
                 return true;

@@ -39,7 +39,7 @@ use crate::{
 /// the runtime directory, the namespaces, and last the guard (fields drop
 /// in this order after [`Lab`]'s own `drop`).
 #[derive(Debug)]
-pub struct Lab {
+pub(crate) struct Lab {
     plan: Plan,
     /// dnsmasq and the servers.
     helpers: Helpers,
@@ -53,12 +53,12 @@ pub struct Lab {
 /// A step run once every interface of a lab exists, before its routes,
 /// NAT, ACLs, DNS and servers: observers attach there, so their start-up
 /// (BPF verification) overlaps the rest of the build.
-pub type AfterLinks<'a> = &'a mut dyn FnMut(&Lab) -> anyhow::Result<()>;
+pub(crate) type AfterLinks<'a> = &'a mut dyn FnMut(&Lab) -> anyhow::Result<()>;
 
 impl Lab {
     /// Builds `topology` as an ephemeral lab with a unique name, running
     /// `after_links` once the interfaces exist.
-    pub fn up_with(
+    pub(crate) fn up_with(
         topology: &Topology,
         options: &LabOptions,
         after_links: AfterLinks<'_>,
@@ -74,12 +74,16 @@ impl Lab {
     }
 
     /// Builds `topology` under an exact base name (`lab up`).
-    pub fn build(topology: &Topology, base: String, options: &LabOptions) -> anyhow::Result<Self> {
+    pub(crate) fn build(
+        topology: &Topology,
+        base: String,
+        options: &LabOptions,
+    ) -> anyhow::Result<Self> {
         Self::build_with(topology, base, options, &mut |_| Ok(()))
     }
 
     /// [`Lab::build`], running `after_links` once the interfaces exist.
-    pub fn build_with(
+    pub(crate) fn build_with(
         topology: &Topology,
         base: String,
         options: &LabOptions,
@@ -147,7 +151,7 @@ impl Lab {
 
     /// Keeps the namespaces, resolvers and helpers after this value is gone
     /// (`lab up`; `lab down` removes them).
-    pub fn persist(mut self) {
+    pub(crate) fn persist(mut self) {
         self.helpers.persist();
         self.fabric.persist();
         self.run_dir = None;
@@ -156,45 +160,45 @@ impl Lab {
         }
     }
 
-    pub fn topology(&self) -> &Topology {
+    pub(crate) fn topology(&self) -> &Topology {
         &self.plan.topology
     }
 
     /// The lab's name; its namespaces are `BASE-ROLE`.
-    pub fn base(&self) -> &str {
+    pub(crate) fn base(&self) -> &str {
         &self.plan.base
     }
 
     /// The namespaces of the app instances (the first runs `lab exec`'s
     /// command and the scenario traffic).
-    pub fn workloads(&self) -> Vec<&Netns> {
+    pub(crate) fn workloads(&self) -> Vec<&Netns> {
         self.plan.apps().map(|r| self.ns(r)).collect()
     }
 
     /// Azure's internal DNS suffix as the lab hands it out (the search path).
-    pub fn search_domain(&self) -> String {
+    pub(crate) fn search_domain(&self) -> String {
         self.plan.search_domain()
     }
 
-    pub fn ns(&self, role: Role) -> &Netns {
+    pub(crate) fn ns(&self, role: Role) -> &Netns {
         self.fabric.ns(role)
     }
 
-    pub fn has(&self, role: Role) -> bool {
+    pub(crate) fn has(&self, role: Role) -> bool {
         self.fabric.has(role)
     }
 
-    pub fn namespace_names(&self) -> Vec<String> {
+    pub(crate) fn namespace_names(&self) -> Vec<String> {
         self.fabric.names()
     }
 
     /// The address the internet edge SNATs to (the ASE's outbound VIP).
-    pub fn vip(&self) -> Ipv4Addr {
+    pub(crate) fn vip(&self) -> Ipv4Addr {
         self.plan.vip()
     }
 
     /// Whether the app's public traffic bypasses the VNet (Route All off).
-    pub fn bypasses_vnet(&self) -> bool {
+    pub(crate) fn bypasses_vnet(&self) -> bool {
         self.plan.bypasses_vnet()
     }
 }

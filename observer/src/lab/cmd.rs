@@ -36,7 +36,7 @@ fn render(program: &str, args: &[&OsStr]) -> String {
 }
 
 /// Runs `program args...`, returning stdout, or an error naming the command.
-pub fn run<S: AsRef<OsStr>>(
+pub(crate) fn run<S: AsRef<OsStr>>(
     program: &str,
     args: impl IntoIterator<Item = S>,
 ) -> Result<String, CmdError> {
@@ -65,14 +65,14 @@ fn check(program: &str, args: &[&OsStr], output: Output) -> Result<String, CmdEr
 }
 
 /// `ip ARGS...`.
-pub fn ip<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Result<String, CmdError> {
+pub(crate) fn ip<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Result<String, CmdError> {
     run("ip", args)
 }
 
 /// Loads the nftables `script` in the network namespace `netns` (`ip
 /// netns exec NETNS nft -f -`, the script on standard input). A refusal
 /// carries nft's own message, which names the line and column it refused.
-pub fn nft_script(netns: &str, script: &str) -> Result<(), CmdError> {
+pub(crate) fn nft_script(netns: &str, script: &str) -> Result<(), CmdError> {
     let args: [&OsStr; 6] = ["netns", "exec", netns, "nft", "-f", "-"].map(OsStr::new);
     let mut child = Command::new("ip")
         .args(args)

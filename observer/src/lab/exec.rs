@@ -44,7 +44,7 @@ const SIGNAL_GRACE: Duration = Duration::from_secs(10);
 
 /// What `lab exec` runs.
 #[derive(Clone, Debug)]
-pub struct ExecConfig {
+pub(crate) struct ExecConfig {
     /// The `observer` binary (observers and the lab's servers).
     pub observer: PathBuf,
     /// A built-in topology name or a topology file.
@@ -62,7 +62,7 @@ pub struct ExecConfig {
 
 /// The result of one `lab exec`.
 #[derive(Debug)]
-pub struct ExecOutcome {
+pub(crate) struct ExecOutcome {
     pub out: PathBuf,
     /// COMMAND's exit status (none when it never started).
     pub status: Option<ExitStatus>,
@@ -79,7 +79,7 @@ pub struct ExecOutcome {
 
 impl ExecOutcome {
     /// COMMAND's own non-zero status, else 1 on a `--fail-on` finding, else 0.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         let command = match self.status {
             Some(s) => exit_code_of(s),
             None => self.signal.map_or(0, |sig| 128 + sig as u8),
@@ -95,7 +95,7 @@ impl ExecOutcome {
 }
 
 /// The shell convention: the code, or 128 + the signal that killed it.
-pub fn exit_code_of(status: ExitStatus) -> u8 {
+pub(crate) fn exit_code_of(status: ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt as _;
     match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
@@ -140,7 +140,7 @@ fn signalled() -> Option<i32> {
 }
 
 /// Runs `config`: the whole `lab exec`.
-pub fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
+pub(crate) fn exec(config: &ExecConfig) -> anyhow::Result<ExecOutcome> {
     if config.command.is_empty() {
         bail!(
             "no COMMAND: write it after `--`, e.g. `observer lab exec default -- curl http://contoso-kv.vault.azure.net:443/`"

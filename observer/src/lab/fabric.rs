@@ -12,7 +12,7 @@ use crate::lab::{
 
 /// One namespace per role of a plan.
 #[derive(Debug)]
-pub struct Fabric {
+pub(crate) struct Fabric {
     namespaces: Vec<(Role, Netns)>,
 }
 

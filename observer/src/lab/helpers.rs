@@ -17,7 +17,7 @@ use crate::lab::netns::{Netns, Process};
 
 /// How a lab is built.
 #[derive(Clone, Debug)]
-pub struct LabOptions {
+pub(crate) struct LabOptions {
     /// The `observer` binary, run as `observer lab serve` for the lab's
     /// servers (the running binary for the CLI; tests pass theirs).
     pub helper: PathBuf,
@@ -27,7 +27,7 @@ pub struct LabOptions {
 
 impl LabOptions {
     /// Ephemeral helpers run by `helper`.
-    pub fn new(helper: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(helper: impl Into<PathBuf>) -> Self {
         Self {
             helper: helper.into(),
             persistent: false,

@@ -57,7 +57,7 @@ pub(crate) fn app_out(i: u8) -> (String, String) {
 
 /// A lab role: one network namespace each, named `BASE-SUFFIX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
+pub(crate) enum Role {
     /// App instance `i` (0-based) in the ASE subnet: `ase`, `ase2`, ...
     App(u8),
     /// The VNet router: Azure's routing and the NSGs.
@@ -125,7 +125,7 @@ impl fmt::Display for Role {
 
 /// A topology as one lab: its name and the roles it needs.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub topology: Topology,
     /// The lab's name; namespaces are `BASE-SUFFIX`.
     pub base: String,

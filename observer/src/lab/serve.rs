@@ -31,7 +31,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_REQUEST: usize = 16 * 1024;
 
 #[derive(Debug, Error)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     #[error("cannot listen on {protocol}/{port}")]
     Bind {
         protocol: &'static str,
@@ -42,7 +42,7 @@ pub enum ServeError {
 
 /// What one server process answers.
 #[derive(Clone, Debug)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     /// The address to listen on (the lab: every address of the namespace).
     pub bind: Ipv4Addr,
     pub tcp: Vec<u16>,
@@ -57,7 +57,7 @@ pub struct ServeConfig {
 /// public network access is disabled; each answers with its own 403 body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString)]
 #[strum(serialize_all = "kebab-case")]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Key Vault: `403 Forbidden`, inner error `ForbiddenByConnection`
     /// (learn.microsoft.com, "Troubleshoot Azure Key Vault private links").
     KeyVault,
@@ -71,7 +71,7 @@ pub enum Refusal {
 impl Refusal {
     /// The service of a private endpoint's name
     /// (`contoso-kv.vault.azure.net`: Key Vault).
-    pub fn for_fqdn(fqdn: &str) -> Self {
+    pub(crate) fn for_fqdn(fqdn: &str) -> Self {
         let fqdn = fqdn.trim_end_matches('.').to_ascii_lowercase();
         if fqdn.contains(".vault.") || fqdn.contains(".vaultcore.") {
             Self::KeyVault
@@ -99,7 +99,7 @@ impl Refusal {
 
     /// The whole answer: `403 Forbidden` with the body, to any request
     /// (a client that does not speak HTTP gets it too, and sees it refused).
-    pub fn response(self, request: &[u8]) -> Vec<u8> {
+    pub(crate) fn response(self, request: &[u8]) -> Vec<u8> {
         let body = self.body();
         let head = format!(
             "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nServer: observer-lab\r\nConnection: close\r\n\r\n",
@@ -115,7 +115,7 @@ impl Refusal {
 
 /// Binds every socket, then calls `ready`, then serves until the process
 /// is killed.
-pub fn serve(config: &ServeConfig, ready: impl FnOnce()) -> Result<(), ServeError> {
+pub(crate) fn serve(config: &ServeConfig, ready: impl FnOnce()) -> Result<(), ServeError> {
     let names = Arc::new(config.names.clone());
     let refused = Arc::new(config.refused.clone());
     let mut listeners = Vec::new();
@@ -212,7 +212,7 @@ fn is_http(request: &[u8]) -> bool {
 }
 
 /// The bytes sent back for `request` received at `name`.
-pub fn response(request: &[u8], name: &str) -> Vec<u8> {
+pub(crate) fn response(request: &[u8], name: &str) -> Vec<u8> {
     if !is_http(request) {
         return format!("observer-lab: {name}\n").into_bytes();
     }

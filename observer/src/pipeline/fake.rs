@@ -45,7 +45,7 @@ pub(super) struct Handle {
 impl Handle {
     /// Accounts `delta` for the next drain, as the kernel would (the flow
     /// packet counter follows).
-    pub fn account(&self, key: FlowKey, delta: FlowStats) {
+    pub(super) fn account(&self, key: FlowKey, delta: FlowStats) {
         let mut state = self.state.borrow_mut();
         let total = &mut state.counters[counter::FLOW_PACKETS as usize];
         total.packets += delta.packets;
@@ -55,7 +55,7 @@ impl Handle {
 
     /// Deletes interface `ifindex` and reports it (or, with `overflowed`,
     /// reports only that events were dropped).
-    pub fn delete_interface(&self, ifindex: u32, overflowed: bool) {
+    pub(super) fn delete_interface(&self, ifindex: u32, overflowed: bool) {
         self.state.borrow_mut().existing.remove(&ifindex);
         let events = LinkEvents {
             deleted: if overflowed {

@@ -73,7 +73,7 @@ pub(crate) struct Locator<'a> {
 }
 
 impl Locator<'_> {
-    pub fn error(
+    pub(crate) fn error(
         &self,
         span: Range<usize>,
         message: impl Into<String>,

@@ -31,15 +31,15 @@ use super::input::{Filling, Format, LastError};
 const START_BUFFER: usize = 1 << 20;
 /// The largest block or packet record read (libpcap's own limit for
 /// pcapng blocks): anything longer is a corrupt length field.
-pub const MAX_BLOCK: usize = 16 << 20;
+pub(super) const MAX_BLOCK: usize = 16 << 20;
 
 /// pcapng option codes this reader uses.
 mod option {
-    pub const IF_NAME: u16 = 2;
-    pub const IF_TSRESOL: u16 = 9;
-    pub const IF_TSOFFSET: u16 = 14;
+    pub(super) const IF_NAME: u16 = 2;
+    pub(super) const IF_TSRESOL: u16 = 9;
+    pub(super) const IF_TSOFFSET: u16 = 14;
     /// `epb_flags` (and the obsolete PB's `pack_flags`).
-    pub const EPB_FLAGS: u16 = 2;
+    pub(super) const EPB_FLAGS: u16 = 2;
 }
 
 /// The obsolete Packet Block's type.
@@ -47,7 +47,7 @@ const PB_TYPE: u32 = 2;
 
 /// Why a capture could not be read to its end.
 #[derive(Debug, Error)]
-pub enum ContainerError {
+pub(super) enum ContainerError {
     #[error(
         "the file ends inside a packet record (truncated: an interrupted capture or copy, or a file still being written?)"
     )]
@@ -64,7 +64,7 @@ pub enum ContainerError {
 
 /// One interface of the capture (pcap files have one).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Interface {
+pub(super) struct Interface {
     /// Numbered across the whole file (pcapng numbers restart per section).
     pub ordinal: u32,
     /// `LINKTYPE_*` value.
@@ -87,7 +87,7 @@ impl Interface {
 
 /// One captured packet.
 #[derive(Debug)]
-pub struct Packet<'a> {
+pub(super) struct Packet<'a> {
     /// 1-based position among the file's packets.
     pub number: u64,
     pub interface: &'a Interface,
@@ -104,7 +104,7 @@ pub struct Packet<'a> {
 
 /// What the reader hands over.
 #[derive(Debug)]
-pub enum Item<'a> {
+pub(super) enum Item<'a> {
     Packet(Packet<'a>),
     /// A packet naming an interface no description block declared.
     Orphan {
@@ -148,7 +148,7 @@ struct State {
 }
 
 /// Reads the packets of one capture, streaming.
-pub struct Packets {
+pub(super) struct Packets {
     reader: Box<dyn PcapReaderIterator>,
     format: Format,
     state: State,
@@ -415,7 +415,11 @@ fn nom_kind(error: &PcapError<&[u8]>) -> String {
 
 impl Packets {
     /// Starts reading an opened capture.
-    pub fn new(format: Format, reader: Filling, error: LastError) -> Result<Self, ContainerError> {
+    pub(super) fn new(
+        format: Format,
+        reader: Filling,
+        error: LastError,
+    ) -> Result<Self, ContainerError> {
         let name = format_name(format);
         let header = |e: PcapError<&[u8]>| match e {
             PcapError::ReadError => {
@@ -438,17 +442,17 @@ impl Packets {
     }
 
     /// Bytes of the file read and used so far.
-    pub fn offset(&self) -> usize {
+    pub(super) fn offset(&self) -> usize {
         self.reader.consumed()
     }
 
     /// Packets read so far (the number of the last one).
-    pub fn packets(&self) -> u64 {
+    pub(super) fn packets(&self) -> u64 {
         self.state.packets
     }
 
     /// The next packet or other item; `None` at the end of the file.
-    pub fn next(&mut self) -> Result<Option<Item<'_>>, ContainerError> {
+    pub(super) fn next(&mut self) -> Result<Option<Item<'_>>, ContainerError> {
         if self.pending > 0 {
             self.reader.consume(self.pending);
             self.pending = 0;

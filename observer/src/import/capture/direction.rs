@@ -93,7 +93,7 @@ struct Opened {
 
 /// Decides directions; remembers connections for the initiator rule.
 #[derive(Debug)]
-pub struct Directions {
+pub(super) struct Directions {
     local: Vec<Local>,
     sides: Option<Sides>,
     connections: HashMap<Connection, Opened>,
@@ -138,7 +138,7 @@ fn opening(frame: &Frame) -> Opening {
 }
 
 impl Directions {
-    pub fn new(local: Vec<Local>, sides: Option<Sides>, idle_ns: u64, max: usize) -> Self {
+    pub(super) fn new(local: Vec<Local>, sides: Option<Sides>, idle_ns: u64, max: usize) -> Self {
         Self {
             local,
             sides,
@@ -150,7 +150,7 @@ impl Directions {
 
     /// Egress or not, and why, for a packet at observation point `point`;
     /// `recorded` is what the file says.
-    pub fn decide(
+    pub(super) fn decide(
         &mut self,
         frame: &Frame,
         recorded: Option<bool>,
@@ -231,7 +231,7 @@ impl Directions {
 
     /// Forgets connections idle for the idle timeout; over the bound, the
     /// tenth idle longest.
-    pub fn expire(&mut self, now_ns: u64) {
+    pub(super) fn expire(&mut self, now_ns: u64) {
         let idle = self.idle_ns;
         self.connections
             .retain(|_, o| now_ns.saturating_sub(o.last_ns) < idle);
@@ -250,7 +250,7 @@ impl Directions {
 
     /// Connections remembered (for tests and memory bounds).
     #[cfg(test)]
-    pub fn remembered(&self) -> usize {
+    pub(super) fn remembered(&self) -> usize {
         self.connections.len()
     }
 }

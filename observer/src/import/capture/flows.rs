@@ -55,7 +55,7 @@ struct Seen {
 
 /// The shared state of one import that a capture file adds to.
 #[derive(Debug)]
-pub struct Shared<'a> {
+pub(super) struct Shared<'a> {
     pub summary: &'a mut Summary,
     pub dns: &'a mut DnsTracker,
     pub answers: &'a mut Vec<DnsAnswer>,
@@ -63,7 +63,7 @@ pub struct Shared<'a> {
 
 /// Turns the packets of one file into flow records.
 #[derive(Debug)]
-pub struct Flows<'a> {
+pub(super) struct Flows<'a> {
     options: &'a PcapOptions,
     file: &'a str,
     window: Window,
@@ -84,7 +84,7 @@ pub struct Flows<'a> {
 }
 
 impl<'a> Flows<'a> {
-    pub fn new(options: &'a PcapOptions, file: &'a str, window: Window) -> Self {
+    pub(super) fn new(options: &'a PcapOptions, file: &'a str, window: Window) -> Self {
         let table = options.table;
         Self {
             options,
@@ -165,7 +165,7 @@ impl<'a> Flows<'a> {
     }
 
     /// Adds one packet.
-    pub fn packet(&mut self, shared: &mut Shared<'_>, packet: &Packet<'_>) {
+    pub(super) fn packet(&mut self, shared: &mut Shared<'_>, packet: &Packet<'_>) {
         let summary = &mut *shared.summary;
         summary.records_in += 1;
         let Some(link) = self.link(summary, packet) else {
@@ -316,7 +316,7 @@ impl<'a> Flows<'a> {
     }
 
     /// Turns ended flows into records.
-    pub fn emit(&mut self, shared: &mut Shared<'_>, emit: &mut dyn FnMut(FlowRecord)) {
+    pub(super) fn emit(&mut self, shared: &mut Shared<'_>, emit: &mut dyn FnMut(FlowRecord)) {
         let clock = WallClock::utc();
         for Ended {
             mut key,
@@ -341,7 +341,7 @@ impl<'a> Flows<'a> {
     }
 
     /// Ends every flow still open (the file ended) and emits them.
-    pub fn finish(&mut self, shared: &mut Shared<'_>, emit: &mut dyn FnMut(FlowRecord)) {
+    pub(super) fn finish(&mut self, shared: &mut Shared<'_>, emit: &mut dyn FnMut(FlowRecord)) {
         self.table.finish(&mut self.ended);
         self.emit(shared, emit);
         if self.untimed > 0 {

@@ -21,7 +21,7 @@ use super::link::{IPV4, IPV6, LinkHeader};
 
 /// Why a frame is not a flow packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Why {
+pub(super) enum Why {
     /// Not IP (ARP, LLDP, ...): not a flow, not a problem.
     NotIp,
     /// Captured shorter than the headers the flow needs (snap length).
@@ -33,13 +33,13 @@ pub enum Why {
 /// A frame that is not a flow packet: the reason, counted in the import's
 /// summary, and its kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NotAFlow {
+pub(super) struct NotAFlow {
     pub reason: &'static str,
     pub why: Why,
 }
 
 impl NotAFlow {
-    pub fn new(reason: &'static str, why: Why) -> Self {
+    pub(super) fn new(reason: &'static str, why: Why) -> Self {
         Self { reason, why }
     }
 }
@@ -47,7 +47,7 @@ impl NotAFlow {
 /// What one frame contributes: its key (without interface and direction)
 /// and counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Frame {
+pub(super) struct Frame {
     pub key: FlowKey,
     /// IP-layer bytes on the wire.
     pub bytes: u64,
@@ -66,7 +66,7 @@ const MAX_IPV6_EXT_HEADERS: usize = 8;
 
 /// Parses one frame whose link header is `link`: `data` holds the captured
 /// bytes, `wire_len` the frame's length on the wire.
-pub fn parse(link: LinkHeader, data: &[u8], wire_len: usize) -> Result<Frame, NotAFlow> {
+pub(super) fn parse(link: LinkHeader, data: &[u8], wire_len: usize) -> Result<Frame, NotAFlow> {
     let was_cut = data.len() < wire_len;
     // A header missing from the captured bytes: cut by the snap length, or
     // (when the whole frame was captured) malformed, as the kernel says.

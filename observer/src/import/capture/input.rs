@@ -21,7 +21,7 @@ use thiserror::Error;
 
 /// The container a stream holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(super) enum Format {
     /// Classic pcap (libpcap's savefile), any byte order, µs or ns.
     Pcap,
     /// pcapng (sections, interfaces, blocks).
@@ -30,7 +30,7 @@ pub enum Format {
 
 /// Why a stream could not be opened as a capture.
 #[derive(Debug, Error)]
-pub enum OpenError {
+pub(super) enum OpenError {
     #[error("the file is empty")]
     Empty,
     #[error("{what}")]
@@ -41,11 +41,11 @@ pub enum OpenError {
 
 /// The last I/O error of a [`Filling`] reader, shared with whoever reads
 /// through it.
-pub type LastError = Rc<Cell<Option<io::Error>>>;
+pub(super) type LastError = Rc<Cell<Option<io::Error>>>;
 
 /// A reader whose `read` fills the whole buffer unless the stream ends,
 /// keeping the last error in [`LastError`].
-pub struct Filling {
+pub(super) struct Filling {
     inner: Box<dyn Read + Send>,
     error: LastError,
 }
@@ -78,7 +78,7 @@ impl Read for Filling {
 
 /// An opened capture: its container, whether it was gzip-compressed, and
 /// the reader positioned at its first byte.
-pub struct Opened {
+pub(super) struct Opened {
     pub format: Format,
     pub gzip: bool,
     pub reader: Filling,
@@ -145,7 +145,7 @@ fn not_a_capture(head: &[u8]) -> String {
 }
 
 /// Opens `raw` as a capture, decompressing gzip on the fly.
-pub fn open(raw: Box<dyn Read + Send>) -> Result<Opened, OpenError> {
+pub(super) fn open(raw: Box<dyn Read + Send>) -> Result<Opened, OpenError> {
     let (mut head, mut reader) = peek(raw)?;
     let gzip = head.starts_with(&GZIP);
     if gzip {

@@ -24,12 +24,12 @@
 use super::frame::{NotAFlow, Why};
 
 /// EtherTypes of what may follow a link header.
-pub const IPV4: u16 = 0x0800;
-pub const IPV6: u16 = 0x86dd;
+pub(super) const IPV4: u16 = 0x0800;
+pub(super) const IPV6: u16 = 0x86dd;
 
 /// The link types read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Link {
+pub(super) enum Link {
     Ethernet,
     LinuxSll,
     LinuxSll2,
@@ -42,7 +42,7 @@ pub enum Link {
 
 /// What the link header says about one frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LinkHeader {
+pub(super) struct LinkHeader {
     /// EtherType of what follows the header.
     pub ethertype: u16,
     /// Length of the link header.
@@ -86,7 +86,7 @@ fn cut(reason: &'static str) -> NotAFlow {
 
 impl Link {
     /// The link type of a `LINKTYPE_*` value, when it is read.
-    pub fn from_linktype(value: u32) -> Option<Self> {
+    pub(super) fn from_linktype(value: u32) -> Option<Self> {
         Some(match value {
             1 => Self::Ethernet,
             113 => Self::LinuxSll,
@@ -102,10 +102,10 @@ impl Link {
     }
 
     /// The supported link types, for messages.
-    pub const SUPPORTED: &str = "EN10MB, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6, NULL, LOOP";
+    pub(super) const SUPPORTED: &str = "EN10MB, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6, NULL, LOOP";
 
     /// Reads the link header of `data` (the captured bytes of one frame).
-    pub fn parse(self, data: &[u8]) -> Result<LinkHeader, NotAFlow> {
+    pub(super) fn parse(self, data: &[u8]) -> Result<LinkHeader, NotAFlow> {
         let mut header = LinkHeader::default();
         match self {
             Self::Ethernet => {
@@ -177,7 +177,7 @@ impl Link {
 }
 
 /// The name of a `LINKTYPE_*` value, for messages about unsupported ones.
-pub fn linktype_name(value: u32) -> Option<&'static str> {
+pub(super) fn linktype_name(value: u32) -> Option<&'static str> {
     Some(match value {
         0 => "NULL",
         1 => "EN10MB",

@@ -43,7 +43,7 @@ pub(super) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// Resources of type `kind`, in input order.
-    pub fn of(&self, kind: &str) -> Vec<&'a Resource> {
+    pub(super) fn of(&self, kind: &str) -> Vec<&'a Resource> {
         let mut seen = BTreeSet::new();
         self.all
             .iter()
@@ -51,16 +51,16 @@ impl<'a> Ctx<'a> {
             .collect()
     }
 
-    pub fn get(&self, id: &str) -> Option<&'a Resource> {
+    pub(super) fn get(&self, id: &str) -> Option<&'a Resource> {
         key_of_id(id).and_then(|k| self.by_key.get(&k).copied())
     }
 
-    pub fn use_(&mut self, r: &Resource) {
+    pub(super) fn use_(&mut self, r: &Resource) {
         self.used.insert(r.key());
     }
 
     /// Records that `item` came from `r`.
-    pub fn from(&mut self, item: &str, r: &Resource, detail: Option<String>) {
+    pub(super) fn from(&mut self, item: &str, r: &Resource, detail: Option<String>) {
         self.used.insert(r.key());
         self.provenance.add(
             item,
@@ -74,7 +74,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// Records that `item` came from the part `node` (at `rel`) of `r`.
-    pub fn record_part(&mut self, item: &str, r: &Resource, node: &Node, rel: &str, what: String) {
+    pub(super) fn record_part(
+        &mut self,
+        item: &str,
+        r: &Resource,
+        node: &Node,
+        rel: &str,
+        what: String,
+    ) {
         self.used.insert(r.key());
         self.provenance.add(
             item,
@@ -87,12 +94,12 @@ impl<'a> Ctx<'a> {
         );
     }
 
-    pub fn note(&mut self, note: impl Into<String>) {
+    pub(super) fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
     }
 
     /// Whether a service tag's prefixes are known (file or expanded).
-    pub fn knows_tag(&self, tag: &str) -> bool {
+    pub(super) fn knows_tag(&self, tag: &str) -> bool {
         crate::topology::nsg::BUILTIN_TAGS.contains(&tag)
             || self.file_tags.get(tag).is_some()
             || self.expanded.contains_key(tag)

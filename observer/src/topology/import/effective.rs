@@ -54,7 +54,7 @@ pub(super) struct EffectiveNsg {
 }
 
 impl Effective {
-    pub fn read(ctx: &mut Ctx<'_>) -> Result<Self, ImportError> {
+    pub(super) fn read(ctx: &mut Ctx<'_>) -> Result<Self, ImportError> {
         let mut out = Self::default();
         for r in ctx.of(types::EFFECTIVE_ROUTES) {
             ctx.use_(r);

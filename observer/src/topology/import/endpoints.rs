@@ -501,11 +501,11 @@ pub(super) struct StandIns {
 
 impl StandIns {
     /// Addresses already taken (so a stand-in never collides with them).
-    pub fn avoid(&mut self, ips: impl IntoIterator<Item = Ipv4Addr>) {
+    pub(super) fn avoid(&mut self, ips: impl IntoIterator<Item = Ipv4Addr>) {
         self.used.extend(ips);
     }
 
-    pub fn pick(&mut self, tag: Option<&str>, tags: &ServiceTags) -> Ipv4Addr {
+    pub(super) fn pick(&mut self, tag: Option<&str>, tags: &ServiceTags) -> Ipv4Addr {
         if let Some(ip) = tag.and_then(|t| tags.get(t)).and_then(|t| {
             t.prefixes.iter().find_map(|p| match p {
                 ipnet::IpNet::V4(n) => self.free_in(*n),
@@ -520,7 +520,7 @@ impl StandIns {
 
     /// The next free documentation address (192.0.2.10 and up, then
     /// 203.0.113.200 and up); 198.51.100.0/24 is left to VIPs.
-    pub fn documentation(&mut self) -> Ipv4Addr {
+    pub(super) fn documentation(&mut self) -> Ipv4Addr {
         loop {
             let n = self.next;
             self.next += 1;

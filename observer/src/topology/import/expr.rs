@@ -41,7 +41,7 @@ pub(crate) struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    pub fn new(doc: &'a Doc) -> Self {
+    pub(super) fn new(doc: &'a Doc) -> Self {
         let mut scope = Self {
             doc,
             parameters: HashMap::new(),
@@ -69,7 +69,7 @@ impl<'a> Scope<'a> {
     }
 
     /// `node` with every expression string in it evaluated.
-    pub fn eval_deep(&self, node: &Node, path: &str) -> Result<Node, ImportError> {
+    pub(super) fn eval_deep(&self, node: &Node, path: &str) -> Result<Node, ImportError> {
         Ok(match &node.value {
             Value::String(s) => self.eval_string(s, node.at, path)?,
             Value::Array(items) => Node::new(
@@ -96,7 +96,12 @@ impl<'a> Scope<'a> {
     }
 
     /// One string value: an expression, an escaped literal or a literal.
-    pub fn eval_string(&self, text: &str, at: usize, path: &str) -> Result<Node, ImportError> {
+    pub(super) fn eval_string(
+        &self,
+        text: &str,
+        at: usize,
+        path: &str,
+    ) -> Result<Node, ImportError> {
         if let Some(rest) = text.strip_prefix("[[") {
             return Ok(Node::new(Value::String(format!("[{rest}")), at));
         }

@@ -32,12 +32,12 @@ pub(crate) enum Value {
 }
 
 impl Node {
-    pub fn new(value: Value, at: usize) -> Self {
+    pub(crate) fn new(value: Value, at: usize) -> Self {
         Self { value, at }
     }
 
     /// Member `key` of an object (exact name, as Azure spells it).
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
             Value::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
@@ -46,28 +46,28 @@ impl Node {
 
     /// Member `key` under `properties` (ARM and REST), else at the top
     /// (`az` flattens `properties` into the object).
-    pub fn prop(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn prop(&self, key: &str) -> Option<&Node> {
         self.get("properties")
             .and_then(|p| p.get(key))
             .filter(|n| n.value != Value::Null)
             .or_else(|| self.get(key).filter(|n| n.value != Value::Null))
     }
 
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match &self.value {
             Value::String(s) => Some(s),
             _ => None,
         }
     }
 
-    pub fn as_array(&self) -> &[Node] {
+    pub(crate) fn as_array(&self) -> &[Node] {
         match &self.value {
             Value::Array(items) => items,
             _ => &[],
         }
     }
 
-    pub fn as_bool(&self) -> Option<bool> {
+    pub(crate) fn as_bool(&self) -> Option<bool> {
         match &self.value {
             Value::Bool(b) => Some(*b),
             _ => None,
@@ -75,7 +75,7 @@ impl Node {
     }
 
     /// A number, or a string holding one (`"priority": "100"` happens).
-    pub fn as_i64(&self) -> Option<i64> {
+    pub(crate) fn as_i64(&self) -> Option<i64> {
         match &self.value {
             Value::Number(n) => n.parse().ok(),
             Value::String(s) => s.trim().parse().ok(),
@@ -84,23 +84,23 @@ impl Node {
     }
 
     /// String member `key` (see [`Node::prop`]).
-    pub fn str(&self, key: &str) -> Option<&str> {
+    pub(crate) fn str(&self, key: &str) -> Option<&str> {
         self.prop(key).and_then(Node::as_str)
     }
 
     /// The `id` of member `key` (`"networkSecurityGroup": {"id": ...}`).
-    pub fn id_of(&self, key: &str) -> Option<&str> {
+    pub(crate) fn id_of(&self, key: &str) -> Option<&str> {
         self.prop(key).and_then(|n| n.str("id"))
     }
 
     /// String items of array member `key`.
-    pub fn strings(&self, key: &str) -> Vec<&str> {
+    pub(crate) fn strings(&self, key: &str) -> Vec<&str> {
         self.prop(key)
             .map(|n| n.as_array().iter().filter_map(Node::as_str).collect())
             .unwrap_or_default()
     }
 
-    pub fn is_object(&self) -> bool {
+    pub(crate) fn is_object(&self) -> bool {
         matches!(self.value, Value::Object(_))
     }
 }
@@ -146,7 +146,7 @@ pub(crate) struct Doc {
 
 impl Doc {
     /// Reads and parses `path`; bad JSON is an error at its line:column.
-    pub fn read(path: &Path) -> Result<Self, ImportError> {
+    pub(crate) fn read(path: &Path) -> Result<Self, ImportError> {
         let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
             path: path.to_path_buf(),
             source,
@@ -154,7 +154,7 @@ impl Doc {
         Self::parse(path, text)
     }
 
-    pub fn parse(path: &Path, text: String) -> Result<Self, ImportError> {
+    pub(crate) fn parse(path: &Path, text: String) -> Result<Self, ImportError> {
         // Comments are allowed (ARM templates may hold them); everything
         // else is strict JSON, as Azure writes it.
         let options = ParseOptions {
@@ -196,7 +196,7 @@ impl Doc {
     }
 
     /// Where `node` sits in this file.
-    pub fn origin(&self, node: &Node, json_path: &str) -> Origin {
+    pub(crate) fn origin(&self, node: &Node, json_path: &str) -> Origin {
         let (line, column) = super::super::line_column(&self.text, node.at);
         Origin {
             file: self.path.clone(),

@@ -127,21 +127,21 @@ pub(crate) struct Inputs {
 }
 
 impl Inputs {
-    pub fn push(&mut self, resource: Resource) {
+    pub(crate) fn push(&mut self, resource: Resource) {
         self.resources.push(resource);
     }
 
-    pub fn note(&mut self, note: String) {
+    pub(crate) fn note(&mut self, note: String) {
         self.notes.push(note);
     }
 
     /// Reads one input file (an ARM template or `az` JSON).
-    pub fn read(&mut self, path: &Path) -> Result<(), ImportError> {
+    pub(crate) fn read(&mut self, path: &Path) -> Result<(), ImportError> {
         self.add(json::Doc::read(path)?, path)
     }
 
     /// Reads one input's text; `path` only labels it.
-    pub fn read_text(&mut self, path: &Path, text: String) -> Result<(), ImportError> {
+    pub(crate) fn read_text(&mut self, path: &Path, text: String) -> Result<(), ImportError> {
         self.add(json::Doc::parse(path, text)?, path)
     }
 

@@ -11,33 +11,33 @@ use super::json::{Doc, Node, Origin};
 
 /// Resource types the builder reads (lower case, as compared).
 pub(crate) mod types {
-    pub const VNET: &str = "microsoft.network/virtualnetworks";
-    pub const SUBNET: &str = "microsoft.network/virtualnetworks/subnets";
-    pub const PEERING: &str = "microsoft.network/virtualnetworks/virtualnetworkpeerings";
-    pub const NSG: &str = "microsoft.network/networksecuritygroups";
-    pub const RULE: &str = "microsoft.network/networksecuritygroups/securityrules";
-    pub const ROUTE_TABLE: &str = "microsoft.network/routetables";
-    pub const ROUTE: &str = "microsoft.network/routetables/routes";
-    pub const PRIVATE_ENDPOINT: &str = "microsoft.network/privateendpoints";
-    pub const ZONE_GROUP: &str = "microsoft.network/privateendpoints/privatednszonegroups";
-    pub const ZONE: &str = "microsoft.network/privatednszones";
-    pub const A_RECORD: &str = "microsoft.network/privatednszones/a";
-    pub const ZONE_LINK: &str = "microsoft.network/privatednszones/virtualnetworklinks";
-    pub const GATEWAY: &str = "microsoft.network/virtualnetworkgateways";
-    pub const LOCAL_GATEWAY: &str = "microsoft.network/localnetworkgateways";
-    pub const NIC: &str = "microsoft.network/networkinterfaces";
-    pub const PUBLIC_IP: &str = "microsoft.network/publicipaddresses";
-    pub const ASE: &str = "microsoft.web/hostingenvironments";
-    pub const SITE: &str = "microsoft.web/sites";
-    pub const SITE_CONFIG: &str = "microsoft.web/sites/config";
-    pub const SITE_VNET: &str = "microsoft.web/sites/networkconfig";
+    pub(crate) const VNET: &str = "microsoft.network/virtualnetworks";
+    pub(crate) const SUBNET: &str = "microsoft.network/virtualnetworks/subnets";
+    pub(crate) const PEERING: &str = "microsoft.network/virtualnetworks/virtualnetworkpeerings";
+    pub(crate) const NSG: &str = "microsoft.network/networksecuritygroups";
+    pub(crate) const RULE: &str = "microsoft.network/networksecuritygroups/securityrules";
+    pub(crate) const ROUTE_TABLE: &str = "microsoft.network/routetables";
+    pub(crate) const ROUTE: &str = "microsoft.network/routetables/routes";
+    pub(crate) const PRIVATE_ENDPOINT: &str = "microsoft.network/privateendpoints";
+    pub(crate) const ZONE_GROUP: &str = "microsoft.network/privateendpoints/privatednszonegroups";
+    pub(crate) const ZONE: &str = "microsoft.network/privatednszones";
+    pub(crate) const A_RECORD: &str = "microsoft.network/privatednszones/a";
+    pub(crate) const ZONE_LINK: &str = "microsoft.network/privatednszones/virtualnetworklinks";
+    pub(crate) const GATEWAY: &str = "microsoft.network/virtualnetworkgateways";
+    pub(crate) const LOCAL_GATEWAY: &str = "microsoft.network/localnetworkgateways";
+    pub(crate) const NIC: &str = "microsoft.network/networkinterfaces";
+    pub(crate) const PUBLIC_IP: &str = "microsoft.network/publicipaddresses";
+    pub(crate) const ASE: &str = "microsoft.web/hostingenvironments";
+    pub(crate) const SITE: &str = "microsoft.web/sites";
+    pub(crate) const SITE_CONFIG: &str = "microsoft.web/sites/config";
+    pub(crate) const SITE_VNET: &str = "microsoft.web/sites/networkconfig";
     /// `az network nic show-effective-route-table` (not a resource type).
-    pub const EFFECTIVE_ROUTES: &str = "az network nic show-effective-route-table";
+    pub(crate) const EFFECTIVE_ROUTES: &str = "az network nic show-effective-route-table";
     /// `az network nic list-effective-nsg` (not a resource type).
-    pub const EFFECTIVE_NSGS: &str = "az network nic list-effective-nsg";
+    pub(crate) const EFFECTIVE_NSGS: &str = "az network nic list-effective-nsg";
 
     /// Every type the builder turns into topology items.
-    pub const MODELLED: [&str; 20] = [
+    pub(crate) const MODELLED: [&str; 20] = [
         VNET,
         SUBNET,
         PEERING,
@@ -77,23 +77,23 @@ pub(crate) struct Resource {
 
 impl Resource {
     /// The origin of `node`, a part of this resource at `rel` (`.properties.securityRules[2]`).
-    pub fn origin_of(&self, node: &Node, rel: &str) -> Origin {
+    pub(crate) fn origin_of(&self, node: &Node, rel: &str) -> Origin {
         self.doc
             .origin(node, &format!("{}{rel}", self.origin.json_path))
     }
 
     /// Array member `key` (under `properties` or flattened), each item with
     /// its relative JSON path.
-    pub fn items(&self, key: &str) -> Vec<(&Node, String)> {
+    pub(crate) fn items(&self, key: &str) -> Vec<(&Node, String)> {
         items(&self.node, key)
     }
 
-    pub fn is(&self, kind: &str) -> bool {
+    pub(crate) fn is(&self, kind: &str) -> bool {
         self.kind.eq_ignore_ascii_case(kind)
     }
 
     /// The comparable identity: `microsoft.network/virtualnetworks/v/subnets/s`.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         if let Some(key) = self
             .node
             .get("id")
@@ -106,14 +106,14 @@ impl Resource {
     }
 
     /// The last segment of the name (`ase` for `ase-vnet/ase`).
-    pub fn short_name(&self) -> &str {
+    pub(crate) fn short_name(&self) -> &str {
         self.name.rsplit('/').next().unwrap_or(&self.name)
     }
 
     /// The resource group the export names (`resourceGroup` of `az`
     /// output, or the id's `/resourceGroups/NAME/`); an ARM export knows
     /// none (its ids hold a stand-in).
-    pub fn resource_group(&self) -> Option<String> {
+    pub(crate) fn resource_group(&self) -> Option<String> {
         let group = self
             .node
             .get("resourceGroup")
@@ -129,7 +129,7 @@ impl Resource {
     }
 
     /// `Microsoft.Network/virtualNetworks ase-vnet`, for comments and notes.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("{} {}", self.kind, self.name)
     }
 }
