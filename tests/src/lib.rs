@@ -20,7 +20,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use arrow::{
     array::{AsArray, RecordBatch},
-    datatypes::{UInt8Type, UInt16Type, UInt64Type},
+    datatypes::{Int64Type, UInt8Type, UInt16Type},
 };
 use observer::lab::netns::{Netns, Process, veth};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -288,14 +288,23 @@ fn rows(batch: &RecordBatch) -> anyhow::Result<Vec<Flow>> {
     let u16s = |name: &str| -> anyhow::Result<Vec<Option<u16>>> {
         Ok(col(name)?.as_primitive::<UInt16Type>().iter().collect())
     };
+    // Schema 3: signed counters (Spark has no unsigned 64-bit type) and
+    // UTC times in microseconds (Spark's precision), read here as ns.
     let u64s = |name: &str| -> anyhow::Result<Vec<u64>> {
-        Ok(col(name)?.as_primitive::<UInt64Type>().values().to_vec())
+        col(name)?
+            .as_primitive::<Int64Type>()
+            .values()
+            .iter()
+            .map(|&v| u64::try_from(v).with_context(|| format!("{name} {v} is negative")))
+            .collect()
     };
     let times = |name: &str| -> anyhow::Result<Vec<i64>> {
         Ok(col(name)?
-            .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
             .values()
-            .to_vec())
+            .iter()
+            .map(|us| us * 1000)
+            .collect())
     };
     let (iface, role, direction) = (text("iface")?, text("iface_role")?, text("direction")?);
     let (ip_version, protocol) = (u8s("ip_version")?, u8s("protocol")?);
