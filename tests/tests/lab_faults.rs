@@ -223,6 +223,8 @@ fn sigkill_of_lab_exec_leaves_nothing_and_keeps_the_capture() {
         namespaces_of(pid).is_empty()
             && processes_in(&run.inodes).is_empty()
             && processes_mentioning(&format!("lab guard {}", run.base)).is_empty()
+            // and a concurrent test's sweep of it, if one started
+            && processes_mentioning(&run.base).is_empty()
     });
     run.check_gone();
     run.check_capture();
@@ -264,6 +266,11 @@ fn killed_with_its_guard_the_helpers_die_and_lab_down_removes_the_rest() {
         text(&down.stdout)
     );
     assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));
+    // A concurrent test's start sweeps this (ownerless) lab too; its
+    // `ip netns del` may still be exiting when ours is done.
+    wait_for(Duration::from_secs(30), "a concurrent sweep ends", || {
+        processes_mentioning(&run.base).is_empty()
+    });
     run.check_gone();
 }
 
