@@ -15,6 +15,7 @@ use std::{
     io::{self, BufWriter},
     marker::PhantomData,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use arrow::{array::RecordBatch, datatypes::SchemaRef};
@@ -89,8 +90,14 @@ pub fn check_writable(dir: &Path) -> Result<(), WriteError> {
         dir: dir.to_owned(),
         source,
     };
+    // Encoder threads check their directories at once: a probe per call.
+    static PROBES: AtomicU64 = AtomicU64::new(0);
     fs::create_dir_all(dir).map_err(error)?;
-    let probe = dir.join(format!(".observer-probe-{}", std::process::id()));
+    let probe = dir.join(format!(
+        ".observer-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
     File::create(&probe).map_err(error)?;
     fs::remove_file(&probe).map_err(error)
 }
@@ -372,5 +379,22 @@ mod tests {
         for name in ["reason", "source", "end_reason"] {
             assert!(!has_statistics(name), "{name} has statistics");
         }
+    }
+
+    /// Several encoder threads prove one directory writable at once; none
+    /// removes another's probe (each once failed with "not writable").
+    #[test]
+    fn threads_check_one_directory_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..200 {
+                        check_writable(dir.path()).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
