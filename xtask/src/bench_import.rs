@@ -95,16 +95,16 @@ pub(crate) fn generate(dir: &Path, tuples: u64) -> anyhow::Result<()> {
 
 /// What one run took.
 #[derive(Clone, Copy, Debug)]
-struct Usage {
-    wall_s: f64,
+pub(crate) struct Usage {
+    pub(crate) wall_s: f64,
     /// User + system CPU seconds.
-    cpu_s: f64,
-    rss_bytes: u64,
+    pub(crate) cpu_s: f64,
+    pub(crate) rss_bytes: u64,
 }
 
 /// Runs `command` to completion, its stdout to `log`; wall and CPU time,
 /// peak RSS.
-fn measure(command: &mut Command, log: &Path) -> anyhow::Result<Usage> {
+pub(crate) fn measure(command: &mut Command, log: &Path) -> anyhow::Result<Usage> {
     let started = Instant::now();
     let child = command
         .stdout(fs::File::create(log)?)
@@ -119,7 +119,8 @@ fn measure(command: &mut Command, log: &Path) -> anyhow::Result<Usage> {
     ensure!(pid > 0, "wait4 failed");
     ensure!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{command:?} failed ({status})"
+        "{command:?} failed ({status}); output in {}",
+        log.display()
     );
     let time = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Usage {

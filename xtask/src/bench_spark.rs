@@ -11,35 +11,12 @@
 //!
 //! Results: stdout and `target/bench/spark.json`.
 
-use std::{fs, path::Path, process::Command, time::Instant};
+use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
-use crate::{build_observer, setup, sh, workspace_root};
-
-/// Wall and CPU (user + system) seconds of `command`, its stdout to `log`.
-fn timed(command: &mut Command, log: &Path) -> anyhow::Result<(f64, f64)> {
-    let started = Instant::now();
-    let child = command
-        .stdout(fs::File::create(log)?)
-        .spawn()
-        .with_context(|| format!("starting {command:?}"))?;
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid out-parameter.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; valid pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let wall = started.elapsed().as_secs_f64();
-    ensure!(pid > 0, "wait4 failed");
-    ensure!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{command:?} failed ({status}); output in {}",
-        log.display()
-    );
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok((wall, seconds(usage.ru_utime) + seconds(usage.ru_stime)))
-}
+use crate::{bench_import::measure, build_observer, setup, sh, workspace_root};
 
 /// The generated blobs as Azure's tree: blob N under hour N mod 24.
 fn layout(blobs: &Path, tree: &Path) -> anyhow::Result<()> {
@@ -96,7 +73,7 @@ pub(crate) fn run(tuples: u64, runs: u32) -> anyhow::Result<Value> {
         path
     };
     let import_out = fresh("cli-import");
-    let (import_wall, import_cpu) = timed(
+    let import = measure(
         Command::new(&observer)
             .args(["import", "azure-vnet-flow-log"])
             .arg(&tree)
@@ -106,6 +83,7 @@ pub(crate) fn run(tuples: u64, runs: u32) -> anyhow::Result<Value> {
             .arg(&topology),
         &root.join("cli-import.log"),
     )?;
+    let (import_wall, import_cpu) = (import.wall_s, import.cpu_s);
     let hive = fresh("hive");
     sh(Command::new(&observer)
         .args(["import", "azure-vnet-flow-log"])
@@ -115,7 +93,7 @@ pub(crate) fn run(tuples: u64, runs: u32) -> anyhow::Result<Value> {
         .args(["--partition", "hour", "--quiet"])
         .stdout(std::process::Stdio::null()))?;
     let classify_out = fresh("cli-classify");
-    let (classify_wall, classify_cpu) = timed(
+    let classify = measure(
         Command::new(&observer)
             .arg("classify")
             .arg("--topology")
@@ -125,6 +103,7 @@ pub(crate) fn run(tuples: u64, runs: u32) -> anyhow::Result<Value> {
             .arg(&hive),
         &root.join("cli-classify.log"),
     )?;
+    let (classify_wall, classify_cpu) = (classify.wall_s, classify.cpu_s);
 
     eprintln!("xtask: Spark local[{cores}] ({spec})");
     let output = Command::new(&python)

@@ -8,27 +8,12 @@
 use std::fmt::Write as _;
 
 use super::{Audit, Problem};
-use crate::catalog::Level;
+use crate::{catalog::Level, report::html::esc};
 
 static STYLE: &str = include_str!("../../assets/report/report.css");
 
 /// Extra rules for the audit's cards (the report's stylesheet has the rest).
 const CHECK_STYLE: &str = "pre.cmd{white-space:pre-wrap;word-break:break-all;background:rgba(127,127,127,.12);padding:.5em .75em;border-radius:4px;font-size:.85em}blockquote{margin:.25em 0 .25em 1em;padding-left:.75em;border-left:3px solid var(--c);opacity:.9}";
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }

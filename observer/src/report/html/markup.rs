@@ -16,7 +16,7 @@ pub(super) fn colour(judgement: Judgement) -> &'static str {
 }
 
 /// HTML-escapes text and attribute values.
-pub(super) fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -27,6 +27,8 @@ mod page;
 mod sankey;
 mod timeline;
 
+pub(crate) use markup::esc;
+
 #[cfg(test)]
 mod tests;
 
