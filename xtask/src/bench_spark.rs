@@ -43,14 +43,7 @@ pub(crate) fn run(tuples: u64, runs: u32) -> anyhow::Result<Value> {
     let wheel = crate::wheel::build()?;
     let (name, spec) = setup::PYSPARK_LINES[0];
     let python = setup::spark_tools(name, spec)?;
-    sh(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
+    sh(setup::pip_install(&python)
         .args(["--force-reinstall", "--no-deps"])
         .arg(&wheel))?;
     let root = workspace_root().join("target/bench/spark");

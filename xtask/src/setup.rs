@@ -117,17 +117,22 @@ pub(crate) fn spark_tools(name: &str, spec: &str) -> anyhow::Result<std::path::P
             missing.join(" "),
             venv.display()
         );
-        sh(Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(&missing))?;
+        sh(pip_install(&python).args(&missing))?;
     }
     Ok(python)
+}
+
+/// `python -m pip install --quiet` (packages to be added as arguments).
+pub(crate) fn pip_install(python: &std::path::Path) -> Command {
+    let mut command = Command::new(python);
+    command.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
+    command
 }
 
 /// Where the project-local tools live: `target/tools/{venv,npm}`.
@@ -156,15 +161,7 @@ pub(crate) fn python_tools() -> anyhow::Result<std::path::PathBuf> {
         .collect();
     if !missing.is_empty() {
         eprintln!("xtask: pip install {}", missing.join(" "));
-        sh(Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(&missing))?;
+        sh(pip_install(&python).args(&missing))?;
     }
     Ok(python)
 }

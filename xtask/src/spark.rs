@@ -30,16 +30,8 @@ pub(crate) fn test(observer: &Path, node_modules: &Path) -> Vec<String> {
             break;
         }
         let result = setup::spark_tools(name, spec).and_then(|python| {
-            sh(Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--force-reinstall",
-                    "--no-deps",
-                ])
+            sh(setup::pip_install(&python)
+                .args(["--force-reinstall", "--no-deps"])
                 .arg(&wheel))?;
             eprintln!("xtask: pytest on {spec}");
             sh(Command::new(&python)
