@@ -101,6 +101,20 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
     }
 
+    fn verdicts_of(batches: &[RecordBatch]) -> Vec<Option<String>> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("verdict")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     fn read(path: &str) -> (SchemaRef, Vec<RecordBatch>) {
         let file = std::fs::File::open(root().join(path)).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -125,17 +139,7 @@ mod tests {
         let (schema, batches) = read(
             "observer/testdata/parquet/schema-2/capture/flows-20261203T132852Z-22214-000002.parquet",
         );
-        let recorded_verdicts: Vec<Option<String>> = batches
-            .iter()
-            .flat_map(|b| {
-                b.column_by_name("verdict")
-                    .unwrap()
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| v.map(str::to_owned))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let recorded_verdicts = verdicts_of(&batches);
         // Add a column of the caller's own.
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| (**f).clone()).collect();
         fields.push(Field::new("row_id", DataType::Int32, false));
@@ -165,17 +169,7 @@ mod tests {
                 .data_type(),
             &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
-        let verdicts: Vec<Option<String>> = out
-            .iter()
-            .flat_map(|b| {
-                b.column_by_name("verdict")
-                    .unwrap()
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| v.map(str::to_owned))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let verdicts = verdicts_of(&out);
         assert_eq!(verdicts, recorded_verdicts);
         assert!(verdicts.iter().all(Option::is_some));
         let ids: Vec<i32> = out
